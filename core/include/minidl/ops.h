@@ -1,0 +1,76 @@
+// The differentiable ops: elementwise with broadcasting, reductions, linear algebra, shape ops, nn ops.
+// Each op's forward and backward live together in core/src/ops_*.cpp.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <span>
+#include <vector>
+
+#include "minidl/tensor.h"
+
+namespace minidl {
+
+// Elementwise, binary, with NumPy broadcasting (a scalar; a row vector over a matrix; keepdims reductions
+// against their source). Gradients are summed over broadcast axes.
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+/// Elementwise max; on ties the gradient goes to a (as TensorFlow's Maximum).
+Tensor maximum(const Tensor& a, const Tensor& b);
+
+// Elementwise, unary.
+Tensor neg(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor rsqrt(const Tensor& x);  ///< 1 / sqrt(x)
+Tensor square(const Tensor& x);
+Tensor pow(const Tensor& x, float exponent);
+Tensor relu(const Tensor& x);  ///< max(x, 0); gradient 0 at 0.
+/// Clamps into [lo, hi]; the gradient passes where lo <= x <= hi (as TensorFlow's clip_by_value).
+Tensor clip(const Tensor& x, float lo, float hi);
+Tensor add_scalar(const Tensor& x, float s);
+Tensor mul_scalar(const Tensor& x, float s);
+
+// Reductions. Empty axes = all axes. Negative axes count from the end.
+Tensor sum(const Tensor& x, std::vector<int> axes = {}, bool keepdims = false);
+Tensor mean(const Tensor& x, std::vector<int> axes = {}, bool keepdims = false);
+
+// Linear algebra.
+/// 2-D product op(a)·op(b), where op transposes when asked. [M,K] x [K,N] -> [M,N].
+Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool transpose_b = false);
+
+// Shape.
+/// Same values in a new shape (shares storage); one dimension may be -1: reshape(x, {-1, 784}).
+Tensor reshape(const Tensor& x, std::initializer_list<int64_t> dims);
+Tensor reshape(const Tensor& x, std::span<const int64_t> dims);
+Tensor reshape(const Tensor& x, const Shape& shape);
+/// Swaps two axes (by default the last two), copying.
+Tensor transpose(const Tensor& x, int axis0 = -2, int axis1 = -1);
+
+// Neural-network ops on the last axis.
+Tensor softmax(const Tensor& x);      ///< Stable: subtracts the row max.
+Tensor log_softmax(const Tensor& x);  ///< Stable: x - max - log(sum(exp(x - max))).
+/// [N] integer labels -> [N, classes] one-hot rows (no gradient). Throws on a label out of range.
+Tensor one_hot(std::span<const int32_t> labels, int64_t classes);
+/// x [N, C], labels [N] -> [N] with out[i] = x[i, labels[i]]; the gradient scatters back.
+Tensor gather(const Tensor& x, std::span<const int32_t> labels);
+
+// Operators where they read naturally.
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator-(const Tensor& x) { return neg(x); }
+inline Tensor operator+(const Tensor& a, float s) { return add_scalar(a, s); }
+inline Tensor operator+(float s, const Tensor& a) { return add_scalar(a, s); }
+inline Tensor operator-(const Tensor& a, float s) { return add_scalar(a, -s); }
+inline Tensor operator-(float s, const Tensor& a) { return add_scalar(neg(a), s); }
+inline Tensor operator*(const Tensor& a, float s) { return mul_scalar(a, s); }
+inline Tensor operator*(float s, const Tensor& a) { return mul_scalar(a, s); }
+inline Tensor operator/(const Tensor& a, float s) { return mul_scalar(a, 1.0f / s); }
+inline Tensor operator/(float s, const Tensor& a) { return div(Tensor::scalar(s), a); }
+
+}  // namespace minidl

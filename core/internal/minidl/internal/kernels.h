@@ -1,0 +1,20 @@
+// Shared numeric kernels used by ops and layers: the matrix product.
+#pragma once
+
+#include <cstdint>
+
+namespace minidl::internal {
+
+/// A row-major matrix operand, optionally read transposed.
+struct MatrixArg {
+  const float* data;
+  int64_t rows, cols;  // as stored
+  bool transposed;
+  int64_t out_rows() const { return transposed ? cols : rows; }
+  int64_t out_cols() const { return transposed ? rows : cols; }
+};
+
+/// out [M,N] = op(a)·op(b), or out += op(a)·op(b) with accumulate.
+void gemm(const MatrixArg& a, const MatrixArg& b, float* out, bool accumulate);
+
+}  // namespace minidl::internal

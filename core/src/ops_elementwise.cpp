@@ -1,0 +1,168 @@
+// Elementwise ops: binary with broadcasting (add, sub, mul, div, maximum) and unary (exp, log, relu, ...).
+#include <cmath>
+
+#include "minidl/autograd.h"
+#include "minidl/internal/broadcast.h"
+#include "minidl/ops.h"
+
+namespace minidl {
+namespace internal {
+
+std::array<int64_t, kMaxRank> strides_of(const Shape& s) {
+  std::array<int64_t, kMaxRank> strides{};
+  int64_t stride = 1;
+  for (int axis = s.rank() - 1; axis >= 0; --axis) {
+    strides[axis] = stride;
+    stride *= s[axis];
+  }
+  return strides;
+}
+
+Broadcast broadcast(const char* op, const Shape& a, const Shape& b) {
+  Broadcast bc;
+  const int rank = std::max(a.rank(), b.rank());
+  const auto sa = strides_of(a), sb = strides_of(b);
+  for (int axis = 0; axis < rank; ++axis) {
+    // Align from the right: axis `axis` of the output is axis (axis - rank + r) of an operand of rank r.
+    const int ia = axis - rank + a.rank(), ib = axis - rank + b.rank();
+    const int64_t da = ia >= 0 ? a[ia] : 1, db = ib >= 0 ? b[ib] : 1;
+    if (da != db && da != 1 && db != 1) fail(op, ": shapes do not broadcast: ", a.str(), " x ", b.str());
+    const int64_t d = da == 1 ? db : da;
+    bc.out.push_back(d);
+    bc.stride_a[axis] = (ia >= 0 && da == d && d != 1) ? sa[ia] : 0;
+    bc.stride_b[axis] = (ib >= 0 && db == d && d != 1) ? sb[ib] : 0;
+  }
+  return bc;
+}
+
+}  // namespace internal
+
+namespace {
+using internal::for_each_broadcast;
+
+// f(a, b) elementwise with broadcasting; da(a, b) and db(a, b) are its partial derivatives.
+template <class F, class DA, class DB>
+Tensor binary(const char* name, const Tensor& a, const Tensor& b, F f, DA da, DB db) {
+  const internal::Broadcast bc = internal::broadcast(name, a.shape(), b.shape());
+  Tensor out = Tensor::empty(bc.out);
+  const float *pa = a.data(), *pb = b.data();
+  float* po = out.data();
+  if (a.shape() == b.shape()) {
+    for (int64_t i = 0, n = out.numel(); i < n; ++i) po[i] = f(pa[i], pb[i]);
+  } else {
+    for_each_broadcast(bc, [&](int64_t o, int64_t ia, int64_t ib) { po[o] = f(pa[ia], pb[ib]); });
+  }
+  return record(out, name, {a, b}, [name, da, db](BackwardContext& c) {
+    // d out / d a = da(a, b), summed over the axes along which a was broadcast (likewise for b).
+    const Tensor a = c.input(0), b = c.input(1);
+    const float *g = c.grad_output().data(), *pa = a.data(), *pb = b.data();
+    const internal::Broadcast bc = internal::broadcast(name, a.shape(), b.shape());
+    if (c.needs_grad(0)) {
+      float* ga = c.grad(0);
+      for_each_broadcast(bc, [&](int64_t o, int64_t ia, int64_t ib) { ga[ia] += g[o] * da(pa[ia], pb[ib]); });
+    }
+    if (c.needs_grad(1)) {
+      float* gb = c.grad(1);
+      for_each_broadcast(bc, [&](int64_t o, int64_t ia, int64_t ib) { gb[ib] += g[o] * db(pa[ia], pb[ib]); });
+    }
+  });
+}
+
+// y = f(x) elementwise; df(x, y) is dy/dx (given y too, so exp and sqrt reuse their output).
+template <class F, class DF>
+Tensor unary(const char* name, const Tensor& x, F f, DF df) {
+  Tensor out = Tensor::empty(x.shape());
+  const float* px = x.data();
+  float* py = out.data();
+  for (int64_t i = 0, n = x.numel(); i < n; ++i) py[i] = f(px[i]);
+  return record(out, name, {x}, [df](BackwardContext& c) {
+    const float *g = c.grad_output().data(), *px = c.input(0).data(), *py = c.output().data();
+    float* gx = c.grad(0);
+    for (int64_t i = 0, n = c.output().numel(); i < n; ++i) gx[i] += g[i] * df(px[i], py[i]);
+  });
+}
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  return binary(
+      "add", a, b, [](float x, float y) { return x + y; }, [](float, float) { return 1.0f; },
+      [](float, float) { return 1.0f; });
+}
+
+Tensor sub(const Tensor& a, const Tensor& b) {
+  return binary(
+      "sub", a, b, [](float x, float y) { return x - y; }, [](float, float) { return 1.0f; },
+      [](float, float) { return -1.0f; });
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  return binary(
+      "mul", a, b, [](float x, float y) { return x * y; }, [](float, float y) { return y; },
+      [](float x, float) { return x; });
+}
+
+Tensor div(const Tensor& a, const Tensor& b) {
+  return binary(
+      "div", a, b, [](float x, float y) { return x / y; }, [](float, float y) { return 1.0f / y; },
+      [](float x, float y) { return -x / (y * y); });
+}
+
+Tensor maximum(const Tensor& a, const Tensor& b) {
+  return binary(
+      "maximum", a, b, [](float x, float y) { return x >= y ? x : y; },
+      [](float x, float y) { return x >= y ? 1.0f : 0.0f; }, [](float x, float y) { return x >= y ? 0.0f : 1.0f; });
+}
+
+Tensor neg(const Tensor& x) {
+  return unary("neg", x, [](float v) { return -v; }, [](float, float) { return -1.0f; });
+}
+
+Tensor exp(const Tensor& x) {
+  return unary("exp", x, [](float v) { return std::exp(v); }, [](float, float y) { return y; });
+}
+
+Tensor log(const Tensor& x) {
+  return unary("log", x, [](float v) { return std::log(v); }, [](float v, float) { return 1.0f / v; });
+}
+
+Tensor sqrt(const Tensor& x) {
+  return unary("sqrt", x, [](float v) { return std::sqrt(v); }, [](float, float y) { return 0.5f / y; });
+}
+
+Tensor rsqrt(const Tensor& x) {
+  // y = x^(-1/2), dy/dx = -1/2 x^(-3/2) = -1/2 y^3
+  return unary(
+      "rsqrt", x, [](float v) { return 1.0f / std::sqrt(v); }, [](float, float y) { return -0.5f * y * y * y; });
+}
+
+Tensor square(const Tensor& x) {
+  return unary("square", x, [](float v) { return v * v; }, [](float v, float) { return 2.0f * v; });
+}
+
+Tensor pow(const Tensor& x, float exponent) {
+  return unary(
+      "pow", x, [exponent](float v) { return std::pow(v, exponent); },
+      [exponent](float v, float) { return exponent * std::pow(v, exponent - 1.0f); });
+}
+
+Tensor relu(const Tensor& x) {
+  return unary(
+      "relu", x, [](float v) { return v > 0.0f ? v : 0.0f; }, [](float v, float) { return v > 0.0f ? 1.0f : 0.0f; });
+}
+
+Tensor clip(const Tensor& x, float lo, float hi) {
+  if (!(lo <= hi)) fail("clip: lower bound ", lo, " is above upper bound ", hi);
+  return unary(
+      "clip", x, [lo, hi](float v) { return v < lo ? lo : (v > hi ? hi : v); },
+      [lo, hi](float v, float) { return (v >= lo && v <= hi) ? 1.0f : 0.0f; });
+}
+
+Tensor add_scalar(const Tensor& x, float s) {
+  return unary("add_scalar", x, [s](float v) { return v + s; }, [](float, float) { return 1.0f; });
+}
+
+Tensor mul_scalar(const Tensor& x, float s) {
+  return unary("mul_scalar", x, [s](float v) { return v * s; }, [s](float, float) { return s; });
+}
+
+}  // namespace minidl

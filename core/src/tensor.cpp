@@ -1,0 +1,169 @@
+// Tensor: storage, factories, element access, copies and printing.
+#include "minidl/tensor.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+
+namespace minidl {
+namespace detail {
+
+namespace {
+constexpr size_t kAlignment = 64;  // a cache line; enough for AVX-512 loads
+}
+
+Storage::Storage(int64_t n) : size(n) {
+  const size_t bytes = std::max<size_t>(kAlignment, (static_cast<size_t>(n) * sizeof(float) + kAlignment - 1) /
+                                                        kAlignment * kAlignment);
+  data = static_cast<float*>(std::aligned_alloc(kAlignment, bytes));
+  if (!data) fail("Tensor: out of memory allocating ", n, " floats");
+}
+
+Storage::~Storage() { std::free(data); }
+
+}  // namespace detail
+
+detail::TensorImpl& Tensor::impl() const {
+  if (!impl_) fail("Tensor: use of an undefined tensor");
+  return *impl_;
+}
+
+Tensor Tensor::empty(const Shape& shape) {
+  auto impl = std::make_shared<detail::TensorImpl>();
+  impl->shape = shape;
+  impl->storage = std::make_shared<detail::Storage>(shape.numel());
+  return Tensor(std::move(impl));
+}
+
+Tensor Tensor::zeros(const Shape& shape) { return full(shape, 0.0f); }
+Tensor Tensor::ones(const Shape& shape) { return full(shape, 1.0f); }
+
+Tensor Tensor::full(const Shape& shape, float value) {
+  Tensor t = empty(shape);
+  t.fill_(value);
+  return t;
+}
+
+Tensor Tensor::scalar(float value) { return full(Shape{}, value); }
+
+Tensor Tensor::from(const Shape& shape, std::span<const float> values) {
+  if (static_cast<int64_t>(values.size()) != shape.numel())
+    fail("Tensor::from: shape ", shape.str(), " holds ", shape.numel(), " values, got ", values.size());
+  Tensor t = empty(shape);
+  std::copy(values.begin(), values.end(), t.data());
+  return t;
+}
+
+Tensor Tensor::from(const Shape& shape, std::initializer_list<float> values) {
+  return from(shape, std::span<const float>(values.begin(), values.size()));
+}
+
+Tensor Tensor::uniform(const Shape& shape, float lo, float hi, Generator& gen) {
+  Tensor t = empty(shape);
+  for (float& v : t.values()) v = gen.uniform(lo, hi);
+  return t;
+}
+
+Tensor Tensor::normal(const Shape& shape, float mean, float stddev, Generator& gen) {
+  Tensor t = empty(shape);
+  for (float& v : t.values()) v = gen.normal(mean, stddev);
+  return t;
+}
+
+float Tensor::item() const {
+  if (numel() != 1) fail("Tensor::item: needs a tensor of one element, got shape ", shape().str());
+  return data()[0];
+}
+
+namespace {
+int64_t flat_index(const Shape& shape, std::initializer_list<int64_t> index) {
+  if (static_cast<int>(index.size()) != shape.rank())
+    fail("Tensor::at: ", index.size(), " indices for a tensor of shape ", shape.str());
+  int64_t flat = 0;
+  int axis = 0;
+  for (int64_t i : index) {
+    if (i < 0 || i >= shape[axis]) fail("Tensor::at: index ", i, " out of range for axis ", axis, " of ", shape.str());
+    flat = flat * shape[axis++] + i;
+  }
+  return flat;
+}
+}  // namespace
+
+float& Tensor::at(std::initializer_list<int64_t> index) { return data()[flat_index(shape(), index)]; }
+float Tensor::at(std::initializer_list<int64_t> index) const { return data()[flat_index(shape(), index)]; }
+
+Tensor Tensor::clone() const {
+  Tensor t = empty(shape());
+  std::copy_n(data(), numel(), t.data());
+  return t;
+}
+
+void Tensor::copy_(const Tensor& src) {
+  if (!(src.shape() == shape())) fail("Tensor::copy_: shapes differ: ", shape().str(), " <- ", src.shape().str());
+  std::copy_n(src.data(), numel(), data());
+}
+
+void Tensor::fill_(float value) { std::fill_n(data(), numel(), value); }
+
+Tensor& Tensor::set_requires_grad(bool on) {
+  if (impl().is_result && !on)
+    fail("Tensor::set_requires_grad: cannot clear requires_grad on an op result; use detach()");
+  impl().requires_grad = on;
+  return *this;
+}
+
+Tensor Tensor::grad() const { return impl().grad ? Tensor(impl().grad) : Tensor(); }
+
+void Tensor::zero_grad() { impl().grad.reset(); }
+
+Tensor Tensor::detach() const {
+  auto impl = std::make_shared<detail::TensorImpl>();
+  impl->shape = shape();
+  impl->storage = this->impl().storage;
+  return Tensor(std::move(impl));
+}
+
+namespace {
+// Prints axis `axis` of the block starting at `offset`, eliding the middle of long axes.
+void print_block(std::ostream& out, const Tensor& t, int axis, int64_t offset, int64_t stride, bool summarise) {
+  const Shape& s = t.shape();
+  const int64_t n = s[axis];
+  const int64_t inner = stride / std::max<int64_t>(n, 1);
+  out << '[';
+  for (int64_t i = 0; i < n; ++i) {
+    if (summarise && n > 6 && i == 3) {
+      out << "..., ";
+      i = n - 3;
+    }
+    if (axis + 1 == s.rank())
+      out << t.data()[offset + i];
+    else
+      print_block(out, t, axis + 1, offset + i * inner, inner, summarise);
+    if (i + 1 < n) out << (axis + 1 == s.rank() ? ", " : ",\n" + std::string(axis + 1, ' '));
+  }
+  out << ']';
+}
+}  // namespace
+
+std::string Tensor::str() const {
+  std::ostringstream out;
+  out << *this;
+  return out.str();
+}
+
+std::ostream& operator<<(std::ostream& out, const Tensor& t) {
+  if (!t.defined()) return out << "Tensor(undefined)";
+  out << "Tensor" << t.shape().str() << (t.requires_grad() ? " requires_grad" : "") << '\n';
+  std::ostringstream body;
+  body << std::setprecision(6);
+  if (t.dim() == 0)
+    body << t.data()[0];
+  else
+    print_block(body, t, 0, 0, t.numel(), t.numel() > 1000);
+  return out << body.str();
+}
+
+}  // namespace minidl

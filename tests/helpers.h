@@ -1,0 +1,53 @@
+// Shared test helpers: seeded parameter tensors, a gradient-check assertion, value comparison.
+#pragma once
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <functional>
+#include <vector>
+
+#include "minidl/core.h"
+
+namespace minidl::test {
+
+/// A leaf tensor with values uniform in [lo, hi), requiring grad, from a generator seeded with `seed`.
+inline Tensor param(const Shape& shape, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  Generator gen(seed);
+  Tensor t = Tensor::uniform(shape, lo, hi, gen);
+  t.set_requires_grad(true);
+  return t;
+}
+
+/// Like param, but every value at least `margin` away from every kink in `kinks` (relu, clip, maximum).
+inline Tensor param_away_from(const Shape& shape, uint64_t seed, std::vector<float> kinks, float margin = 0.05f) {
+  Tensor t = param(shape, seed);
+  for (float& v : t.values())
+    for (float k : kinks)
+      if (std::abs(v - k) < margin) v = k + (v < k ? -margin : margin);
+  return t;
+}
+
+/// REQUIREs that every input's autodiff gradient matches central differences.
+inline void require_grad_ok(const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                            const std::vector<Tensor>& inputs, GradcheckOptions options = {}) {
+  const GradcheckResult r = gradcheck(f, inputs, options);
+  std::string errors;
+  for (size_t i = 0; i < r.max_relative_error.size(); ++i)
+    errors += " input " + std::to_string(i) + ": " + std::to_string(r.max_relative_error[i]);
+  INFO("relative errors:" << errors << "; tolerance " << options.tolerance);
+  REQUIRE(r.max_relative_error.size() == inputs.size());
+  REQUIRE(r.ok);
+}
+
+/// REQUIREs that t holds `expected` (shape and values) within an absolute tolerance.
+inline void require_values(const Tensor& t, const Shape& shape, const std::vector<float>& expected,
+                           float tolerance = 1e-6f) {
+  REQUIRE(t.shape() == shape);
+  REQUIRE(t.numel() == static_cast<int64_t>(expected.size()));
+  for (size_t i = 0; i < expected.size(); ++i) {
+    INFO("element " << i);
+    REQUIRE(t.data()[i] == Approx(expected[i]).margin(tolerance));
+  }
+}
+
+}  // namespace minidl::test
