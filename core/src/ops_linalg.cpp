@@ -58,4 +58,32 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose
   });
 }
 
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  if (x.dim() != 2 || w.dim() != 2) fail("linear: expects 2-D x and w, got ", x.shape().str(), " x ", w.shape().str());
+  if (x.size(1) != w.size(0)) fail("linear: inner dimensions differ: ", x.shape().str(), " x ", w.shape().str());
+  const int64_t rows = x.size(0), units = w.size(1);
+  if (b.defined() && !(b.shape() == Shape{units}))
+    fail("linear: bias ", b.shape().str(), " does not match ", units, " output units");
+  Tensor out = Tensor::empty({rows, units});
+  internal::MatrixMap y(out.data(), rows, units);
+  if (b.defined())
+    y.rowwise() = internal::ConstMatrixMap(b.data(), 1, units).row(0);
+  else
+    y.setZero();
+  internal::gemm({x.data(), rows, x.size(1), false}, {w.data(), w.size(0), units, false}, out.data(), true);
+
+  const auto backward = [](BackwardContext& c) {
+    // y = xW + b:  dx = G Wᵀ,  dW = xᵀ G,  db = column sums of G.
+    const Tensor x = c.input(0), w = c.input(1), &g = c.grad_output();
+    const internal::MatrixArg G{g.data(), g.size(0), g.size(1), false};
+    if (c.needs_grad(0)) internal::gemm(G, {w.data(), w.size(0), w.size(1), true}, c.grad(0), true);
+    if (c.needs_grad(1)) internal::gemm({x.data(), x.size(0), x.size(1), true}, G, c.grad(1), true);
+    if (c.num_inputs() == 3 && c.needs_grad(2)) {
+      internal::MatrixMap db(c.grad(2), 1, g.size(1));
+      db.noalias() += internal::ConstMatrixMap(g.data(), g.size(0), g.size(1)).colwise().sum();
+    }
+  };
+  return b.defined() ? record(out, "linear", {x, w, b}, backward) : record(out, "linear", {x, w}, backward);
+}
+
 }  // namespace minidl

@@ -40,6 +40,7 @@ Tensor softmax(const Tensor& x) {
   last_axis("softmax", x, &rows, &cols);
   Tensor out = Tensor::empty(x.shape());
   softmax_rows(x.data(), out.data(), rows, cols, false);
+  out.impl().softmax_logits = x.impl_ptr();
   return record(out, "softmax", {x}, [rows, cols](BackwardContext& c) {
     // dx_j = y_j (g_j - Σ_k g_k y_k)
     const float *y = c.output().data(), *g = c.grad_output().data();
@@ -99,6 +100,96 @@ Tensor gather(const Tensor& x, std::span<const int32_t> labels) {
     float* gx = c.grad(0);
     for (size_t i = 0; i < index.size(); ++i) gx[static_cast<int64_t>(i) * cols + index[i]] += g[i];
   });
+}
+
+Tensor softmax_logits_of(const Tensor& probabilities) {
+  const auto& logits = probabilities.impl().softmax_logits;
+  return logits ? Tensor(logits) : Tensor();
+}
+
+namespace {
+// Row losses logsumexp(z) − Σ_c y_c z_c and, into `probs`, softmax(z); the mean loss over rows is returned.
+// Targets are read through target(r, c) so one kernel serves one-hot rows and integer labels.
+template <class Target>
+float cross_entropy_rows(const float* z, int64_t rows, int64_t cols, float* probs, Target target) {
+  double total = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = z + r * cols;
+    const float max = *std::max_element(row, row + cols);
+    double sum_exp = 0.0;
+    for (int64_t c = 0; c < cols; ++c) sum_exp += std::exp(static_cast<double>(row[c] - max));
+    const double log_sum = std::log(sum_exp);
+    double loss = 0.0;
+    for (int64_t c = 0; c < cols; ++c) {
+      const double t = target(r, c);
+      // logsumexp(z) − z_c = log_sum − (z_c − max), weighted by the target mass on c
+      if (t != 0.0) loss += t * (log_sum - (row[c] - max));
+      probs[r * cols + c] = static_cast<float>(std::exp(static_cast<double>(row[c] - max) - log_sum));
+    }
+    total += loss;
+  }
+  return rows ? static_cast<float>(total / static_cast<double>(rows)) : 0.0f;
+}
+
+void check_logits(const char* op, const Tensor& logits) {
+  if (logits.dim() != 2) fail(op, ": expects logits of shape [N,C], got ", logits.shape().str());
+}
+}  // namespace
+
+Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& targets) {
+  check_logits("softmax_cross_entropy", logits);
+  if (!(targets.shape() == logits.shape()))
+    fail("softmax_cross_entropy: targets ", targets.shape().str(), " do not match logits ", logits.shape().str());
+  const int64_t rows = logits.size(0), cols = logits.size(1);
+  Tensor probs = Tensor::empty(logits.shape());
+  const float* y = targets.data();
+  const float loss = cross_entropy_rows(logits.data(), rows, cols, probs.data(),
+                                        [&](int64_t r, int64_t c) { return y[r * cols + c]; });
+  return record(Tensor::scalar(loss), "softmax_cross_entropy", {logits, targets},
+                [rows, cols, probs](BackwardContext& c) {
+                  // d/dz_c [logsumexp(z) − Σ y z] = p_c·Σy − y_c; the mean divides by N.
+                  // d/dy_c = logsumexp(z) − z_c = −log p_c.
+                  const float scale = c.grad_output().item() / static_cast<float>(std::max<int64_t>(rows, 1));
+                  const float *p = probs.data(), *y = c.input(1).data();
+                  if (c.needs_grad(0)) {
+                    float* gz = c.grad(0);
+                    for (int64_t r = 0; r < rows; ++r) {
+                      float mass = 0.0f;
+                      for (int64_t k = 0; k < cols; ++k) mass += y[r * cols + k];
+                      for (int64_t k = 0; k < cols; ++k)
+                        gz[r * cols + k] += scale * (p[r * cols + k] * mass - y[r * cols + k]);
+                    }
+                  }
+                  if (c.needs_grad(1)) {
+                    float* gy = c.grad(1);
+                    for (int64_t i = 0; i < rows * cols; ++i) gy[i] -= scale * std::log(p[i]);
+                  }
+                });
+}
+
+Tensor sparse_softmax_cross_entropy(const Tensor& logits, std::span<const int32_t> labels) {
+  check_logits("sparse_softmax_cross_entropy", logits);
+  const int64_t rows = logits.size(0), cols = logits.size(1);
+  if (static_cast<int64_t>(labels.size()) != rows)
+    fail("sparse_softmax_cross_entropy: ", labels.size(), " labels for logits of shape ", logits.shape().str());
+  for (size_t i = 0; i < labels.size(); ++i)
+    if (labels[i] < 0 || labels[i] >= cols)
+      fail("sparse_softmax_cross_entropy: label ", labels[i], " at index ", i, " is out of range for ", cols,
+           " classes");
+  Tensor probs = Tensor::empty(logits.shape());
+  const float loss = cross_entropy_rows(logits.data(), rows, cols, probs.data(),
+                                        [&](int64_t r, int64_t c) { return labels[r] == c ? 1.0 : 0.0; });
+  return record(Tensor::scalar(loss), "sparse_softmax_cross_entropy", {logits},
+                [rows, cols, probs, index = std::vector<int32_t>(labels.begin(), labels.end())](BackwardContext& c) {
+                  // (softmax(z) − onehot(label)) / N
+                  const float scale = c.grad_output().item() / static_cast<float>(std::max<int64_t>(rows, 1));
+                  const float* p = probs.data();
+                  float* gz = c.grad(0);
+                  for (int64_t r = 0; r < rows; ++r) {
+                    for (int64_t k = 0; k < cols; ++k) gz[r * cols + k] += scale * p[r * cols + k];
+                    gz[r * cols + index[r]] -= scale;
+                  }
+                });
 }
 
 }  // namespace minidl

@@ -50,13 +50,25 @@ Tensor reshape(const Tensor& x, const Shape& shape);
 /// Swaps two axes (by default the last two), copying.
 Tensor transpose(const Tensor& x, int axis0 = -2, int axis1 = -1);
 
+/// Fused x·w + b for x [N,K], w [K,M], b [M] (b may be undefined): one output, one backward.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b);
+
 // Neural-network ops on the last axis.
-Tensor softmax(const Tensor& x);      ///< Stable: subtracts the row max.
+/// Stable: subtracts the row max. The result remembers its logits (see softmax_logits_of).
+Tensor softmax(const Tensor& x);
 Tensor log_softmax(const Tensor& x);  ///< Stable: x - max - log(sum(exp(x - max))).
 /// [N] integer labels -> [N, classes] one-hot rows (no gradient). Throws on a label out of range.
 Tensor one_hot(std::span<const int32_t> labels, int64_t classes);
 /// x [N, C], labels [N] -> [N] with out[i] = x[i, labels[i]]; the gradient scatters back.
 Tensor gather(const Tensor& x, std::span<const int32_t> labels);
+
+/// Mean over rows of the cross-entropy between target distributions y [N,C] (e.g. one-hot) and
+/// softmax(logits): logsumexp(z) − Σ y·z. Fused backward: (softmax(z)·Σy − y) / N.
+Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& targets);
+/// The same with integer labels [N]: logsumexp(z) − z[label].
+Tensor sparse_softmax_cross_entropy(const Tensor& logits, std::span<const int32_t> labels);
+/// The logits a tensor is the softmax of, or an undefined tensor when it was not made by softmax().
+Tensor softmax_logits_of(const Tensor& probabilities);
 
 // Operators where they read naturally.
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }

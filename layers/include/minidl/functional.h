@@ -1,0 +1,29 @@
+// Functional normalisation: tf.nn.moments and tf.nn.batch_normalization (the document's Example 3), composed
+// from core ops so autodiff differentiates through the batch statistics; and the fused kernels the
+// BatchNormalization layer uses, with hand-written backward passes.
+#pragma once
+
+#include <utility>
+#include <vector>
+
+#include "minidl/tensor.h"
+
+namespace minidl {
+
+/// (mean, biased variance) over `axes`; variance uses the mean with its gradient stopped, as TensorFlow.
+std::pair<Tensor, Tensor> moments(const Tensor& x, const std::vector<int>& axes, bool keepdims = false);
+
+/// inv = rsqrt(variance + epsilon)·scale; y = x·inv + (offset − mean·inv). offset and scale may be undefined.
+Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& variance, const Tensor& offset,
+                           const Tensor& scale, float epsilon);
+
+/// Fused training-mode batch norm over all axes but the last, x [..., C]: y = gamma·(x − μ)/sqrt(σ² + eps)
+/// + beta with the batch mean μ and biased variance σ², written to batch_mean / batch_variance ([C]).
+/// gamma and beta may be undefined (scale 1, offset 0).
+Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float epsilon,
+                        Tensor& batch_mean, Tensor& batch_variance);
+/// Fused inference-mode batch norm with given statistics (no gradient to them).
+Tensor batch_norm_inference(const Tensor& x, const Tensor& mean, const Tensor& variance, const Tensor& gamma,
+                            const Tensor& beta, float epsilon);
+
+}  // namespace minidl

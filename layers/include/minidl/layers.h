@@ -1,0 +1,77 @@
+// The layers of the document's model: Dense, ReLU, Softmax and Keras-exact BatchNormalization.
+#pragma once
+
+#include "minidl/module.h"
+#include "minidl/random.h"
+
+namespace minidl {
+
+enum class Activation { none, relu, softmax };
+
+/// Keras Dense: kernel [in, units] (glorot_uniform), bias zeros, y = activation(x·kernel + bias).
+class Dense : public Module {
+ public:
+  Dense(int64_t in_features, int64_t units, Activation activation = Activation::none,
+        Generator& gen = default_generator(), std::string name = unique_name("dense"));
+  Tensor forward(const Tensor& x) override;
+  Shape output_shape(const Shape& input) const override;
+  std::string type_name() const override { return "Dense"; }
+  Tensor& kernel() { return kernel_; }
+  Tensor& bias() { return bias_; }
+  Activation activation() const { return activation_; }
+
+ private:
+  int64_t in_features_, units_;
+  Activation activation_;
+  Tensor kernel_, bias_;
+};
+
+class ReLU : public Module {
+ public:
+  explicit ReLU(std::string name = unique_name("re_lu")) : Module(std::move(name)) {}
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "ReLU"; }
+};
+
+/// Softmax over the last axis.
+class Softmax : public Module {
+ public:
+  explicit Softmax(std::string name = unique_name("softmax")) : Module(std::move(name)) {}
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "Softmax"; }
+};
+
+struct BatchNormalizationOptions {
+  /// Keras convention: the weight kept on the OLD moving value,
+  ///   moving = moving·momentum + batch·(1 − momentum).
+  /// PyTorch's momentum is the weight on the NEW value: torch momentum = 1 − Keras momentum (0.99 ↔ 0.01).
+  float momentum = 0.99f;
+  float epsilon = 1e-3f;  ///< Added to the variance inside the square root.
+  bool center = true;     ///< Learn beta.
+  bool scale = true;      ///< Learn gamma.
+};
+
+/// Keras BatchNormalization over the last axis (spec §1). Training mode: batch mean and biased variance, the
+/// moving statistics updated as a side effect of forward; inference mode (or trainable = false): the
+/// moving statistics, untouched. momentum = 0 leaves the moving statistics equal to the last training batch's.
+class BatchNormalization : public Module {
+ public:
+  explicit BatchNormalization(int64_t features, BatchNormalizationOptions options = {},
+                              std::string name = unique_name("batch_normalization"));
+  Tensor forward(const Tensor& x) override;
+  Shape output_shape(const Shape& input) const override;
+  std::string type_name() const override { return "BatchNormalization"; }
+  std::string summary_note() const override;
+  const BatchNormalizationOptions& options() const { return options_; }
+  Tensor& gamma() { return gamma_; }  ///< Undefined when scale is false.
+  Tensor& beta() { return beta_; }    ///< Undefined when center is false.
+  Tensor& moving_mean() { return moving_mean_; }
+  Tensor& moving_variance() { return moving_variance_; }
+
+ private:
+  int64_t features_;
+  BatchNormalizationOptions options_;
+  Tensor gamma_, beta_, moving_mean_, moving_variance_;
+};
+
+}  // namespace minidl

@@ -1,0 +1,8 @@
+// Everything for building and training models in one include: the core, layers, functional forms, losses.
+#pragma once
+
+#include "minidl/core.h"
+#include "minidl/functional.h"
+#include "minidl/layers.h"
+#include "minidl/losses.h"
+#include "minidl/module.h"

@@ -1,0 +1,181 @@
+// Keras BatchNormalization: the layer, and its fused training/inference kernels with hand-written backward.
+#include <cmath>
+#include <iomanip>
+#include <sstream>
+#include <vector>
+
+#include "minidl/autograd.h"
+#include "minidl/functional.h"
+#include "minidl/layers.h"
+
+namespace minidl {
+namespace {
+// x [..., C] is read as [N, C] rows.
+void rows_and_channels(const char* op, const Tensor& x, int64_t* n, int64_t* c) {
+  if (x.dim() < 1) fail(op, ": needs at least one axis, got shape ", x.shape().str());
+  *c = x.size(-1);
+  *n = *c ? x.numel() / *c : 0;
+}
+
+void check_channels(const char* op, const char* what, const Tensor& t, int64_t c) {
+  if (t.defined() && !(t.shape() == Shape{c}))
+    fail(op, ": ", what, " has shape ", t.shape().str(), ", expected [", c, "]");
+}
+
+// Per-channel sums of f(row, channel) over rows, in double, into out[c] (scratch reused across calls).
+template <class F>
+void channel_sums(int64_t n, int64_t c, std::vector<double>& out, F f) {
+  out.assign(static_cast<size_t>(c), 0.0);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t k = 0; k < c; ++k) out[k] += f(r * c + k, k);
+}
+
+thread_local std::vector<double> t_sum_a, t_sum_b;
+}  // namespace
+
+Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float epsilon,
+                        Tensor& batch_mean, Tensor& batch_variance) {
+  int64_t n, c;
+  rows_and_channels("batch_norm_train", x, &n, &c);
+  check_channels("batch_norm_train", "gamma", gamma, c);
+  check_channels("batch_norm_train", "beta", beta, c);
+  const Tensor g = gamma.defined() ? gamma : Tensor::ones({c});
+  const Tensor b = beta.defined() ? beta : Tensor::zeros({c});
+  batch_mean = Tensor::empty({c});
+  batch_variance = Tensor::empty({c});
+  Tensor inv = Tensor::empty({c}), xhat = Tensor::empty(x.shape()), y = Tensor::empty(x.shape());
+  const float* px = x.data();
+  float *mean = batch_mean.data(), *var = batch_variance.data(), *pinv = inv.data();
+
+  // Two passes: the mean, then the biased variance around it (spec §1).
+  channel_sums(n, c, t_sum_a, [&](int64_t i, int64_t) { return double(px[i]); });
+  for (int64_t k = 0; k < c; ++k) mean[k] = static_cast<float>(t_sum_a[k] / static_cast<double>(n));
+  channel_sums(n, c, t_sum_a, [&](int64_t i, int64_t k) {
+    const double d = double(px[i]) - mean[k];
+    return d * d;
+  });
+  for (int64_t k = 0; k < c; ++k) {
+    var[k] = static_cast<float>(t_sum_a[k] / static_cast<double>(n));
+    pinv[k] = 1.0f / std::sqrt(var[k] + epsilon);
+  }
+  const float *pg = g.data(), *pb = b.data();
+  float *ph = xhat.data(), *py = y.data();
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t k = 0; k < c; ++k) {
+      const int64_t i = r * c + k;
+      ph[i] = (px[i] - mean[k]) * pinv[k];
+      py[i] = ph[i] * pg[k] + pb[k];
+    }
+
+  return record(y, "batch_norm_train", {x, g, b}, [n, c, inv, xhat](BackwardContext& ctx) {
+    // With x̂ = (x − μ)·inv, inv = 1/sqrt(σ² + eps), y = γ x̂ + β, and μ, σ² functions of the whole batch:
+    //   dβ = Σ dy        dγ = Σ dy·x̂        dx = (γ·inv / N)·(N·dy − dβ − x̂·dγ)
+    // (the last from dx̂ = γ dy and the chain through μ and σ²; spec §1).
+    const float *dy = ctx.grad_output().data(), *ph = xhat.data(), *pinv = inv.data();
+    const float* pg = ctx.input(1).data();
+    channel_sums(n, c, t_sum_a, [&](int64_t i, int64_t) { return double(dy[i]); });
+    channel_sums(n, c, t_sum_b, [&](int64_t i, int64_t) { return double(dy[i]) * ph[i]; });
+    if (ctx.needs_grad(0)) {
+      float* dx = ctx.grad(0);
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t k = 0; k < c; ++k) {
+          const int64_t i = r * c + k;
+          const double scale = double(pg[k]) * pinv[k] / static_cast<double>(n);
+          dx[i] += static_cast<float>(scale * (static_cast<double>(n) * dy[i] - t_sum_a[k] - ph[i] * t_sum_b[k]));
+        }
+    }
+    if (ctx.needs_grad(1))
+      for (int64_t k = 0; k < c; ++k) ctx.grad(1)[k] += static_cast<float>(t_sum_b[k]);
+    if (ctx.needs_grad(2))
+      for (int64_t k = 0; k < c; ++k) ctx.grad(2)[k] += static_cast<float>(t_sum_a[k]);
+  });
+}
+
+Tensor batch_norm_inference(const Tensor& x, const Tensor& mean, const Tensor& variance, const Tensor& gamma,
+                            const Tensor& beta, float epsilon) {
+  int64_t n, c;
+  rows_and_channels("batch_norm_inference", x, &n, &c);
+  check_channels("batch_norm_inference", "mean", mean, c);
+  check_channels("batch_norm_inference", "variance", variance, c);
+  check_channels("batch_norm_inference", "gamma", gamma, c);
+  check_channels("batch_norm_inference", "beta", beta, c);
+  const Tensor g = gamma.defined() ? gamma : Tensor::ones({c});
+  const Tensor b = beta.defined() ? beta : Tensor::zeros({c});
+  Tensor y = Tensor::empty(x.shape());
+  const float *px = x.data(), *pm = mean.data(), *pv = variance.data(), *pg = g.data(), *pb = b.data();
+  float* py = y.data();
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t k = 0; k < c; ++k) {
+      const int64_t i = r * c + k;
+      py[i] = (px[i] - pm[k]) * (1.0f / std::sqrt(pv[k] + epsilon)) * pg[k] + pb[k];
+    }
+  return record(y, "batch_norm_inference", {x, g, b, mean, variance}, [n, c, epsilon](BackwardContext& ctx) {
+    // Fixed statistics: dx = dy·γ·inv, dγ = Σ dy·(x − m)·inv, dβ = Σ dy, with inv = rsqrt(v + eps).
+    const float *dy = ctx.grad_output().data(), *px = ctx.input(0).data(), *pg = ctx.input(1).data();
+    const float *pm = ctx.input(3).data(), *pv = ctx.input(4).data();
+    float* dx = ctx.needs_grad(0) ? ctx.grad(0) : nullptr;
+    float* dg = ctx.needs_grad(1) ? ctx.grad(1) : nullptr;
+    float* db = ctx.needs_grad(2) ? ctx.grad(2) : nullptr;
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t k = 0; k < c; ++k) {
+        const int64_t i = r * c + k;
+        const float inv = 1.0f / std::sqrt(pv[k] + epsilon);
+        if (dx) dx[i] += dy[i] * pg[k] * inv;
+        if (dg) dg[k] += dy[i] * (px[i] - pm[k]) * inv;
+        if (db) db[k] += dy[i];
+      }
+  });
+}
+
+BatchNormalization::BatchNormalization(int64_t features, BatchNormalizationOptions options, std::string name)
+    : Module(std::move(name)), features_(features), options_(options) {
+  if (features <= 0) fail("BatchNormalization '", this->name(), "': features must be > 0, got ", features);
+  if (!(options.momentum >= 0.0f && options.momentum <= 1.0f))
+    fail("BatchNormalization '", this->name(), "': momentum must be in [0, 1], got ", options.momentum,
+         " (Keras convention: weight on the old moving value; PyTorch's 0.1 is Keras's 0.9)");
+  if (!(options.epsilon > 0.0f))
+    fail("BatchNormalization '", this->name(), "': epsilon must be > 0, got ", options.epsilon);
+  if (options.scale) gamma_ = register_parameter("gamma", Tensor::ones({features}));
+  if (options.center) beta_ = register_parameter("beta", Tensor::zeros({features}));
+  moving_mean_ = register_buffer("moving_mean", Tensor::zeros({features}));
+  moving_variance_ = register_buffer("moving_variance", Tensor::ones({features}));
+}
+
+Shape BatchNormalization::output_shape(const Shape& input) const {
+  if (input.rank() < 1 || input[input.rank() - 1] != features_)
+    fail("BatchNormalization '", name(), "': expects ", features_, " features on the last axis, got ", input.str());
+  return input;
+}
+
+std::string BatchNormalization::summary_note() const {
+  std::ostringstream out;
+  out << std::setprecision(5);  // 1 − 0.99f is 0.0099999905 in float: show 0.01
+  out << "momentum=" << options_.momentum << " (weight on the old moving value; PyTorch momentum="
+      << 1.0f - options_.momentum << "), epsilon=" << options_.epsilon;
+  return out.str();
+}
+
+Tensor BatchNormalization::forward(const Tensor& x) {
+  output_shape(x.shape());
+  // Keras: a frozen layer (trainable = false) normalises with its moving statistics even in training.
+  if (!is_training() || !trainable())
+    return batch_norm_inference(x, moving_mean_, moving_variance_, gamma_, beta_, options_.epsilon);
+  const int64_t n = x.numel() / features_;
+  if (n < 2)
+    fail("BatchNormalization '", name(), "': a training batch needs at least 2 samples, got ", n,
+         " (one sample normalises to 0 and the output is just beta) — use a larger batch, drop the partial last "
+         "batch, or call eval()");
+  Tensor mean, variance;
+  const Tensor y = batch_norm_train(x, gamma_, beta_, options_.epsilon, mean, variance);
+  // The moving update is a side effect of the training forward pass (spec §1):
+  //   moving = moving·momentum + batch·(1 − momentum)
+  const float m = options_.momentum;
+  float *mm = moving_mean_.data(), *mv = moving_variance_.data();
+  for (int64_t k = 0; k < features_; ++k) {
+    mm[k] = mm[k] * m + mean.data()[k] * (1.0f - m);
+    mv[k] = mv[k] * m + variance.data()[k] * (1.0f - m);
+  }
+  return y;
+}
+
+}  // namespace minidl

@@ -1,0 +1,39 @@
+// Dense (glorot_uniform kernel, zero bias, optional relu/softmax), ReLU and Softmax modules.
+#include <cmath>
+
+#include "minidl/layers.h"
+#include "minidl/ops.h"
+
+namespace minidl {
+
+Dense::Dense(int64_t in_features, int64_t units, Activation activation, Generator& gen, std::string name)
+    : Module(std::move(name)), in_features_(in_features), units_(units), activation_(activation) {
+  if (in_features <= 0 || units <= 0)
+    fail("Dense '", this->name(), "': in_features and units must be > 0, got ", in_features, " and ", units);
+  // glorot_uniform (spec §4): U(−limit, limit), limit = sqrt(6 / (fan_in + fan_out)).
+  const float limit = std::sqrt(6.0f / static_cast<float>(in_features + units));
+  kernel_ = register_parameter("kernel", Tensor::uniform({in_features, units}, -limit, limit, gen));
+  bias_ = register_parameter("bias", Tensor::zeros({units}));
+}
+
+Shape Dense::output_shape(const Shape& input) const {
+  if (input.rank() != 2 || input[1] != in_features_)
+    fail("Dense '", name(), "': expects input [batch, ", in_features_, "], got ", input.str());
+  return {input[0], units_};
+}
+
+Tensor Dense::forward(const Tensor& x) {
+  output_shape(x.shape());
+  const Tensor z = linear(x, kernel_, bias_);  // x [B, in] · kernel [in, units] + bias
+  switch (activation_) {
+    case Activation::relu: return relu(z);
+    case Activation::softmax: return softmax(z);
+    case Activation::none: break;
+  }
+  return z;
+}
+
+Tensor ReLU::forward(const Tensor& x) { return relu(x); }
+Tensor Softmax::forward(const Tensor& x) { return softmax(x); }
+
+}  // namespace minidl
