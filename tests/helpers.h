@@ -2,8 +2,13 @@
 #pragma once
 
 #include <catch2/catch.hpp>
+#include <atomic>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <string>
+#include <unistd.h>
 #include <vector>
 
 #include "minidl/core.h"
@@ -48,6 +53,35 @@ inline void require_values(const Tensor& t, const Shape& shape, const std::vecto
     INFO("element " << i);
     REQUIRE(t.data()[i] == Approx(expected[i]).margin(tolerance));
   }
+}
+
+/// A fresh directory under the system temp dir, removed with everything in it at scope exit.
+class TempDir {
+ public:
+  TempDir() {
+    static std::atomic<int> counter{0};
+    path_ = std::filesystem::temp_directory_path() /
+            ("minidl_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string path() const { return path_.string(); }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// Writes raw bytes to a file (for corrupt-input tests).
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 }  // namespace minidl::test

@@ -1,6 +1,7 @@
 // The tensor core in one include: tensors, autodiff, ops, random numbers, gradient checking.
 #pragma once
 
+#include "minidl/atomic_file.h"
 #include "minidl/autograd.h"
 #include "minidl/error.h"
 #include "minidl/gradcheck.h"

@@ -1,0 +1,81 @@
+// The batch loader: a seeded permutation per epoch, one pass over the rows a batch needs, resumable state.
+#include <numeric>
+
+#include "minidl/data.h"
+#include "minidl/error.h"
+
+namespace minidl {
+namespace {
+// Reuses t if it has the shape and nothing else holds it (no live graph still reads it); else allocates.
+void reuse_or_allocate(Tensor& t, const Shape& shape) {
+  if (t.defined() && t.shape() == shape && t.impl_ptr().use_count() == 1 && t.impl().storage.use_count() == 1)
+    return;
+  t = Tensor::empty(shape);
+}
+}  // namespace
+
+DataLoader::DataLoader(const Dataset& data, LoaderOptions options, bool one_hot)
+    : data_(data), options_(options), one_hot_(one_hot), gen_(options.seed) {
+  if (options.batch_size <= 0) fail("DataLoader: batch size must be > 0, got ", options.batch_size);
+  if (data.size() == 0) fail("DataLoader: the dataset is empty");
+  state_.rng = gen_.state();
+}
+
+int64_t DataLoader::batches_per_epoch() const {
+  const int64_t n = data_.size(), b = options_.batch_size;
+  return options_.drop_last ? n / b : (n + b - 1) / b;
+}
+
+void DataLoader::start_epoch() {
+  state_.epoch_rng = gen_.state();
+  order_.resize(static_cast<size_t>(data_.size()));
+  std::iota(order_.begin(), order_.end(), 0);
+  if (options_.shuffle) gen_.shuffle(order_);
+  state_.rng = gen_.state();
+  ++state_.epoch;
+  state_.next_batch = 0;
+}
+
+bool DataLoader::next(Batch& batch) {
+  if (order_.empty()) fail("DataLoader::next: call start_epoch() first");
+  if (state_.next_batch >= batches_per_epoch()) return false;
+  const int64_t begin = state_.next_batch * options_.batch_size;
+  const int64_t rows = std::min(options_.batch_size, data_.size() - begin);
+  const int64_t features = data_.features();
+  reuse_or_allocate(batch.x, {rows, features});
+  batch.labels.resize(static_cast<size_t>(rows));
+  if (one_hot_) {
+    reuse_or_allocate(batch.one_hot, {rows, data_.num_classes});
+    batch.one_hot.fill_(0.0f);
+  }
+  // One pass over the rows this batch needs: uint8 → float in [0, 1].
+  float* dst = batch.x.data();
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t row = order_[begin + r];
+    const uint8_t* src = data_.images.data() + static_cast<int64_t>(row) * features;
+    for (int64_t j = 0; j < features; ++j) dst[r * features + j] = src[j] * (1.0f / 255.0f);
+    batch.labels[r] = data_.labels[row];
+    if (one_hot_) batch.one_hot.data()[r * data_.num_classes + batch.labels[r]] = 1.0f;
+  }
+  ++state_.next_batch;
+  return true;
+}
+
+LoaderState DataLoader::state() const { return state_; }
+
+void DataLoader::set_state(const LoaderState& state) {
+  state_ = state;
+  if (state.epoch == 0) {
+    gen_.set_state(state.rng);
+    order_.clear();
+    return;
+  }
+  // Redraw the current epoch's permutation from the generator state it was drawn with.
+  gen_.set_state(state.epoch_rng);
+  const int64_t epoch = state.epoch, next = state.next_batch;
+  state_.epoch = epoch - 1;
+  start_epoch();
+  state_.next_batch = next;
+}
+
+}  // namespace minidl

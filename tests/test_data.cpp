@@ -1,0 +1,213 @@
+// Tests of the data layer: IDX round trips (raw and gzip), every bad-input case, datasets by directory,
+// the loader's determinism, coverage, partial batches and resumable state; the real Fashion-MNIST if installed.
+#include <set>
+#include <sys/stat.h>
+
+#include "helpers.h"
+#include "minidl/data.h"
+
+using namespace minidl;
+using minidl::test::TempDir;
+using minidl::test::read_bytes;
+using minidl::test::write_bytes;
+
+namespace {
+IdxArray small_images() {
+  IdxArray a{{3, 2, 2}, {}};
+  for (int i = 0; i < 12; ++i) a.values.push_back(static_cast<uint8_t>(i * 20));
+  return a;
+}
+std::string header(uint32_t magic, std::vector<uint32_t> dims) {
+  std::string s;
+  for (uint32_t v : std::vector<uint32_t>{magic}) dims.insert(dims.begin(), v);
+  for (uint32_t v : dims)
+    for (int shift = 24; shift >= 0; shift -= 8) s += static_cast<char>((v >> shift) & 0xff);
+  return s;
+}
+}  // namespace
+
+TEST_CASE("IDX files round-trip raw and gzip-compressed", "[data]") {
+  TempDir dir;
+  const IdxArray images = small_images();
+  for (bool gzip : {false, true}) {
+    const std::string path = dir.file(gzip ? "a.gz" : "a");
+    write_idx(path, images, gzip);
+    const IdxArray back = read_idx(path, 3);
+    CHECK(back.dims == images.dims);
+    CHECK(back.values == images.values);
+  }
+  CHECK(read_bytes(dir.file("a")).size() == 16 + 12);
+  CHECK(read_bytes(dir.file("a.gz")).substr(0, 2) == "\x1f\x8b");
+}
+
+TEST_CASE("bad IDX input is refused, naming the file, the expectation and the finding", "[data]") {
+  TempDir dir;
+  const std::string path = dir.file("bad");
+  const std::string payload(12, '\x07');
+
+  write_bytes(path, header(0x00000801, {12}) + payload);
+  CHECK_THROWS_WITH(read_idx(path, 3), "'" + path + "': bad magic number: expected 0x00000803 (unsigned bytes, 3 "
+                                                    "dimensions), found 0x00000801");
+  write_bytes(path, "P5 this is not an IDX file at all\n");
+  CHECK_THROWS_WITH(read_idx(path, 3), Catch::Contains("bad magic number") && Catch::Contains("not an IDX file"));
+  write_bytes(path, header(0x00000803, {3, 2, 2}) + payload.substr(0, 5));
+  CHECK_THROWS_WITH(read_idx(path, 3),
+                    "'" + path + "': payload is shorter than the header says: expected 12 bytes, found 5");
+  write_bytes(path, header(0x00000803, {3, 2, 2}) + payload + "xx");
+  CHECK_THROWS_WITH(read_idx(path, 3),
+                    "'" + path + "': payload is longer than the header says: expected 12 bytes, found more");
+  write_bytes(path, header(0x00000803, {3, 0, 2}));
+  CHECK_THROWS_WITH(read_idx(path, 3), "'" + path + "': dimension 1 is zero");
+  write_bytes(path, header(0x00000803, {3}));
+  CHECK_THROWS_WITH(read_idx(path, 3), "'" + path + "': header ends before dimension 1 of 3");
+  write_bytes(path, header(0x00000803, {60000, 60000, 60000}));
+  CHECK_THROWS_WITH(read_idx(path, 3), Catch::Contains("a corrupt header"));
+  write_bytes(path, "");
+  CHECK_THROWS_WITH(read_idx(path, 3), Catch::Contains("too short for an IDX header"));
+  CHECK_THROWS_WITH(read_idx(dir.file("missing"), 1), "cannot open '" + dir.file("missing") +
+                                                          "': No such file or directory");
+  CHECK_THROWS_WITH(read_idx(dir.path(), 1), Catch::Contains("is a directory"));
+
+  // A gzip stream cut short: keep the first half of a real compressed file.
+  const std::string gz = dir.file("cut.gz");
+  IdxArray big{{50, 28, 28}, std::vector<uint8_t>(50 * 784)};
+  Generator gen(1);
+  for (auto& v : big.values) v = static_cast<uint8_t>(gen.below(256));
+  write_idx(gz, big, true);
+  const std::string whole = read_bytes(gz);
+  write_bytes(gz, whole.substr(0, whole.size() / 2));
+  CHECK_THROWS_WITH(read_idx(gz, 3), Catch::Contains("'" + gz + "'") && Catch::Contains("truncated gzip stream"));
+}
+
+TEST_CASE("datasets load by directory; mismatches and missing files are explained", "[data]") {
+  TempDir dir;
+  const DatasetSplits synthetic = make_synthetic(40, 10, 3);
+  save_mnist_split(dir.path(), "train", synthetic.train, true);
+  save_mnist_split(dir.path(), "t10k", synthetic.test, false);  // raw and gz may mix
+  const DatasetSplits loaded = load_mnist_dir(dir.path());
+  CHECK(loaded.train.images == synthetic.train.images);
+  CHECK(loaded.train.labels == synthetic.train.labels);
+  CHECK(loaded.test.labels == synthetic.test.labels);
+  CHECK(loaded.train.height == 28);
+
+  CHECK_THROWS_WITH(load_mnist_dir(dir.path(), 5), Catch::Contains("is out of range: expected < 5 classes"));
+  save_mnist_split(dir.path(), "t10k", synthetic.train.slice(0, 7), false);
+  write_idx(dir.file("t10k-labels-idx1-ubyte"), {{6}, std::vector<uint8_t>(6, 1)}, false);
+  CHECK_THROWS_WITH(load_mnist_dir(dir.path()), Catch::Contains("holds 7 images but") &&
+                                                    Catch::Contains("holds 6 labels; they must match"));
+  TempDir empty;
+  CHECK_THROWS_WITH(load_mnist_dir(empty.path()),
+                    Catch::Contains("cannot find '" + empty.file("train-images-idx3-ubyte.gz") + "'") &&
+                        Catch::Contains("apt-get install dataset-fashion-mnist") && Catch::Contains("--data"));
+}
+
+TEST_CASE("the loader is deterministic per seed and covers each sample once per epoch", "[data]") {
+  const Dataset data = make_synthetic(70, 1, 5).train;
+  const auto epoch_batches = [&](uint64_t seed, int epochs) {
+    DataLoader loader(data, {.batch_size = 32, .seed = seed});
+    std::vector<std::vector<int32_t>> labels;
+    std::vector<float> firsts;
+    for (int e = 0; e < epochs; ++e) {
+      loader.start_epoch();
+      Batch b;
+      while (loader.next(b)) {
+        labels.push_back(b.labels);
+        firsts.push_back(b.x.data()[100]);
+      }
+    }
+    return std::make_pair(labels, firsts);
+  };
+  const auto a = epoch_batches(7, 2), b = epoch_batches(7, 2), c = epoch_batches(8, 2);
+  CHECK(a == b);
+  CHECK(a != c);
+  REQUIRE(a.first.size() == 6);  // ceil(70/32) = 3 per epoch: the partial last batch is kept
+  CHECK(a.first[2].size() == 6);
+  CHECK(a.first[0] != a.first[3]);  // a fresh permutation every epoch
+
+  // Coverage: with file order the batches are exactly the rows in order; shuffled, a permutation of them.
+  DataLoader loader(data, {.batch_size = 32, .shuffle = true, .seed = 1});
+  loader.start_epoch();
+  Batch batch;
+  std::multiset<std::vector<float>> seen, all;
+  while (loader.next(batch))
+    for (int64_t r = 0; r < batch.x.size(0); ++r)
+      seen.insert(std::vector<float>(batch.x.data() + r * 784, batch.x.data() + (r + 1) * 784));
+  const Tensor everything = data.to_tensor();
+  for (int64_t r = 0; r < 70; ++r) all.insert(std::vector<float>(everything.data() + r * 784, everything.data() + (r + 1) * 784));
+  CHECK(seen == all);
+
+  DataLoader ordered(data, {.batch_size = 32, .shuffle = false}, true);
+  ordered.start_epoch();
+  REQUIRE(ordered.next(batch));
+  CHECK(std::vector<int32_t>(data.labels.begin(), data.labels.begin() + 32) == batch.labels);
+  CHECK(batch.x.data()[5] == data.images[5] / 255.0f);
+  CHECK(batch.one_hot.at({3, batch.labels[3]}) == 1.0f);
+  CHECK(batch.one_hot.numel() == 32 * 10);
+
+  DataLoader dropping(data, {.batch_size = 32, .drop_last = true});
+  CHECK(dropping.batches_per_epoch() == 2);
+  CHECK_THROWS_WITH(DataLoader(data, {.batch_size = 0}), "DataLoader: batch size must be > 0, got 0");
+}
+
+TEST_CASE("the loader reuses a batch's buffers unless something still holds them", "[data]") {
+  const Dataset data = make_synthetic(64, 1, 5).train;
+  DataLoader loader(data, {.batch_size = 32});
+  loader.start_epoch();
+  Batch batch;
+  loader.next(batch);
+  const float* first = batch.x.data();
+  loader.next(batch);
+  CHECK(batch.x.data() == first);  // reused: nothing else held it
+  loader.start_epoch();
+  const Tensor held = batch.x;  // e.g. a graph still reading the previous batch
+  loader.next(batch);
+  CHECK(batch.x.data() != held.data());
+}
+
+TEST_CASE("loader state resumes exactly mid-epoch", "[data]") {
+  const Dataset data = make_synthetic(100, 1, 5).train;
+  DataLoader a(data, {.batch_size = 16, .seed = 3});
+  a.start_epoch();
+  Batch batch;
+  a.next(batch);
+  a.next(batch);
+  const LoaderState saved = a.state();
+  std::vector<std::vector<int32_t>> rest_a, rest_b;
+  while (a.next(batch)) rest_a.push_back(batch.labels);
+  a.start_epoch();
+  while (a.next(batch)) rest_a.push_back(batch.labels);
+
+  DataLoader b(data, {.batch_size = 16, .seed = 99});
+  b.set_state(saved);
+  while (b.next(batch)) rest_b.push_back(batch.labels);
+  b.start_epoch();
+  while (b.next(batch)) rest_b.push_back(batch.labels);
+  CHECK(rest_a == rest_b);
+}
+
+TEST_CASE("validation split takes the last fraction before shuffling", "[data]") {
+  const Dataset data = make_synthetic(10, 1, 5).train;
+  const auto [train, validation] = split_validation(data, 0.2);
+  CHECK(train.size() == 8);
+  CHECK(validation.size() == 2);
+  CHECK(validation.labels == std::vector<int32_t>(data.labels.end() - 2, data.labels.end()));
+  CHECK(std::equal(validation.images.begin(), validation.images.end(), data.images.end() - 2 * 784));
+  CHECK_THROWS_WITH(split_validation(data, 1.0), "validation split must be in [0, 1), got 1");
+}
+
+TEST_CASE("the real Fashion-MNIST has 60000/10000 images of 28x28", "[data]") {
+  struct stat info {};
+  if (::stat((std::string(kFashionMnistDir) + "/train-labels-idx1-ubyte.gz").c_str(), &info) != 0) {
+    WARN("SKIPPED: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)");
+    return;
+  }
+  const DatasetSplits fashion = load_mnist_dir(kFashionMnistDir);
+  CHECK(fashion.train.size() == 60000);
+  CHECK(fashion.test.size() == 10000);
+  CHECK(fashion.train.height == 28);
+  CHECK(fashion.train.width == 28);
+  CHECK(fashion.train.images.size() == 60000u * 784u);
+  std::vector<int> counts(10);
+  for (int32_t l : fashion.train.labels) ++counts[l];
+  CHECK(counts == std::vector<int>(10, 6000));  // Fashion-MNIST is balanced
+}
