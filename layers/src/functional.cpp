@@ -1,6 +1,8 @@
-// tf.nn.moments and tf.nn.batch_normalization, composed from core ops (no hand-written backward).
+// tf.nn.moments and tf.nn.batch_normalization, composed from core ops (no hand-written backward), and the
+// MomentsNormalization layer built from them.
 #include "minidl/functional.h"
 
+#include "minidl/layers.h"
 #include "minidl/ops.h"
 
 namespace minidl {
@@ -25,6 +27,29 @@ Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& va
   if (scale.defined()) inv = inv * scale;
   const Tensor shift = offset.defined() ? offset - mean * inv : -(mean * inv);
   return x * inv + shift;
+}
+
+MomentsNormalization::MomentsNormalization(int64_t features, float epsilon, std::string name)
+    : Module(std::move(name)), features_(features), epsilon_(epsilon) {
+  if (features <= 0) fail("MomentsNormalization '", this->name(), "': features must be > 0, got ", features);
+  if (!(epsilon > 0.0f)) fail("MomentsNormalization '", this->name(), "': epsilon must be > 0, got ", epsilon);
+  gamma_ = register_parameter("gamma", Tensor::ones({features}));
+  beta_ = register_parameter("beta", Tensor::zeros({features}));
+}
+
+Shape MomentsNormalization::output_shape(const Shape& input) const {
+  if (input.rank() != 2 || input[1] != features_)
+    fail("MomentsNormalization '", name(), "': expects input [batch, ", features_, "], got ", input.str());
+  return input;
+}
+
+Tensor MomentsNormalization::forward(const Tensor& x) {
+  output_shape(x.shape());
+  if (x.size(0) < 2)
+    fail("MomentsNormalization '", name(), "': normalising with batch statistics needs at least 2 samples, got ",
+         x.size(0), " (one sample normalises to 0 and the output is just beta) — use a larger (evaluation) batch");
+  const auto [mean, variance] = moments(x, {0});
+  return batch_normalization(x, mean, variance, beta_, gamma_, epsilon_);
 }
 
 }  // namespace minidl

@@ -74,4 +74,23 @@ class BatchNormalization : public Module {
   Tensor gamma_, beta_, moving_mean_, moving_variance_;
 };
 
+/// The document's Example 3 as a layer: always normalises with the statistics of the batch it is given,
+/// through tf.nn.moments over axis 0 and tf.nn.batch_normalization with learned beta and gamma; autodiff
+/// differentiates through the statistics. No moving statistics, so evaluation also uses batch statistics.
+class MomentsNormalization : public Module {
+ public:
+  explicit MomentsNormalization(int64_t features, float epsilon = 1e-3f,
+                                std::string name = unique_name("batch_normalization"));
+  Tensor forward(const Tensor& x) override;
+  Shape output_shape(const Shape& input) const override;
+  std::string type_name() const override { return "MomentsNormalization"; }
+  Tensor& gamma() { return gamma_; }
+  Tensor& beta() { return beta_; }
+
+ private:
+  int64_t features_;
+  float epsilon_;
+  Tensor gamma_, beta_;
+};
+
 }  // namespace minidl

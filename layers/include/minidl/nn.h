@@ -5,4 +5,5 @@
 #include "minidl/functional.h"
 #include "minidl/layers.h"
 #include "minidl/losses.h"
+#include "minidl/models.h"
 #include "minidl/module.h"

@@ -1,0 +1,137 @@
+// Adam and SGD: one fused, allocation-free loop over each parameter's storage per step.
+#include <cmath>
+#include <set>
+
+#include "minidl/autograd.h"
+#include "minidl/optim.h"
+
+namespace minidl {
+namespace {
+std::vector<Tensor> zeros_like_each(const std::vector<Tensor>& tensors) {
+  std::vector<Tensor> out;
+  for (const Tensor& t : tensors) out.push_back(Tensor::zeros(t.shape()));
+  return out;
+}
+
+void add_slots(NamedTensors& out, const char* name, const std::vector<Tensor>& slots) {
+  for (size_t i = 0; i < slots.size(); ++i) out.emplace_back(std::string(name) + "/" + std::to_string(i), slots[i]);
+}
+}  // namespace
+
+Optimizer::Optimizer(std::vector<Tensor> parameters, float learning_rate) : parameters_(std::move(parameters)) {
+  for (size_t i = 0; i < parameters_.size(); ++i)
+    if (!parameters_[i].defined() || !parameters_[i].requires_grad() || !parameters_[i].is_leaf())
+      fail("optimizer: parameter ", i, " must be a leaf tensor with requires_grad (use model.parameters())");
+  set_learning_rate(learning_rate);
+}
+
+void Optimizer::set_learning_rate(float lr) {
+  if (!(lr >= 0.0f) || !std::isfinite(lr)) fail("optimizer: learning rate must be a finite number >= 0, got ", lr);
+  learning_rate_ = lr;
+}
+
+void Optimizer::zero_grad() {
+  for (Tensor& p : parameters_) p.zero_grad();
+}
+
+void Optimizer::load_state(const std::map<std::string, Tensor>& saved) {
+  const NamedTensors mine = state();
+  std::set<std::string> names;
+  for (const auto& [name, t] : mine) {
+    names.insert(name);
+    const auto it = saved.find(name);
+    if (it == saved.end()) fail("optimizer state: '", name, "' ", t.shape().str(), " is missing");
+    if (!(it->second.shape() == t.shape()))
+      fail("optimizer state: '", name, "' has shape ", it->second.shape().str(), ", expected ", t.shape().str());
+  }
+  for (const auto& [name, t] : saved)
+    if (!names.count(name)) fail("optimizer state: unexpected slot '", name, "'");
+  for (const auto& [name, t] : mine) Tensor(t).copy_(saved.at(name));
+}
+
+Adam::Adam(std::vector<Tensor> parameters, AdamOptions options)
+    : Optimizer(std::move(parameters), options.learning_rate), options_(options) {
+  if (!(options.beta_1 >= 0.0f && options.beta_1 < 1.0f)) fail("Adam: beta_1 must be in [0, 1), got ", options.beta_1);
+  if (!(options.beta_2 >= 0.0f && options.beta_2 < 1.0f)) fail("Adam: beta_2 must be in [0, 1), got ", options.beta_2);
+  if (!(options.epsilon >= 0.0f)) fail("Adam: epsilon must be >= 0, got ", options.epsilon);
+  m_ = zeros_like_each(parameters_);
+  v_ = zeros_like_each(parameters_);
+  if (options.amsgrad) v_hat_ = zeros_like_each(parameters_);
+}
+
+void Adam::step() {
+  const NoGradGuard no_grad;
+  const float t = static_cast<float>(iterations_ + 1);
+  const float b1 = options_.beta_1, b2 = options_.beta_2, eps = options_.epsilon;
+  // Bias correction folded into the step size, in float32 as Keras computes it.
+  const float alpha = learning_rate_ * std::sqrt(1.0f - std::pow(b2, t)) / (1.0f - std::pow(b1, t));
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    const Tensor grad = parameters_[i].grad();
+    if (!grad.defined()) continue;
+    float* theta = parameters_[i].data();
+    const float* g = grad.data();
+    float *m = m_[i].data(), *v = v_[i].data();
+    float* v_max = options_.amsgrad ? v_hat_[i].data() : nullptr;
+    const int64_t n = parameters_[i].numel();
+    if (v_max) {
+      for (int64_t k = 0; k < n; ++k) {
+        m[k] += (g[k] - m[k]) * (1.0f - b1);
+        v[k] += (g[k] * g[k] - v[k]) * (1.0f - b2);
+        v_max[k] = std::max(v_max[k], v[k]);
+        theta[k] -= alpha * m[k] / (std::sqrt(v_max[k]) + eps);
+      }
+    } else {
+      for (int64_t k = 0; k < n; ++k) {
+        m[k] += (g[k] - m[k]) * (1.0f - b1);
+        v[k] += (g[k] * g[k] - v[k]) * (1.0f - b2);
+        theta[k] -= alpha * m[k] / (std::sqrt(v[k]) + eps);
+      }
+    }
+  }
+  ++iterations_;
+}
+
+NamedTensors Adam::state() const {
+  NamedTensors out;
+  add_slots(out, "m", m_);
+  add_slots(out, "v", v_);
+  add_slots(out, "v_hat", v_hat_);
+  return out;
+}
+
+SGD::SGD(std::vector<Tensor> parameters, SGDOptions options)
+    : Optimizer(std::move(parameters), options.learning_rate), options_(options) {
+  if (!(options.momentum >= 0.0f && options.momentum <= 1.0f))
+    fail("SGD: momentum must be in [0, 1], got ", options.momentum);
+  if (options.momentum > 0.0f) velocity_ = zeros_like_each(parameters_);
+}
+
+void SGD::step() {
+  const NoGradGuard no_grad;
+  const float lr = learning_rate_, mu = options_.momentum;
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    const Tensor grad = parameters_[i].grad();
+    if (!grad.defined()) continue;
+    float* theta = parameters_[i].data();
+    const float* g = grad.data();
+    const int64_t n = parameters_[i].numel();
+    if (velocity_.empty()) {
+      for (int64_t k = 0; k < n; ++k) theta[k] -= lr * g[k];
+      continue;
+    }
+    float* vel = velocity_[i].data();
+    for (int64_t k = 0; k < n; ++k) {
+      vel[k] = mu * vel[k] - lr * g[k];
+      theta[k] += options_.nesterov ? mu * vel[k] - lr * g[k] : vel[k];
+    }
+  }
+  ++iterations_;
+}
+
+NamedTensors SGD::state() const {
+  NamedTensors out;
+  add_slots(out, "velocity", velocity_);
+  return out;
+}
+
+}  // namespace minidl
