@@ -227,6 +227,19 @@ TEST_CASE("shape mismatches raise minidl::Error naming the op and both shapes", 
   CHECK_THROWS_WITH(clip(c, 1.0f, 0.0f), "clip: lower bound 1 is above upper bound 0");
 }
 
+TEST_CASE("gradcheck skips elements whose perturbation crosses a kink", "[autograd]") {
+  // relu at 0.004: a step of 1e-2 crosses the kink, so that element cannot be judged by finite differences.
+  const Tensor x = Tensor::from({3}, {0.004f, 0.5f, -0.7f}).set_requires_grad();
+  const GradcheckResult r = gradcheck([](const Inputs& v) { return relu(v[0]); }, {x});
+  CHECK(r.skipped == std::vector<int64_t>{1});
+  CHECK(r.ok);
+  const Tensor y = Tensor::from({2}, {0.004f, 0.5f}).set_requires_grad();
+  CHECK(gradcheck([](const Inputs& v) { return clip(v[0], 0.0f, 1.0f); }, {y}).skipped == std::vector<int64_t>{1});
+  CHECK(gradcheck([](const Inputs& v) { return maximum(v[0], Tensor::scalar(0.5f)); }, {y}).skipped ==
+        std::vector<int64_t>{1});
+  CHECK_FALSE(detail::kink_watch());  // off again afterwards
+}
+
 TEST_CASE("gradcheck itself catches a wrong gradient", "[autograd]") {
   // A deliberately wrong backward: d(2x)/dx reported as 3.
   const auto wrong = [](const Inputs& v) {

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "minidl/autograd.h"
+#include "minidl/gradcheck.h"
 #include "minidl/internal/broadcast.h"
 #include "minidl/ops.h"
 
@@ -83,6 +84,14 @@ Tensor unary(const char* name, const Tensor& x, F f, DF df) {
 }
 }  // namespace
 
+// Tells a watching gradcheck which branch each element of a kinked op took.
+template <class Branch>
+void report_branches(const Tensor& x, Branch branch) {
+  detail::KinkWatch* watch = detail::kink_watch();
+  if (!watch) return;
+  for (int64_t i = 0, n = x.numel(); i < n; ++i) watch->add(branch(i));
+}
+
 Tensor add(const Tensor& a, const Tensor& b) {
   return binary(
       "add", a, b, [](float x, float y) { return x + y; }, [](float, float) { return 1.0f; },
@@ -108,6 +117,9 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 Tensor maximum(const Tensor& a, const Tensor& b) {
+  if (detail::KinkWatch* watch = detail::kink_watch())
+    internal::for_each_broadcast(internal::broadcast("maximum", a.shape(), b.shape()),
+                                 [&](int64_t, int64_t ia, int64_t ib) { watch->add(a.data()[ia] >= b.data()[ib]); });
   return binary(
       "maximum", a, b, [](float x, float y) { return x >= y ? x : y; },
       [](float x, float y) { return x >= y ? 1.0f : 0.0f; }, [](float x, float y) { return x >= y ? 0.0f : 1.0f; });
@@ -146,12 +158,14 @@ Tensor pow(const Tensor& x, float exponent) {
 }
 
 Tensor relu(const Tensor& x) {
+  report_branches(x, [&](int64_t i) { return x.data()[i] > 0.0f; });
   return unary(
       "relu", x, [](float v) { return v > 0.0f ? v : 0.0f; }, [](float v, float) { return v > 0.0f ? 1.0f : 0.0f; });
 }
 
 Tensor clip(const Tensor& x, float lo, float hi) {
   if (!(lo <= hi)) fail("clip: lower bound ", lo, " is above upper bound ", hi);
+  report_branches(x, [&](int64_t i) { return (x.data()[i] < lo) + 2 * (x.data()[i] > hi); });
   return unary(
       "clip", x, [lo, hi](float v) { return v < lo ? lo : (v > hi ? hi : v); },
       [lo, hi](float v, float) { return (v >= lo && v <= hi) ? 1.0f : 0.0f; });

@@ -53,9 +53,19 @@ std::vector<EpochLogs> fit(Module& model, Optimizer& optimizer, const Dataset& d
   return history;
 }
 
-Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size) {
-  const ModeGuard inference(model, false);
+Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool batch_statistics) {
+  const ModeGuard mode(model, batch_statistics);
   const NoGradGuard no_grad;
+  // Training-mode forwards update moving statistics as a side effect: keep a copy to put back.
+  std::vector<std::pair<Tensor, Tensor>> saved;
+  if (batch_statistics)
+    for (const Tensor& b : model.buffers()) saved.emplace_back(b, b.clone());
+  struct Restore {
+    std::vector<std::pair<Tensor, Tensor>>& saved;
+    ~Restore() {
+      for (auto& [live, copy] : saved) live.copy_(copy);
+    }
+  } restore{saved};
   DataLoader loader(data, {.batch_size = batch_size, .shuffle = false}, true);
   loader.start_epoch();
   Batch batch;

@@ -22,6 +22,9 @@ struct GradcheckOptions {
 
 struct GradcheckResult {
   std::vector<double> max_relative_error;  ///< One per checked input.
+  /// Elements not compared because a perturbation moved some relu/clip/maximum input across its kink, where
+  /// a finite difference means nothing. One per input.
+  std::vector<int64_t> skipped;
   double worst = 0.0;
   bool ok = false;
 };
@@ -31,5 +34,15 @@ struct GradcheckResult {
 /// accumulated gradients are cleared. f must be deterministic for given input values.
 GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f,
                           const std::vector<Tensor>& inputs, const GradcheckOptions& options = {});
+
+namespace detail {
+/// While gradcheck watches, ops with kinks (relu, clip, maximum) fold which branch each element took into
+/// a hash, so gradcheck can tell when a perturbation crossed a kink. Off (null) otherwise: one branch per op.
+struct KinkWatch {
+  uint64_t hash = 1469598103934665603ULL;
+  void add(uint64_t branch) { hash = (hash ^ branch) * 1099511628211ULL; }
+};
+KinkWatch*& kink_watch();
+}  // namespace detail
 
 }  // namespace minidl

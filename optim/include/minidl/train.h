@@ -50,7 +50,9 @@ struct Evaluation {
 
 /// Loss and accuracy in inference mode, without building a graph, in file order. (A model that always
 /// normalises with batch statistics, like Example 3's, normalises each evaluated batch by itself.)
-Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size = 32);
+/// With batch_statistics, BatchNormalization normalises each evaluated batch with its own statistics
+/// (training mode) instead; the moving statistics are restored afterwards, so nothing changes.
+Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size = 32, bool batch_statistics = false);
 
 /// The model's outputs for x [N, features] in inference mode, batch by batch, without a graph.
 Tensor predict(Module& model, const Tensor& x, int64_t batch_size = 32);

@@ -1,0 +1,94 @@
+// Tests of safetensors checkpoints: round trip, the byte layout other readers expect, every corrupt case,
+// and that a failed write leaves the previous file intact.
+#include <cstring>
+
+#include "helpers.h"
+#include "minidl/checkpoint.h"
+
+using namespace minidl;
+using minidl::test::TempDir;
+using minidl::test::read_bytes;
+using minidl::test::write_bytes;
+
+namespace {
+std::string with_header(const std::string& json, const std::string& data) {
+  const uint64_t n = json.size();
+  return std::string(reinterpret_cast<const char*>(&n), 8) + json + data;
+}
+}  // namespace
+
+TEST_CASE("safetensors round-trips tensors and metadata", "[cli]") {
+  TempDir dir;
+  const Tensor a = Tensor::from({2, 3}, {1, 2, 3, 4, 5, 6}), b = Tensor::from({1}, {-7.5f});
+  save_safetensors(dir.file("c"), {{"dense/kernel", a}, {"dense/bias", b}}, {{"mode", "running"}});
+  const Checkpoint c = load_safetensors(dir.file("c"));
+  CHECK(c.metadata == std::map<std::string, std::string>{{"mode", "running"}});
+  REQUIRE(c.tensors.size() == 2);
+  CHECK(c.tensors.at("dense/kernel").shape() == Shape{2, 3});
+  CHECK(c.tensors.at("dense/kernel").to_vector() == a.to_vector());
+  CHECK(c.tensors.at("dense/bias").to_vector() == b.to_vector());
+  // The layout any reader expects: u64 LE header length, JSON, then the data 8-byte aligned.
+  const std::string bytes = read_bytes(dir.file("c"));
+  uint64_t n;
+  std::memcpy(&n, bytes.data(), 8);
+  CHECK(n % 8 == 0);
+  CHECK(bytes.size() == 8 + n + 7 * 4);
+  CHECK(bytes.substr(8, 1) == "{");
+  CHECK(bytes.find("\"dtype\":\"F32\"") != std::string::npos);
+  float first;
+  std::memcpy(&first, bytes.data() + 8 + n, 4);
+  CHECK(first == 1.0f);
+}
+
+TEST_CASE("corrupt checkpoints are refused with the reason", "[cli]") {
+  TempDir dir;
+  const std::string p = dir.file("bad");
+  const std::string four(4, '\0');
+  const auto error = [&](const std::string& bytes) {
+    write_bytes(p, bytes);
+    try {
+      load_safetensors(p);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string good = R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+  CHECK(error(with_header(good, four)) == "no error");
+  CHECK_THAT(error("abc"), Catch::Contains("too short for a safetensors file"));
+  CHECK_THAT(error(with_header(good, four).substr(0, 20)), Catch::Contains("runs past the end of the file"));
+  CHECK_THAT(error(with_header("{\"w\": [1,", four)), Catch::Contains("the header is not valid JSON"));
+  CHECK_THAT(error(with_header(R"({"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})", four)),
+             Catch::Contains("tensor 'w' has dtype \"F16\", expected \"F32\""));
+  CHECK_THAT(error(with_header(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", four)),
+             Catch::Contains("tensor 'w' has shape [2] (8 bytes) but 4 bytes of data"));
+  CHECK_THAT(error(with_header(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", four)),
+             Catch::Contains("outside the 4 bytes of data — truncated file?"));
+  CHECK_THAT(error(with_header(good, four + "xx")), Catch::Contains("2 bytes after the last tensor"));
+  CHECK_THAT(error(with_header(R"({"w":{"dtype":"F32","shape":[1]}})", four)),
+             Catch::Contains("lacks dtype, shape or data_offsets"));
+  CHECK_THAT(error(with_header(R"({"__metadata__":{"a":1}})", "")), Catch::Contains("'a' is not a string"));
+  CHECK_THAT(error(with_header(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                               R"("v":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                               four)),
+             Catch::Contains("overlaps or leaves a gap"));
+  CHECK_THAT(error(with_header(R"({"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,4]}})", four)),
+             Catch::Contains("larger than the file's data"));
+  CHECK_THROWS_WITH(load_safetensors(dir.file("missing")), Catch::Contains("cannot open checkpoint"));
+}
+
+TEST_CASE("a failed write leaves the previous checkpoint intact and no temporary behind", "[cli]") {
+  TempDir dir;
+  const std::string p = dir.file("c");
+  save_safetensors(p, {{"w", Tensor::ones({2})}});
+  const std::string before = read_bytes(p);
+  CHECK_THROWS(write_file_atomically(p, [](const std::string& tmp) {
+    write_bytes(tmp, "partial");
+    fail("simulated crash mid-write");
+  }));
+  CHECK(read_bytes(p) == before);
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) files += entry.is_regular_file();
+  CHECK(files == 1);
+  CHECK_THROWS_WITH(save_safetensors(dir.file("no/such/dir/c"), {{"w", Tensor::ones({2})}}), Catch::Contains("cannot create"));
+}

@@ -1,0 +1,218 @@
+// Tests of the minidl command line on a synthetic MNIST-format directory: every command, train → save →
+// evaluate, exact resume, --init, corrupt checkpoints, bad flags.
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <sys/wait.h>
+
+#include "helpers.h"
+#include "minidl/checkpoint.h"
+#include "minidl/data.h"
+#include "minidl/models.h"
+#include "minidl/train.h"
+
+using namespace minidl;
+using minidl::test::TempDir;
+using minidl::test::read_bytes;
+using minidl::test::write_bytes;
+
+namespace {
+struct Run {
+  int status;
+  std::string out, err;
+};
+
+// Runs `minidl <args>` with stdout and stderr captured.
+Run minidl_cli(const std::string& args, const TempDir& dir) {
+  const std::string out = dir.file("stdout"), err = dir.file("stderr");
+  const std::string command = std::string(MINIDL_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+  const int raw = std::system(command.c_str());
+  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, read_bytes(out), read_bytes(err)};
+}
+
+// A synthetic MNIST-format directory shared by the tests of this file.
+const TempDir& data_dir() {
+  static TempDir dir;
+  static const bool written = [] {
+    const DatasetSplits s = make_synthetic(640, 200, 21);
+    save_mnist_split(dir.path(), "train", s.train, true);
+    save_mnist_split(dir.path(), "t10k", s.test, true);
+    return true;
+  }();
+  (void)written;
+  return dir;
+}
+
+std::string data_flag() { return "--data " + data_dir().path(); }
+}  // namespace
+
+TEST_CASE("train --json prints one object per epoch; evaluate reproduces the accuracy", "[cli]") {
+  TempDir dir;
+  const std::string ckpt = dir.file("model.safetensors");
+  const Run train = minidl_cli("train --norm running --epochs 2 --json --save " + ckpt + " --log " + dir.file("log") +
+                                   " " + data_flag(),
+                               dir);
+  INFO(train.err);
+  REQUIRE(train.status == 0);
+  std::vector<nlohmann::json> epochs;
+  std::istringstream lines(train.out);
+  for (std::string line; std::getline(lines, line);) epochs.push_back(nlohmann::json::parse(line));
+  REQUIRE(epochs.size() == 2);
+  for (const char* key : {"epoch", "loss", "accuracy", "test_loss", "test_accuracy", "seconds"})
+    CHECK(epochs[1].contains(key));
+  CHECK(epochs[1]["epoch"] == 2);
+  CHECK(epochs[1]["steps"] == 20);
+  CHECK(read_bytes(dir.file("log")) == train.out);
+
+  const Run eval = minidl_cli("evaluate --json --model " + ckpt + " " + data_flag(), dir);
+  REQUIRE(eval.status == 0);
+  const auto result = nlohmann::json::parse(eval.out);
+  CHECK(result["accuracy"].get<double>() == epochs[1]["test_accuracy"].get<double>());
+  CHECK(result["loss"].get<double>() == Approx(epochs[1]["test_loss"].get<double>()).epsilon(1e-12));
+
+  // In-process: the same checkpoint in the library gives the same accuracy.
+  const Checkpoint c = load_safetensors(ckpt);
+  CHECK(c.metadata.at("mode") == "running");
+  CHECK(c.tensors.at("batch_normalization/moving_variance").shape() == Shape{64});
+  CHECK(c.tensors.count("optimizer/m/0") == 1);
+  clear_session();
+  Generator gen(1);
+  const auto model = make_document_model(NormMode::running, {}, gen);
+  std::map<std::string, Tensor> weights;
+  for (const auto& [name, t] : c.tensors)
+    if (name.rfind("optimizer/", 0) != 0) weights[name] = t;
+  model->load_state(weights);
+  const Evaluation in_process = evaluate(*model, load_mnist_dir(data_dir().path()).test);
+  CHECK(in_process.accuracy == result["accuracy"].get<double>());
+}
+
+TEST_CASE("10 steps, then resume to 20, equals 20 straight steps bit for bit", "[cli]") {
+  TempDir dir;
+  for (const std::string mode : {"running", "manual"}) {
+    const std::string common = "train --norm " + mode + " --epochs 3 " + data_flag();
+    REQUIRE(minidl_cli(common + " --steps 20 --save " + dir.file("straight"), dir).status == 0);
+    REQUIRE(minidl_cli(common + " --steps 10 --save " + dir.file("half"), dir).status == 0);
+    const Run resumed = minidl_cli("train --resume " + dir.file("half") + " --steps 20 --save " + dir.file("resumed") +
+                                       " " + data_flag(),
+                                   dir);
+    INFO(resumed.err);
+    REQUIRE(resumed.status == 0);
+    CHECK(read_bytes(dir.file("resumed")) == read_bytes(dir.file("straight")));
+    CHECK(load_safetensors(dir.file("resumed")).metadata.at("step") == "20");
+  }
+  // Resuming across an epoch boundary (20 steps per epoch here) continues the same permutation sequence.
+  const std::string common = "train --norm batchwise --epochs 3 " + data_flag();
+  REQUIRE(minidl_cli(common + " --steps 45 --save " + dir.file("straight"), dir).status == 0);
+  REQUIRE(minidl_cli(common + " --steps 15 --save " + dir.file("half"), dir).status == 0);
+  REQUIRE(minidl_cli("train --resume " + dir.file("half") + " --steps 45 --save " + dir.file("resumed") + " " +
+                         data_flag(),
+                     dir)
+              .status == 0);
+  CHECK(read_bytes(dir.file("resumed")) == read_bytes(dir.file("straight")));
+  const Run contradiction = minidl_cli("train --resume " + dir.file("half") + " --norm none " + data_flag(), dir);
+  CHECK(contradiction.status == 1);
+  CHECK_THAT(contradiction.err, Catch::Contains("--norm none contradicts the checkpoint"));
+}
+
+TEST_CASE("train --init starts from a weights-only file another tool could write", "[cli]") {
+  TempDir dir;
+  clear_session();
+  Generator gen(5);
+  const auto model = make_document_model(NormMode::manual, {}, gen);
+  save_safetensors(dir.file("weights"), model->state());  // just the Keras-named weights, no metadata
+  const Run ok = minidl_cli("train --norm manual --epochs 1 --steps 3 --json --init " + dir.file("weights") + " " +
+                                data_flag(),
+                            dir);
+  INFO(ok.err);
+  CHECK(ok.status == 0);
+  const Run wrong_mode = minidl_cli("train --norm running --epochs 1 --init " + dir.file("weights") + " " + data_flag(), dir);
+  CHECK(wrong_mode.status == 1);
+  CHECK_THAT(wrong_mode.err, Catch::Contains("lacks tensor 'batch_normalization/moving_mean' [64] (mode running)"));
+  const Run wrong_shape = minidl_cli("train --norm manual --hidden 32 --init " + dir.file("weights") + " " + data_flag(), dir);
+  CHECK(wrong_shape.status == 1);
+  CHECK_THAT(wrong_shape.err, Catch::Contains("'dense/kernel' has shape [784,64] in the state but [784,32] in the model"));
+}
+
+TEST_CASE("corrupt or mismatched checkpoints give a clear error and overwrite nothing", "[cli]") {
+  TempDir dir;
+  const std::string good = dir.file("good"), bad = dir.file("bad"), out = dir.file("out");
+  REQUIRE(minidl_cli("train --epochs 1 --steps 2 --save " + good + " " + data_flag(), dir).status == 0);
+  write_bytes(out, "precious");
+  const std::string bytes = read_bytes(good);
+  const auto expect_error = [&](const std::string& content, const std::string& message) {
+    write_bytes(bad, content);
+    for (const std::string& command : {"evaluate --model " + bad, "train --resume " + bad + " --save " + out}) {
+      const Run r = minidl_cli(command + " " + data_flag(), dir);
+      INFO(command << ": " << r.err);
+      CHECK(r.status == 1);
+      CHECK_THAT(r.err, Catch::Contains(message));
+      CHECK(read_bytes(out) == "precious");
+    }
+  };
+  expect_error(bytes.substr(0, bytes.size() / 2), "truncated file?");
+  expect_error(bytes.substr(0, 12), "runs past the end of the file");
+  std::string flipped = bytes;
+  flipped.replace(flipped.find("F32"), 3, "I32");
+  expect_error(flipped, "has dtype \"I32\", expected \"F32\"");
+  std::string renamed = bytes;
+  renamed.replace(renamed.find("dense_1/bias"), 12, "dense_9/bias");
+  expect_error(renamed, "has tensor 'dense_9/bias', which the model (mode running) does not");
+  std::string no_mode = bytes;
+  no_mode.replace(no_mode.find("\"mode\""), 6, "\"mood\"");
+  expect_error(no_mode, "metadata lacks 'mode'");
+}
+
+TEST_CASE("bad flags, modes and commands name the valid choices and exit non-zero", "[cli]") {
+  TempDir dir;
+  const Run flag = minidl_cli("train --epoch 3", dir);
+  CHECK(flag.status == 1);
+  CHECK_THAT(flag.err, Catch::Contains("epoch") && Catch::Contains("--epochs") && Catch::Contains("--batch-size"));
+  const Run mode = minidl_cli("train --norm fast " + data_flag(), dir);
+  CHECK(mode.status == 1);
+  CHECK_THAT(mode.err, Catch::Contains("unknown normalisation mode 'fast': choose one of running, batchwise, manual, none"));
+  const Run command = minidl_cli("fly", dir);
+  CHECK(command.status == 1);
+  CHECK_THAT(command.err, Catch::Contains("unknown command 'fly': choose one of train, evaluate, compare, gradcheck"));
+  const Run value = minidl_cli("train --batch-size 0 " + data_flag(), dir);
+  CHECK(value.status == 1);
+  CHECK_THAT(value.err, Catch::Contains("--batch-size must be >= 1, got 0"));
+  const Run data = minidl_cli("train --data " + dir.file("nowhere"), dir);
+  CHECK(data.status == 1);
+  CHECK_THAT(data.err, Catch::Contains("apt-get install dataset-fashion-mnist"));
+  const Run help = minidl_cli("compare --help", dir);
+  CHECK(help.status == 0);
+  CHECK_THAT(help.out, Catch::Contains("Example:") && Catch::Contains("--modes"));
+  CHECK(minidl_cli("evaluate " + data_flag(), dir).err.find("--model FILE is required") != std::string::npos);
+}
+
+TEST_CASE("compare trains every mode and writes CSV, JSON and an SVG plot", "[cli]") {
+  TempDir dir;
+  const Run r = minidl_cli("compare --epochs 2 --out " + dir.file("out") + " " + data_flag(), dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  for (const char* mode : {"running", "batchwise", "manual", "none"}) CHECK_THAT(r.out, Catch::Contains(mode));
+  const std::string csv = read_bytes(dir.file("out/compare.csv"));
+  CHECK(std::count(csv.begin(), csv.end(), '\n') == 5);
+  CHECK(csv.rfind("mode,train_loss,train_accuracy,test_accuracy_inference", 0) == 0);
+  const auto json = nlohmann::json::parse(read_bytes(dir.file("out/compare.json")));
+  REQUIRE(json["modes"].size() == 4);
+  CHECK(json["modes"][2]["test_accuracy_inference"] == "n/a");  // manual mode has no inference statistics
+  CHECK(json["modes"][0]["curve"].size() == 2);
+  // Same initial weights and batches: running and batchwise differ only in the moving statistics, so their
+  // training is identical.
+  CHECK(json["modes"][0]["train_loss"] == json["modes"][1]["train_loss"]);
+  const std::string svg = read_bytes(dir.file("out/curves.svg"));
+  CHECK(svg.rfind("<svg", 0) == 0);
+  CHECK(std::count(svg.begin(), svg.end(), 'p') > 0);
+  CHECK(svg.find("polyline") != std::string::npos);
+}
+
+TEST_CASE("gradcheck passes on the whole model in every mode", "[cli]") {
+  TempDir dir;
+  for (const char* mode : {"running", "manual", "none"}) {
+    const Run r = minidl_cli(std::string("gradcheck --hidden 16 --batch-size 8 --norm ") + mode + " " + data_flag(), dir);
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK_THAT(r.out, Catch::Contains("dense/kernel") && Catch::EndsWith("ok\n"));
+  }
+}
