@@ -8,7 +8,7 @@
 namespace minidl::cli {
 
 std::string svg_plot(const std::vector<std::pair<std::string, std::vector<Series>>>& panels) {
-  constexpr double kPanelWidth = 440, kHeight = 320, kLeft = 60, kRight = 20, kTop = 40, kBottom = 50;
+  constexpr double kPanelWidth = 440, kHeight = 340, kLeft = 60, kRight = 20, kTop = 60, kBottom = 50;
   const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
   std::ostringstream svg;
   svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << kPanelWidth * panels.size() << "\" height=\""
@@ -45,9 +45,10 @@ std::string svg_plot(const std::vector<std::pair<std::string, std::vector<Series
       svg << "\"/>\n";
       for (size_t i = 0; i < series[s].values.size(); ++i)
         svg << "<circle r=\"3\" fill=\"" << color << "\" cx=\"" << x(i) << "\" cy=\"" << y(series[s].values[i]) << "\"/>\n";
-      const double ly = kTop + 16 * s + 8;
-      svg << "<rect x=\"" << x1 - 90 << "\" y=\"" << ly - 8 << "\" width=\"12\" height=\"3\" fill=\"" << color << "\"/>"
-          << "<text x=\"" << x1 - 72 << "\" y=\"" << ly - 3 << "\">" << series[s].name << "</text>\n";
+      // The legend: one row under the title, clear of the curves.
+      const double lx = x0 + 90.0 * s;
+      svg << "<rect x=\"" << lx << "\" y=\"36\" width=\"14\" height=\"3\" fill=\"" << color << "\"/>"
+          << "<text x=\"" << lx + 18 << "\" y=\"41\">" << series[s].name << "</text>\n";
     }
   }
   svg << "</svg>\n";
