@@ -172,7 +172,7 @@ TEST_CASE("bad flags, modes and commands name the valid choices and exit non-zer
   CHECK_THAT(mode.err, Catch::Contains("unknown normalisation mode 'fast': choose one of running, batchwise, manual, none"));
   const Run command = minidl_cli("fly", dir);
   CHECK(command.status == 1);
-  CHECK_THAT(command.err, Catch::Contains("unknown command 'fly': choose one of train, evaluate, compare, gradcheck"));
+  CHECK_THAT(command.err, Catch::Contains("unknown command 'fly': choose one of train, evaluate, compare, gradcheck, bench"));
   const Run value = minidl_cli("train --batch-size 0 " + data_flag(), dir);
   CHECK(value.status == 1);
   CHECK_THAT(value.err, Catch::Contains("--batch-size must be >= 1, got 0"));

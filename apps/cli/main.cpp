@@ -1,4 +1,4 @@
-// `minidl`: the command line. Dispatches to train, evaluate, compare, gradcheck; errors exit non-zero.
+// `minidl`: the command line. Dispatches to train, evaluate, compare, gradcheck, bench; errors exit non-zero.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -17,6 +17,7 @@ Commands:
   evaluate   test loss and accuracy of a saved model
   compare    train every normalisation mode from the same initial weights; one table side by side
   gradcheck  finite-difference check of the whole model's gradients
+  bench      speed and memory of training steps, beside the machine's GEMM peak (and libtorch)
 
 Examples:
   minidl compare --epochs 5 --out results
@@ -38,7 +39,8 @@ int main(int argc, char** argv) {
     if (command == "evaluate") return minidl::cli::evaluate_command(argc - 1, argv + 1);
     if (command == "compare") return minidl::cli::compare_command(argc - 1, argv + 1);
     if (command == "gradcheck") return minidl::cli::gradcheck_command(argc - 1, argv + 1);
-    spdlog::error("unknown command '{}': choose one of train, evaluate, compare, gradcheck", command);
+    if (command == "bench") return minidl::cli::bench_command(argc - 1, argv + 1);
+    spdlog::error("unknown command '{}': choose one of train, evaluate, compare, gradcheck, bench", command);
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
   }

@@ -5,6 +5,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <iomanip>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
 #include <ostream>
 #include <sstream>
 
@@ -13,16 +16,70 @@ namespace detail {
 
 namespace {
 constexpr size_t kAlignment = 64;  // a cache line; enough for AVX-512 loads
+
+size_t rounded_bytes(int64_t n) {
+  return std::max<size_t>(kAlignment, (static_cast<size_t>(n) * sizeof(float) + kAlignment - 1) / kAlignment * kAlignment);
 }
 
+// A training step allocates the same sizes every step (activations, gradients). Freed buffers wait here, by
+// exact size, for the next step instead of going back to malloc, which for large sizes means mmap, munmap and
+// page faults every step. At most kMaxCached bytes wait; more goes back to the system. Sanitizer builds turn
+// it off (MINIDL_NO_BUFFER_CACHE) so that AddressSanitizer sees every free and catches use after free.
+class BufferCache {
+ public:
+  static constexpr size_t kMaxCached = size_t{256} << 20;
+  void* take(size_t bytes) {
+#ifdef MINIDL_NO_BUFFER_CACHE
+    (void)bytes;
+    return nullptr;
+#endif
+    const std::lock_guard lock(mutex_);
+    auto it = free_.find(bytes);
+    if (it == free_.end() || it->second.empty()) return nullptr;
+    void* p = it->second.back();
+    it->second.pop_back();
+    cached_ -= bytes;
+    return p;
+  }
+  void give(void* p, size_t bytes) {
+#ifndef MINIDL_NO_BUFFER_CACHE
+    {
+      const std::lock_guard lock(mutex_);
+      if (cached_ + bytes <= kMaxCached) {
+        free_[bytes].push_back(p);
+        cached_ += bytes;
+        return;
+      }
+    }
+#endif
+    (void)bytes;
+    std::free(p);
+  }
+  ~BufferCache() {
+    for (auto& [bytes, list] : free_)
+      for (void* p : list) std::free(p);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<size_t, std::vector<void*>> free_;
+  size_t cached_ = 0;
+};
+
+BufferCache& buffer_cache() {
+  static BufferCache* cache = new BufferCache;  // never destroyed: tensors may outlive static destruction
+  return *cache;
+}
+}  // namespace
+
 Storage::Storage(int64_t n) : size(n) {
-  const size_t bytes = std::max<size_t>(kAlignment, (static_cast<size_t>(n) * sizeof(float) + kAlignment - 1) /
-                                                        kAlignment * kAlignment);
-  data = static_cast<float*>(std::aligned_alloc(kAlignment, bytes));
+  const size_t bytes = rounded_bytes(n);
+  data = static_cast<float*>(buffer_cache().take(bytes));
+  if (!data) data = static_cast<float*>(std::aligned_alloc(kAlignment, bytes));
   if (!data) fail("Tensor: out of memory allocating ", n, " floats");
 }
 
-Storage::~Storage() { std::free(data); }
+Storage::~Storage() { buffer_cache().give(data, rounded_bytes(size)); }
 
 }  // namespace detail
 

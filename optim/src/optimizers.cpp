@@ -68,10 +68,11 @@ void Adam::step() {
   for (size_t i = 0; i < parameters_.size(); ++i) {
     const Tensor grad = parameters_[i].grad();
     if (!grad.defined()) continue;
-    float* theta = parameters_[i].data();
-    const float* g = grad.data();
-    float *m = m_[i].data(), *v = v_[i].data();
-    float* v_max = options_.amsgrad ? v_hat_[i].data() : nullptr;
+    float* __restrict theta = parameters_[i].data();
+    const float* __restrict g = grad.data();
+    float* __restrict m = m_[i].data();
+    float* __restrict v = v_[i].data();
+    float* __restrict v_max = options_.amsgrad ? v_hat_[i].data() : nullptr;
     const int64_t n = parameters_[i].numel();
     if (v_max) {
       for (int64_t k = 0; k < n; ++k) {

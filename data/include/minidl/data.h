@@ -97,6 +97,8 @@ class DataLoader {
   const LoaderOptions& options() const { return options_; }
 
  private:
+  void prefetch_next_batch() const;
+
   const Dataset& data_;
   LoaderOptions options_;
   bool one_hot_;
