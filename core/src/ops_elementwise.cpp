@@ -4,6 +4,7 @@
 #include "minidl/autograd.h"
 #include "minidl/gradcheck.h"
 #include "minidl/internal/broadcast.h"
+#include "minidl/internal/parallel.h"
 #include "minidl/ops.h"
 
 namespace minidl {
@@ -49,7 +50,9 @@ Tensor binary(const char* name, const Tensor& a, const Tensor& b, F f, DA da, DB
   const float *pa = a.data(), *pb = b.data();
   float* po = out.data();
   if (a.shape() == b.shape()) {
-    for (int64_t i = 0, n = out.numel(); i < n; ++i) po[i] = f(pa[i], pb[i]);
+    internal::parallel_for(out.numel(), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) po[i] = f(pa[i], pb[i]);
+    });
   } else {
     for_each_broadcast(bc, [&](int64_t o, int64_t ia, int64_t ib) { po[o] = f(pa[ia], pb[ib]); });
   }
@@ -58,6 +61,17 @@ Tensor binary(const char* name, const Tensor& a, const Tensor& b, F f, DA da, DB
     const Tensor a = c.input(0), b = c.input(1);
     const float *g = c.grad_output().data(), *pa = a.data(), *pb = b.data();
     const internal::Broadcast bc = internal::broadcast(name, a.shape(), b.shape());
+    if (a.shape() == b.shape()) {
+      float* ga = c.needs_grad(0) ? c.grad(0) : nullptr;
+      float* gb = c.needs_grad(1) ? c.grad(1) : nullptr;
+      internal::parallel_for(c.output().numel(), 2, [&](int64_t begin, int64_t end) {
+        if (ga)
+          for (int64_t i = begin; i < end; ++i) ga[i] += g[i] * da(pa[i], pb[i]);
+        if (gb)
+          for (int64_t i = begin; i < end; ++i) gb[i] += g[i] * db(pa[i], pb[i]);
+      });
+      return;
+    }
     if (c.needs_grad(0)) {
       float* ga = c.grad(0);
       for_each_broadcast(bc, [&](int64_t o, int64_t ia, int64_t ib) { ga[ia] += g[o] * da(pa[ia], pb[ib]); });
@@ -69,17 +83,30 @@ Tensor binary(const char* name, const Tensor& a, const Tensor& b, F f, DA da, DB
   });
 }
 
+// out[i] = f(in[i]) and gx[i] += g[i]·df(x[i], y[i]) over [begin, end), with __restrict pointer parameters so
+// the loops vectorise inside parallel_for's lambdas.
+template <class F>
+void map_range(const float* __restrict in, float* __restrict out, int64_t begin, int64_t end, F f) {
+  for (int64_t i = begin; i < end; ++i) out[i] = f(in[i]);
+}
+template <class DF>
+void chain_range(const float* __restrict g, const float* __restrict x, const float* __restrict y,
+                 float* __restrict gx, int64_t begin, int64_t end, DF df) {
+  for (int64_t i = begin; i < end; ++i) gx[i] += g[i] * df(x[i], y[i]);
+}
+
 // y = f(x) elementwise; df(x, y) is dy/dx (given y too, so exp and sqrt reuse their output).
 template <class F, class DF>
 Tensor unary(const char* name, const Tensor& x, F f, DF df) {
   Tensor out = Tensor::empty(x.shape());
   const float* px = x.data();
   float* py = out.data();
-  for (int64_t i = 0, n = x.numel(); i < n; ++i) py[i] = f(px[i]);
+  internal::parallel_for(x.numel(), 1, [&](int64_t begin, int64_t end) { map_range(px, py, begin, end, f); });
   return record(out, name, {x}, [df](BackwardContext& c) {
     const float *g = c.grad_output().data(), *px = c.input(0).data(), *py = c.output().data();
     float* gx = c.grad(0);
-    for (int64_t i = 0, n = c.output().numel(); i < n; ++i) gx[i] += g[i] * df(px[i], py[i]);
+    internal::parallel_for(c.output().numel(), 1,
+                           [&](int64_t begin, int64_t end) { chain_range(g, px, py, gx, begin, end, df); });
   });
 }
 }  // namespace

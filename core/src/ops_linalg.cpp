@@ -1,13 +1,43 @@
 // Linear algebra: the 2-D matrix product with optional transposed operands, and its backward.
+#include <algorithm>
+
 #include "minidl/autograd.h"
 #include "minidl/internal/eigen.h"
 #include "minidl/internal/kernels.h"
+#include "minidl/internal/parallel.h"
 #include "minidl/ops.h"
 
 namespace minidl {
 namespace internal {
 
-void gemm(const MatrixArg& a, const MatrixArg& b, float* out, bool accumulate) {
+namespace {
+// Below this many FLOPs a product runs whole on the calling thread: forking a team costs more than it saves.
+constexpr double kParallelFlops = 8e6;
+
+// out[rows r0.., cols c0..] (+)= op(a)[r0.., :] · op(b)[:, c0..], one Eigen product on this thread.
+void gemm_block(const MatrixArg& a, const MatrixArg& b, float* out, int64_t ldc, bool accumulate, int64_t r0,
+                int64_t rows, int64_t c0, int64_t cols) {
+  const ConstMatrixMap ma(a.data, a.rows, a.cols), mb(b.data, b.rows, b.cols);
+  Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> c(out + r0 * ldc + c0, rows, cols, Eigen::OuterStride<>(ldc));
+  const auto run = [&](const auto& lhs, const auto& rhs) {
+    if (accumulate)
+      c.noalias() += lhs.middleRows(r0, rows) * rhs.middleCols(c0, cols);
+    else
+      c.noalias() = lhs.middleRows(r0, rows) * rhs.middleCols(c0, cols);
+  };
+  if (a.transposed) {
+    if (b.transposed) run(ma.transpose(), mb.transpose());
+    else run(ma.transpose(), mb);
+  } else {
+    if (b.transposed) run(ma, mb.transpose());
+    else run(ma, mb);
+  }
+}
+}  // namespace
+
+// The whole product on this thread, through plain maps (blocks of maps take a slower path in Eigen for small
+// products: measured 0.20 -> 0.37 s per epoch at batch 32).
+void gemm_whole(const MatrixArg& a, const MatrixArg& b, float* out, bool accumulate) {
   const ConstMatrixMap ma(a.data, a.rows, a.cols), mb(b.data, b.rows, b.cols);
   MatrixMap c(out, a.out_rows(), b.out_cols());
   const auto run = [&](const auto& lhs, const auto& rhs) {
@@ -22,6 +52,28 @@ void gemm(const MatrixArg& a, const MatrixArg& b, float* out, bool accumulate) {
   } else {
     if (b.transposed) run(ma, mb.transpose());
     else run(ma, mb);
+  }
+}
+
+void gemm(const MatrixArg& a, const MatrixArg& b, float* out, bool accumulate) {
+  const int64_t m = a.out_rows(), n = b.out_cols(), k = a.out_cols();
+  if (2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) < kParallelFlops) {
+    gemm_whole(a, b, out, accumulate);
+    return;
+  }
+  // Split the larger output dimension into chunks whose number and bounds depend on the shape alone, never on
+  // the thread count; K is never split. Every chunk is the same Eigen product whichever thread runs it, so the
+  // result is bit-identical for 1, 2 or more threads.
+  const bool by_rows = m >= n;
+  const int64_t extent = by_rows ? m : n;
+  const int64_t chunks = std::clamp<int64_t>(extent / 64, 2, 8) / 2 * 2;
+  const int64_t step = (extent + chunks - 1) / chunks;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < chunks; ++i) {
+    const int64_t begin = i * step, size = std::min(step, extent - begin);
+    if (size <= 0) continue;
+    if (by_rows) gemm_block(a, b, out, n, accumulate, begin, size, 0, n);
+    else gemm_block(a, b, out, n, accumulate, 0, m, begin, size);
   }
 }
 
@@ -65,11 +117,13 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   if (b.defined() && !(b.shape() == Shape{units}))
     fail("linear: bias ", b.shape().str(), " does not match ", units, " output units");
   Tensor out = Tensor::empty({rows, units});
-  internal::MatrixMap y(out.data(), rows, units);
-  if (b.defined())
-    y.rowwise() = internal::ConstMatrixMap(b.data(), 1, units).row(0);
-  else
-    y.setZero();
+  // Start from the bias in every row, then accumulate the product into it.
+  float* y = out.data();
+  internal::parallel_for(rows, units, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r)
+      if (b.defined()) std::copy_n(b.data(), units, y + r * units);
+      else std::fill_n(y + r * units, units, 0.0f);
+  });
   internal::gemm({x.data(), rows, x.size(1), false}, {w.data(), w.size(0), units, false}, out.data(), true);
 
   const auto backward = [](BackwardContext& c) {

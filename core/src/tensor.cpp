@@ -1,6 +1,8 @@
 // Tensor: storage, factories, element access, copies and printing.
 #include "minidl/tensor.h"
 
+#include "minidl/internal/parallel.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -163,7 +165,10 @@ void Tensor::copy_(const Tensor& src) {
   std::copy_n(src.data(), numel(), data());
 }
 
-void Tensor::fill_(float value) { std::fill_n(data(), numel(), value); }
+void Tensor::fill_(float value) {
+  float* p = data();
+  internal::parallel_for(numel(), 1, [&](int64_t begin, int64_t end) { std::fill(p + begin, p + end, value); });
+}
 
 Tensor& Tensor::set_requires_grad(bool on) {
   if (impl().is_result && !on)

@@ -3,6 +3,7 @@
 
 #include "minidl/data.h"
 #include "minidl/error.h"
+#include "minidl/internal/parallel.h"
 
 namespace minidl {
 namespace {
@@ -50,14 +51,16 @@ bool DataLoader::next(Batch& batch) {
   }
   // One pass over the rows this batch needs: uint8 → float in [0, 1]. (__restrict: a uint8_t pointer may
   // alias anything, which would otherwise keep the conversion from vectorising.)
-  for (int64_t r = 0; r < rows; ++r) {
-    const int32_t row = order_[begin + r];
-    const uint8_t* __restrict src = data_.images.data() + static_cast<int64_t>(row) * features;
-    float* __restrict dst = batch.x.data() + r * features;
-    for (int64_t j = 0; j < features; ++j) dst[j] = static_cast<float>(src[j]) * (1.0f / 255.0f);
-    batch.labels[r] = data_.labels[row];
-    if (one_hot_) batch.one_hot.data()[r * data_.num_classes + batch.labels[r]] = 1.0f;
-  }
+  internal::parallel_for(rows, features, [&](int64_t first, int64_t last) {
+    for (int64_t r = first; r < last; ++r) {
+      const int32_t row = order_[begin + r];
+      const uint8_t* __restrict src = data_.images.data() + static_cast<int64_t>(row) * features;
+      float* __restrict dst = batch.x.data() + r * features;
+      for (int64_t j = 0; j < features; ++j) dst[j] = static_cast<float>(src[j]) * (1.0f / 255.0f);
+      batch.labels[r] = data_.labels[row];
+      if (one_hot_) batch.one_hot.data()[r * data_.num_classes + batch.labels[r]] = 1.0f;
+    }
+  });
   ++state_.next_batch;
   prefetch_next_batch();
   return true;

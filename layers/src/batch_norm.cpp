@@ -6,6 +6,7 @@
 
 #include "minidl/autograd.h"
 #include "minidl/functional.h"
+#include "minidl/internal/parallel.h"
 #include "minidl/layers.h"
 
 namespace minidl {
@@ -22,14 +23,19 @@ void check_channels(const char* op, const char* what, const Tensor& t, int64_t c
     fail(op, ": ", what, " has shape ", t.shape().str(), ", expected [", c, "]");
 }
 
-// Per-channel sums of f(row, channel) over rows, in double, into out[c] (scratch reused across calls).
+// Per-channel sums of f(flat index, channel) over rows, in double, into out[c]. Threads split the channels;
+// each channel is summed by one thread over rows in order, so the sums never depend on the thread count.
 template <class F>
 void channel_sums(int64_t n, int64_t c, std::vector<double>& out, F f) {
   out.assign(static_cast<size_t>(c), 0.0);
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t k = 0; k < c; ++k) out[k] += f(r * c + k, k);
+  double* sums = out.data();
+  internal::parallel_for(c, n, [&](int64_t k0, int64_t k1) {
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t k = k0; k < k1; ++k) sums[k] += f(r * c + k, k);
+  });
 }
 
+// Scratch for the sums, reused across calls (kernels run on the calling thread's scratch).
 thread_local std::vector<double> t_sum_a, t_sum_b;
 }  // namespace
 
@@ -60,12 +66,14 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
   }
   const float *pg = g.data(), *pb = b.data();
   float *ph = xhat.data(), *py = y.data();
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t k = 0; k < c; ++k) {
-      const int64_t i = r * c + k;
-      ph[i] = (px[i] - mean[k]) * pinv[k];
-      py[i] = ph[i] * pg[k] + pb[k];
-    }
+  internal::parallel_for(n, c, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t k = 0; k < c; ++k) {
+        const int64_t i = r * c + k;
+        ph[i] = (px[i] - mean[k]) * pinv[k];
+        py[i] = ph[i] * pg[k] + pb[k];
+      }
+  });
 
   return record(y, "batch_norm_train", {x, g, b}, [n, c, inv, xhat](BackwardContext& ctx) {
     // With x̂ = (x − μ)·inv, inv = 1/sqrt(σ² + eps), y = γ x̂ + β, and μ, σ² functions of the whole batch:
@@ -77,12 +85,15 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
     channel_sums(n, c, t_sum_b, [&](int64_t i, int64_t) { return double(dy[i]) * ph[i]; });
     if (ctx.needs_grad(0)) {
       float* dx = ctx.grad(0);
-      for (int64_t r = 0; r < n; ++r)
-        for (int64_t k = 0; k < c; ++k) {
-          const int64_t i = r * c + k;
-          const double scale = double(pg[k]) * pinv[k] / static_cast<double>(n);
-          dx[i] += static_cast<float>(scale * (static_cast<double>(n) * dy[i] - t_sum_a[k] - ph[i] * t_sum_b[k]));
-        }
+      const double *dbeta = t_sum_a.data(), *dgamma = t_sum_b.data();
+      internal::parallel_for(n, c, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t k = 0; k < c; ++k) {
+            const int64_t i = r * c + k;
+            const double scale = double(pg[k]) * pinv[k] / static_cast<double>(n);
+            dx[i] += static_cast<float>(scale * (static_cast<double>(n) * dy[i] - dbeta[k] - ph[i] * dgamma[k]));
+          }
+      });
     }
     if (ctx.needs_grad(1))
       for (int64_t k = 0; k < c; ++k) ctx.grad(1)[k] += static_cast<float>(t_sum_b[k]);

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "minidl/autograd.h"
+#include "minidl/internal/parallel.h"
 #include "minidl/optim.h"
 
 namespace minidl {
@@ -11,6 +12,26 @@ std::vector<Tensor> zeros_like_each(const std::vector<Tensor>& tensors) {
   std::vector<Tensor> out;
   for (const Tensor& t : tensors) out.push_back(Tensor::zeros(t.shape()));
   return out;
+}
+
+// Keras's Adam update of elements [begin, end). Pointer parameters marked __restrict so GCC vectorises it
+// (pointers captured by a lambda lose that promise: measured 0.20 -> 0.52 s per epoch).
+void adam_update(float* __restrict theta, const float* __restrict g, float* __restrict m, float* __restrict v,
+                 float* __restrict v_max, int64_t begin, int64_t end, float alpha, float b1, float b2, float eps) {
+  if (v_max) {
+    for (int64_t k = begin; k < end; ++k) {
+      m[k] += (g[k] - m[k]) * (1.0f - b1);
+      v[k] += (g[k] * g[k] - v[k]) * (1.0f - b2);
+      v_max[k] = std::max(v_max[k], v[k]);
+      theta[k] -= alpha * m[k] / (std::sqrt(v_max[k]) + eps);
+    }
+  } else {
+    for (int64_t k = begin; k < end; ++k) {
+      m[k] += (g[k] - m[k]) * (1.0f - b1);
+      v[k] += (g[k] * g[k] - v[k]) * (1.0f - b2);
+      theta[k] -= alpha * m[k] / (std::sqrt(v[k]) + eps);
+    }
+  }
 }
 
 void add_slots(NamedTensors& out, const char* name, const std::vector<Tensor>& slots) {
@@ -68,26 +89,13 @@ void Adam::step() {
   for (size_t i = 0; i < parameters_.size(); ++i) {
     const Tensor grad = parameters_[i].grad();
     if (!grad.defined()) continue;
-    float* __restrict theta = parameters_[i].data();
-    const float* __restrict g = grad.data();
-    float* __restrict m = m_[i].data();
-    float* __restrict v = v_[i].data();
-    float* __restrict v_max = options_.amsgrad ? v_hat_[i].data() : nullptr;
-    const int64_t n = parameters_[i].numel();
-    if (v_max) {
-      for (int64_t k = 0; k < n; ++k) {
-        m[k] += (g[k] - m[k]) * (1.0f - b1);
-        v[k] += (g[k] * g[k] - v[k]) * (1.0f - b2);
-        v_max[k] = std::max(v_max[k], v[k]);
-        theta[k] -= alpha * m[k] / (std::sqrt(v_max[k]) + eps);
-      }
-    } else {
-      for (int64_t k = 0; k < n; ++k) {
-        m[k] += (g[k] - m[k]) * (1.0f - b1);
-        v[k] += (g[k] * g[k] - v[k]) * (1.0f - b2);
-        theta[k] -= alpha * m[k] / (std::sqrt(v[k]) + eps);
-      }
-    }
+    float* theta = parameters_[i].data();
+    const float* g = grad.data();
+    float *m = m_[i].data(), *v = v_[i].data();
+    float* v_max = options_.amsgrad ? v_hat_[i].data() : nullptr;
+    internal::parallel_for(parameters_[i].numel(), 4, [&](int64_t begin, int64_t end) {
+      adam_update(theta, g, m, v, v_max, begin, end, alpha, b1, b2, eps);
+    });
   }
   ++iterations_;
 }
