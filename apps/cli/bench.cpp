@@ -128,7 +128,9 @@ Measurement train_steps(const BenchConfig& c, const Dataset& data, int64_t steps
 
 // The libtorch side program, if it was built (only when libtorch-dev is installed): its steps/s, or NaN.
 double libtorch_steps_per_second(const std::string& program, const BenchConfig& c, int threads, int64_t steps) {
-  const std::string command = program + " " + to_string(c.mode) + " " + std::to_string(c.batch) + " " +
+  // OpenBLAS (libtorch's BLAS on Debian) starts its own threads unless told: pin it to the same count.
+  const std::string pin = "OPENBLAS_NUM_THREADS=" + std::to_string(threads) + " OMP_NUM_THREADS=" + std::to_string(threads);
+  const std::string command = pin + " " + program + " " + to_string(c.mode) + " " + std::to_string(c.batch) + " " +
                               std::to_string(c.hidden) + " " + std::to_string(threads) + " " + std::to_string(steps);
   std::FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return NAN;
@@ -165,7 +167,9 @@ int bench_command(int argc, char** argv) {
       configs.push_back({"batch 32, mode " + to_string(m), m, 32, 64});
   }
   const DatasetSplits data = load_data(f["data"].as<std::string>());
-  const std::string libtorch = (std::filesystem::path(argv[0]).parent_path() / "minidl_bench_libtorch").string();
+  // The side program sits beside this executable when it was built.
+  const std::string libtorch =
+      (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "minidl_bench_libtorch").string();
   const bool have_libtorch = std::filesystem::exists(libtorch);
 
   std::printf("%-28s %7s %9s %9s %8s %10s %6s %9s %12s\n", "configuration", "threads", "steps/s", "s/epoch",

@@ -124,15 +124,6 @@ std::string table(const std::vector<ModeResult>& results) {
   return out.str();
 }
 
-void write_text(const std::string& path, const std::string& text) {
-  write_file_atomically(path, [&](const std::string& tmp) {
-    std::FILE* out = std::fopen(tmp.c_str(), "w");
-    if (!out) fail("cannot create '", tmp, "'");
-    const bool ok = std::fputs(text.c_str(), out) >= 0;
-    if (std::fclose(out) != 0 || !ok) fail("cannot write '", tmp, "'");
-  });
-}
-
 void write_outputs(const std::string& dir, const std::vector<ModeResult>& results, const TrainConfig& config) {
   std::filesystem::create_directories(dir);
   std::string csv;
@@ -158,9 +149,9 @@ void write_outputs(const std::string& dir, const std::vector<ModeResult>& result
     loss.push_back(l);
     accuracy.push_back(a);
   }
-  write_text(dir + "/compare.csv", csv);
-  write_text(dir + "/compare.json", json.dump(2) + "\n");
-  write_text(dir + "/curves.svg", svg_plot({{"training loss", loss}, {"test accuracy (inference)", accuracy}}));
+  write_text_atomically(dir + "/compare.csv", csv);
+  write_text_atomically(dir + "/compare.json", json.dump(2) + "\n");
+  write_text_atomically(dir + "/curves.svg", svg_plot({{"training loss", loss}, {"test accuracy (inference)", accuracy}}));
   spdlog::info("wrote {}/compare.csv, compare.json, curves.svg", dir);
 }
 }  // namespace

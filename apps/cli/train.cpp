@@ -108,12 +108,7 @@ int train_command(int argc, char** argv) {
     std::fflush(stdout);
     if (f.count("log")) {
       log_text += record.dump() + "\n";
-      write_file_atomically(f["log"].as<std::string>(), [&](const std::string& tmp) {
-        std::FILE* out = std::fopen(tmp.c_str(), "w");
-        if (!out) fail("cannot create '", tmp, "'");
-        const bool ok = std::fputs(log_text.c_str(), out) >= 0;
-        if (std::fclose(out) != 0 || !ok) fail("cannot write '", tmp, "'");
-      });
+      write_text_atomically(f["log"].as<std::string>(), log_text);
     }
     if (f.count("save")) session.save(f["save"].as<std::string>());
   }

@@ -31,4 +31,13 @@ void write_file_atomically(const std::string& path, const std::function<void(con
   }
 }
 
+void write_text_atomically(const std::string& path, const std::string& text) {
+  write_file_atomically(path, [&](const std::string& tmp) {
+    std::FILE* out = std::fopen(tmp.c_str(), "w");
+    if (!out) fail("cannot create '", tmp, "': ", std::strerror(errno));
+    const bool written = std::fwrite(text.data(), 1, text.size(), out) == text.size();
+    if (std::fclose(out) != 0 || !written) fail("cannot write '", tmp, "' (disk full?)");
+  });
+}
+
 }  // namespace minidl

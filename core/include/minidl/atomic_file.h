@@ -10,4 +10,7 @@ namespace minidl {
 /// step fails, the temporary file is removed, the previous `path` is left intact, and minidl::Error names it.
 void write_file_atomically(const std::string& path, const std::function<void(const std::string&)>& write);
 
+/// Replaces `path` with `text`, atomically.
+void write_text_atomically(const std::string& path, const std::string& text);
+
 }  // namespace minidl
