@@ -17,9 +17,10 @@ IdxArray small_images() {
   for (int i = 0; i < 12; ++i) a.values.push_back(static_cast<uint8_t>(i * 20));
   return a;
 }
+// Big-endian magic number and dimensions: an IDX header, possibly a wrong one.
 std::string header(uint32_t magic, std::vector<uint32_t> dims) {
   std::string s;
-  for (uint32_t v : std::vector<uint32_t>{magic}) dims.insert(dims.begin(), v);
+  dims.insert(dims.begin(), magic);
   for (uint32_t v : dims)
     for (int shift = 24; shift >= 0; shift -= 8) s += static_cast<char>((v >> shift) & 0xff);
   return s;

@@ -99,11 +99,11 @@ Measurement gemm_peak() {
 Measurement train_steps(const BenchConfig& c, const Dataset& data, int64_t steps) {
   TrainConfig config;
   config.mode = c.mode;
-  config.batch_size = c.batch;
   config.hidden = c.hidden;
-  config.epochs = 1 << 20;
-  TrainingSession session(config, data);
-  Sequential& model = session.model();
+  clear_session();
+  Generator gen(config.seed);
+  const auto model_ptr = make_document_model(c.mode, config.model_options(), gen);
+  Sequential& model = *model_ptr;
   Adam adam(model.parameters());
   DataLoader loader(data, {.batch_size = c.batch, .drop_last = true}, true);
   Batch batch;

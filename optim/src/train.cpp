@@ -21,7 +21,11 @@ StepResult train_step(Module& model, Optimizer& optimizer, const Batch& batch) {
 
 std::vector<EpochLogs> fit(Module& model, Optimizer& optimizer, const Dataset& data, const FitOptions& options) {
   if (options.epochs < 0) fail("fit: epochs must be >= 0, got ", options.epochs);
-  const auto [train, validation] = split_validation(data, options.validation_split);
+  // Copy rows out only when a validation split asks for it.
+  std::pair<Dataset, Dataset> split;
+  if (options.validation_split > 0.0) split = split_validation(data, options.validation_split);
+  const Dataset& train = options.validation_split > 0.0 ? split.first : data;
+  const Dataset& validation = split.second;
   DataLoader loader(train, {.batch_size = options.batch_size, .shuffle = options.shuffle, .seed = options.seed}, true);
   std::vector<EpochLogs> history;
   Batch batch;
