@@ -146,6 +146,7 @@ int bench_command(int argc, char** argv) {
   options.add_options()("thread-counts", "comma-separated OpenMP thread counts", cxxopts::value<std::string>()->default_value("1,2"))(
       "steps", "timed steps per repeat (5 repeats, median)", cxxopts::value<int64_t>()->default_value("200"))(
       "quick", "only the document's model at batch 32")(
+      "match", "only configurations whose name contains this text", cxxopts::value<std::string>()->default_value(""))(
       "data", "directory with the MNIST-format files", cxxopts::value<std::string>()->default_value(default_data_dir()))(
       "h,help", "show this help");
   const auto f = parse_flags(options, argc, argv, "minidl bench --thread-counts 1,2");
@@ -166,6 +167,9 @@ int bench_command(int argc, char** argv) {
     for (NormMode m : {NormMode::batchwise, NormMode::manual, NormMode::none})
       configs.push_back({"batch 32, mode " + to_string(m), m, 32, 64});
   }
+  const std::string match = f["match"].as<std::string>();
+  std::erase_if(configs, [&](const BenchConfig& c) { return c.name.find(match) == std::string::npos; });
+  if (configs.empty()) fail("--match '", match, "' selects no configuration");
   const DatasetSplits data = load_data(f["data"].as<std::string>());
   // The side program sits beside this executable when it was built.
   const std::string libtorch =

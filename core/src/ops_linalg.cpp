@@ -65,7 +65,9 @@ void gemm(const MatrixArg& a, const MatrixArg& b, float* out, bool accumulate) {
   const int64_t extent = by_rows ? m : n;
   const int64_t chunks = std::clamp<int64_t>(extent / 64, 2, 8) / 2 * 2;
   const int64_t step = (extent + chunks - 1) / chunks;
-#pragma omp parallel for schedule(static)
+  // Dynamic: a thread slowed by a noisy neighbour takes fewer chunks instead of holding the others at the
+  // barrier; which thread computes a chunk never changes its result.
+#pragma omp parallel for schedule(dynamic, 1)
   for (int64_t i = 0; i < chunks; ++i) {
     const int64_t begin = i * step, size = std::min(step, extent - begin);
     if (size <= 0) continue;
