@@ -227,3 +227,26 @@ TEST_CASE("the same seed gives bit-identical weights with --threads 1 and 2", "[
     CHECK(read_bytes(dir.file("one")) == read_bytes(dir.file("two")));
   }
 }
+
+TEST_CASE("bench prints one row per configuration and thread count beside the GEMM peak", "[cli]") {
+  TempDir dir;
+  const Run r = minidl_cli("bench --quick --steps 3 --thread-counts 1,2 " + data_flag(), dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  std::istringstream lines(r.out);
+  std::vector<std::string> rows;
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("document model, batch 32", 0) == 0) rows.push_back(line);
+  REQUIRE(rows.size() == 2);
+  for (const std::string& row : rows) {
+    std::istringstream cells(row.substr(std::string("document model, batch 32").size()));
+    int threads;
+    double steps_per_second, seconds_per_epoch, gflops, peak;
+    cells >> threads >> steps_per_second >> seconds_per_epoch >> gflops >> peak;
+    CHECK(steps_per_second > 0);
+    CHECK(seconds_per_epoch == Approx(1875 / steps_per_second).epsilon(0.02));  // 60,000 samples / 32
+    CHECK(peak > gflops * 0.1);
+  }
+  CHECK_THAT(r.out, Catch::Contains("GEMM peak") && Catch::Contains("peak RSS"));
+  CHECK(minidl_cli("bench --match nothing-like-this " + data_flag(), dir).status == 1);
+}
