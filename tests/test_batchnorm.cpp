@@ -180,6 +180,23 @@ TEST_CASE("grad of fused and composed batch norm, training and inference", "[bat
                   {x, gamma, beta});
 }
 
+TEST_CASE("grad when one op writes a fresh gradient buffer and the others add to it", "[batchnorm]") {
+  // x feeds relu, matmul, linear and the fused batch norm: whichever backward runs first writes x's gradient
+  // without zero-filling it, the others add. Twice through, the second backward adds to kept leaf gradients.
+  const Tensor x = minidl::test::param_away_from({6, 4}, 1, {0.0f}), w = param({4, 4}, 2), b = param({4}, 3);
+  const auto f = [](const Inputs& p) {
+    Tensor mean, variance;
+    return relu(p[0]) + matmul(p[0], p[1]) + linear(p[0], p[1], p[2]) +
+           batch_norm_train(p[0], Tensor(), Tensor(), 1e-3f, mean, variance);
+  };
+  require_grad_ok(f, {x, w, b});
+  const Tensor upstream = Tensor::uniform({6, 4}, -1, 1);
+  f({x, w, b}).backward(upstream);
+  const std::vector<float> once = x.grad().to_vector();
+  f({x, w, b}).backward(upstream);
+  for (size_t i = 0; i < once.size(); ++i) REQUIRE(x.grad().data()[i] == Approx(2 * once[i]).margin(1e-6));
+}
+
 TEST_CASE("moments returns the mean and biased variance, with or without keepdims", "[batchnorm]") {
   const Tensor x = Tensor::from({4, 1}, {1, 2, 3, 4});
   const auto [m, v] = moments(x, {0});

@@ -39,6 +39,14 @@ float* BackwardContext::grad(size_t i) {
   return in.grad->storage->data;
 }
 
+float* BackwardContext::grad_for_write(size_t i, bool* fresh) {
+  detail::TensorImpl& in = *node_.inputs[i];
+  MINIDL_ASSERT(in.requires_grad);
+  *fresh = !in.grad;
+  if (*fresh) in.grad = Tensor::empty(in.shape).impl_ptr();
+  return in.grad->storage->data;
+}
+
 Tensor record(Tensor output, const char* name, std::initializer_list<Tensor> inputs, BackwardFn backward) {
   if (!t_grad_enabled) return output;
   bool any = false;

@@ -89,10 +89,10 @@ template <class F>
 void map_range(const float* __restrict in, float* __restrict out, int64_t begin, int64_t end, F f) {
   for (int64_t i = begin; i < end; ++i) out[i] = f(in[i]);
 }
-template <class DF>
+template <bool kFresh, class DF>
 void chain_range(const float* __restrict g, const float* __restrict x, const float* __restrict y,
                  float* __restrict gx, int64_t begin, int64_t end, DF df) {
-  for (int64_t i = begin; i < end; ++i) gx[i] += g[i] * df(x[i], y[i]);
+  for (int64_t i = begin; i < end; ++i) gx[i] = (kFresh ? 0.0f : gx[i]) + g[i] * df(x[i], y[i]);
 }
 
 // y = f(x) elementwise; df(x, y) is dy/dx (given y too, so exp and sqrt reuse their output).
@@ -104,9 +104,12 @@ Tensor unary(const char* name, const Tensor& x, F f, DF df) {
   internal::parallel_for(x.numel(), 1, [&](int64_t begin, int64_t end) { map_range(px, py, begin, end, f); });
   return record(out, name, {x}, [df](BackwardContext& c) {
     const float *g = c.grad_output().data(), *px = c.input(0).data(), *py = c.output().data();
-    float* gx = c.grad(0);
-    internal::parallel_for(c.output().numel(), 1,
-                           [&](int64_t begin, int64_t end) { chain_range(g, px, py, gx, begin, end, df); });
+    bool fresh = false;
+    float* gx = c.grad_for_write(0, &fresh);
+    internal::parallel_for(c.output().numel(), 1, [&](int64_t begin, int64_t end) {
+      if (fresh) chain_range<true>(g, px, py, gx, begin, end, df);
+      else chain_range<false>(g, px, py, gx, begin, end, df);
+    });
   });
 }
 }  // namespace

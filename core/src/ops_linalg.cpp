@@ -98,13 +98,16 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose
     const internal::MatrixArg B{b.data(), b.size(0), b.size(1), transpose_b};
     const internal::MatrixArg G{g.data(), g.size(0), g.size(1), false};
     const auto flip = [](internal::MatrixArg m) { m.transposed = !m.transposed; return m; };
+    bool fresh = false;
     if (c.needs_grad(0)) {
-      if (transpose_a) internal::gemm(B, flip(G), c.grad(0), true);
-      else internal::gemm(G, flip(B), c.grad(0), true);
+      float* da = c.grad_for_write(0, &fresh);
+      if (transpose_a) internal::gemm(B, flip(G), da, !fresh);
+      else internal::gemm(G, flip(B), da, !fresh);
     }
     if (c.needs_grad(1)) {
-      if (transpose_b) internal::gemm(flip(G), A, c.grad(1), true);
-      else internal::gemm(flip(A), G, c.grad(1), true);
+      float* db = c.grad_for_write(1, &fresh);
+      if (transpose_b) internal::gemm(flip(G), A, db, !fresh);
+      else internal::gemm(flip(A), G, db, !fresh);
     }
   });
 }
@@ -129,11 +132,21 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     // y = xW + b:  dx = G Wᵀ,  dW = xᵀ G,  db = column sums of G.
     const Tensor x = c.input(0), w = c.input(1), &g = c.grad_output();
     const internal::MatrixArg G{g.data(), g.size(0), g.size(1), false};
-    if (c.needs_grad(0)) internal::gemm(G, {w.data(), w.size(0), w.size(1), true}, c.grad(0), true);
-    if (c.needs_grad(1)) internal::gemm({x.data(), x.size(0), x.size(1), true}, G, c.grad(1), true);
+    bool fresh = false;
+    if (c.needs_grad(0)) {
+      float* dx = c.grad_for_write(0, &fresh);
+      internal::gemm(G, {w.data(), w.size(0), w.size(1), true}, dx, !fresh);
+    }
+    if (c.needs_grad(1)) {
+      float* dw = c.grad_for_write(1, &fresh);
+      internal::gemm({x.data(), x.size(0), x.size(1), true}, G, dw, !fresh);
+    }
     if (c.num_inputs() == 3 && c.needs_grad(2)) {
-      internal::MatrixMap db(c.grad(2), 1, g.size(1));
-      db.noalias() += internal::ConstMatrixMap(g.data(), g.size(0), g.size(1)).colwise().sum();
+      internal::MatrixMap db(c.grad_for_write(2, &fresh), 1, g.size(1));
+      if (fresh)
+        db.noalias() = internal::ConstMatrixMap(g.data(), g.size(0), g.size(1)).colwise().sum();
+      else
+        db.noalias() += internal::ConstMatrixMap(g.data(), g.size(0), g.size(1)).colwise().sum();
     }
   };
   return b.defined() ? record(out, "linear", {x, w, b}, backward) : record(out, "linear", {x, w}, backward);

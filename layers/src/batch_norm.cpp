@@ -84,14 +84,16 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
     channel_sums(n, c, t_sum_a, [&](int64_t i, int64_t) { return double(dy[i]); });
     channel_sums(n, c, t_sum_b, [&](int64_t i, int64_t) { return double(dy[i]) * ph[i]; });
     if (ctx.needs_grad(0)) {
-      float* dx = ctx.grad(0);
+      bool fresh = false;
+      float* dx = ctx.grad_for_write(0, &fresh);
       const double *dbeta = t_sum_a.data(), *dgamma = t_sum_b.data();
       internal::parallel_for(n, c, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r)
           for (int64_t k = 0; k < c; ++k) {
             const int64_t i = r * c + k;
             const double scale = double(pg[k]) * pinv[k] / static_cast<double>(n);
-            dx[i] += static_cast<float>(scale * (static_cast<double>(n) * dy[i] - dbeta[k] - ph[i] * dgamma[k]));
+            const float d = static_cast<float>(scale * (static_cast<double>(n) * dy[i] - dbeta[k] - ph[i] * dgamma[k]));
+            dx[i] = fresh ? d : dx[i] + d;
           }
       });
     }

@@ -39,6 +39,10 @@ class BackwardContext {
   bool needs_grad(size_t i) const { return node_.inputs[i]->requires_grad; }
   /// The gradient accumulator of input i (its shape, zero on first use): backward code adds into it.
   float* grad(size_t i);
+  /// Like grad(i), but when this is the first contribution to input i's gradient the buffer is left
+  /// uninitialised and *fresh is set: the caller must then WRITE every element instead of adding (saves a
+  /// zero-fill and a read per buffer; the next contribution, e.g. from fan-out, adds as usual).
+  float* grad_for_write(size_t i, bool* fresh);
 
  private:
   detail::Node& node_;
