@@ -1,7 +1,11 @@
 // Linear algebra: the 2-D matrix product with optional transposed operands, and its backward.
 #include <algorithm>
+#include <vector>
+
+#include <omp.h>
 
 #include "minidl/autograd.h"
+#include "minidl/internal/column_sums.h"
 #include "minidl/internal/eigen.h"
 #include "minidl/internal/kernels.h"
 #include "minidl/internal/parallel.h"
@@ -52,27 +56,115 @@ void gemm_whole(const MatrixArg& a, const MatrixArg& b, float* out, bool accumul
 }
 }  // namespace
 
+// Eigen's packing routines and GEBP micro-kernel (Goto's algorithm), driven by our own loop so that a
+// product's shared operand is packed once for all threads, and every output element is computed by the same
+// kernel calls in the same order whatever the thread count. Eigen works in column-major terms: our row-major
+// C[m,n] is its column-major Cᵀ[n,m] = op(B)ᵀ · op(A)ᵀ, so "lhs" below is op(B)ᵀ and "rhs" is op(A)ᵀ.
+namespace packed {
+using Index = Eigen::Index;
+using Traits = Eigen::internal::gebp_traits<float, float>;
+using ResMapper = Eigen::internal::blas_data_mapper<float, Index, Eigen::ColMajor, Eigen::Unaligned, 1>;
+using Buffer = std::vector<float, Eigen::aligned_allocator<float>>;
+template <int Order>
+using Mapper = Eigen::internal::const_blas_data_mapper<float, Index, Order>;
+template <int Order>
+using PackLhs = Eigen::internal::gemm_pack_lhs<float, Index, Mapper<Order>, Traits::mr, Traits::LhsProgress,
+                                               typename Traits::LhsPacket4Packing, Order>;
+template <int Order>
+using PackRhs = Eigen::internal::gemm_pack_rhs<float, Index, Mapper<Order>, Traits::nr, Order>;
+using Kernel = Eigen::internal::gebp_kernel<float, float, Index, ResMapper, Traits::mr, Traits::nr, false, false>;
+
+// Grow-only scratch: the calling thread's packed lhs, and each thread's packed rhs block. Reused across calls,
+// so a training step allocates nothing here after its first.
+thread_local Buffer t_packed_lhs, t_packed_rhs;
+float* scratch(Buffer& b, Index n) {
+  if (static_cast<Index>(b.size()) < n) b.resize(static_cast<size_t>(n));
+  return b.data();
+}
+
+// Blocking, from the shape and the cache sizes alone (never the thread count): kc splits the depth, and the
+// rows of C are taken in chunks of at most Eigen's nc, an even number of them (2 threads share them evenly),
+// each a multiple of the kernel's nr.
+struct Plan {
+  Index kc, chunk, chunks;
+};
+Plan plan(Index m, Index n, Index k) {
+  Index kc = k, mc = n, nc = m;
+  Eigen::internal::computeProductBlockingSizes<float, float, 1>(kc, mc, nc, Index{1});
+  Index chunks = (m + nc - 1) / nc;
+  chunks = std::max<Index>(2, chunks + chunks % 2);
+  const Index nr = Traits::nr;
+  const Index chunk = ((m + chunks - 1) / chunks + nr - 1) / nr * nr;
+  return {kc, chunk, (m + chunk - 1) / chunk};
+}
+
+// C[m,n] (+)= L-side op(B) and R-side op(A) as Eigen mappers, with the storage orders as template arguments.
+template <int LhsOrder, int RhsOrder>
+void run(Index m, Index n, Index k, const Mapper<LhsOrder>& lhs, const Mapper<RhsOrder>& rhs, float* out,
+         bool accumulate) {
+  const Plan p = plan(m, n, k);
+  const Index k_blocks = (k + p.kc - 1) / p.kc;
+  // Packed lhs for every depth block, one after another: block q starts at n·(q·kc).
+  float* packed_lhs = scratch(t_packed_lhs, n * k);
+  // Rows of op(B)ᵀ are packed in panels of a multiple of mr so that the pieces join up exactly as one packing
+  // of the whole would (the layout Eigen's own parallel product relies on).
+  const Index panel = 4 * Traits::mr, panels = (n + panel - 1) / panel;
+  const bool threaded = omp_get_max_threads() > 1 && !omp_in_parallel();
+#pragma omp parallel if (threaded)
+  {
+#pragma omp for schedule(static) collapse(2)
+    for (Index q = 0; q < k_blocks; ++q)
+      for (Index i = 0; i < panels; ++i) {
+        const Index k0 = q * p.kc, kc = std::min(p.kc, k - k0), r0 = i * panel, rows = std::min(panel, n - r0);
+        PackLhs<LhsOrder>()(packed_lhs + n * k0 + r0 * kc, lhs.getSubMapper(r0, k0), kc, rows);
+      }
+    // (implicit barrier: every panel is packed before any thread reads it)
+    float* packed_rhs = scratch(t_packed_rhs, p.kc * p.chunk);
+#pragma omp for schedule(dynamic, 1)
+    for (Index c = 0; c < p.chunks; ++c) {
+      const Index j0 = c * p.chunk, cols = std::min(p.chunk, m - j0);
+      if (!accumulate) std::fill_n(out + j0 * n, cols * n, 0.0f);
+      const ResMapper res(out + j0 * n, n);
+      for (Index q = 0; q < k_blocks; ++q) {
+        const Index k0 = q * p.kc, kc = std::min(p.kc, k - k0);
+        PackRhs<RhsOrder>()(packed_rhs, rhs.getSubMapper(k0, j0), kc, cols);
+        Kernel()(res, packed_lhs + n * k0, packed_rhs, n, kc, cols, 1.0f);
+      }
+    }
+  }
+}
+}  // namespace packed
+
 void gemm(const MatrixArg& a, const MatrixArg& b, float* out, bool accumulate) {
   const int64_t m = a.out_rows(), n = b.out_cols(), k = a.out_cols();
   if (2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) < kParallelFlops) {
     gemm_whole(a, b, out, accumulate);
     return;
   }
-  // Split the larger output dimension into chunks whose number and bounds depend on the shape alone, never on
-  // the thread count; K is never split. Every chunk is the same Eigen product whichever thread runs it, so the
-  // result is bit-identical for 1, 2 or more threads.
-  const bool by_rows = m >= n;
-  const int64_t extent = by_rows ? m : n;
-  const int64_t chunks = std::clamp<int64_t>(extent / 64, 2, 8) / 2 * 2;
-  const int64_t step = (extent + chunks - 1) / chunks;
-  // Dynamic: a thread slowed by a noisy neighbour takes fewer chunks instead of holding the others at the
-  // barrier; which thread computes a chunk never changes its result.
+  if (m >= 2 * packed::Traits::nr * 8) {
+    // op(B)ᵀ: B read as stored is column-major n×k (stride b.cols); B read transposed is row-major n×k.
+    // op(A)ᵀ: likewise, k×m.
+    using packed::Mapper;
+    constexpr int Col = Eigen::ColMajor, Row = Eigen::RowMajor;
+    if (!b.transposed) {
+      const Mapper<Col> lhs(b.data, b.cols);
+      if (!a.transposed) packed::run<Col, Col>(m, n, k, lhs, Mapper<Col>(a.data, a.cols), out, accumulate);
+      else packed::run<Col, Row>(m, n, k, lhs, Mapper<Row>(a.data, a.cols), out, accumulate);
+    } else {
+      const Mapper<Row> lhs(b.data, b.cols);
+      if (!a.transposed) packed::run<Row, Col>(m, n, k, lhs, Mapper<Col>(a.data, a.cols), out, accumulate);
+      else packed::run<Row, Row>(m, n, k, lhs, Mapper<Row>(a.data, a.cols), out, accumulate);
+    }
+    return;
+  }
+  // Few rows and many columns: chunks of columns, each one Eigen product on one thread. Their number and
+  // bounds depend on the shape alone, and K is never split, so the result never depends on the thread count.
+  const int64_t chunks = std::clamp<int64_t>(n / 64, 2, 8) / 2 * 2;
+  const int64_t step = (n + chunks - 1) / chunks;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t i = 0; i < chunks; ++i) {
-    const int64_t begin = i * step, size = std::min(step, extent - begin);
-    if (size <= 0) continue;
-    if (by_rows) gemm_block(a, b, out, n, accumulate, begin, size, 0, n);
-    else gemm_block(a, b, out, n, accumulate, 0, m, begin, size);
+    const int64_t begin = i * step, size = std::min(step, n - begin);
+    if (size > 0) gemm_block(a, b, out, n, accumulate, 0, m, begin, size);
   }
 }
 
@@ -112,6 +204,10 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose
   });
 }
 
+namespace {
+thread_local std::vector<double> t_bias_sums;  // the bias gradient's sums, reused across steps
+}  // namespace
+
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   if (x.dim() != 2 || w.dim() != 2) fail("linear: expects 2-D x and w, got ", x.shape().str(), " x ", w.shape().str());
   if (x.size(1) != w.size(0)) fail("linear: inner dimensions differ: ", x.shape().str(), " x ", w.shape().str());
@@ -142,11 +238,15 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
       internal::gemm({x.data(), x.size(0), x.size(1), true}, G, dw, !fresh);
     }
     if (c.num_inputs() == 3 && c.needs_grad(2)) {
-      internal::MatrixMap db(c.grad_for_write(2, &fresh), 1, g.size(1));
-      if (fresh)
-        db.noalias() = internal::ConstMatrixMap(g.data(), g.size(0), g.size(1)).colwise().sum();
-      else
-        db.noalias() += internal::ConstMatrixMap(g.data(), g.size(0), g.size(1)).colwise().sum();
+      // Column sums streamed row by row in double, columns split between threads (column_sums.h).
+      const int64_t rows = g.size(0), units = g.size(1);
+      t_bias_sums.assign(static_cast<size_t>(units), 0.0);
+      double* sums = t_bias_sums.data();
+      internal::parallel_for(units, rows, [&](int64_t k0, int64_t k1) {
+        internal::add_column_sums(g.data() + k0, rows, units, k1 - k0, sums + k0);
+      });
+      float* db = c.grad_for_write(2, &fresh);
+      for (int64_t k = 0; k < units; ++k) db[k] = fresh ? static_cast<float>(sums[k]) : db[k] + static_cast<float>(sums[k]);
     }
   };
   return b.defined() ? record(out, "linear", {x, w, b}, backward) : record(out, "linear", {x, w}, backward);

@@ -6,6 +6,7 @@
 
 #include "minidl/autograd.h"
 #include "minidl/functional.h"
+#include "minidl/internal/column_sums.h"
 #include "minidl/internal/parallel.h"
 #include "minidl/layers.h"
 
@@ -23,20 +24,41 @@ void check_channels(const char* op, const char* what, const Tensor& t, int64_t c
     fail(op, ": ", what, " has shape ", t.shape().str(), ", expected [", c, "]");
 }
 
-// Per-channel sums of f(flat index, channel) over rows, in double, into out[c]. Threads split the channels;
-// each channel is summed by one thread over rows in order, so the sums never depend on the thread count.
-template <class F>
-void channel_sums(int64_t n, int64_t c, std::vector<double>& out, F f) {
+// Per-channel sums into `out` (resized to c, zeroed): kernel(k0, k1, sums) adds the sums of channels
+// [k0, k1) over every row. Threads split the channels (see column_sums.h).
+template <class Kernel>
+void channel_sums(int64_t n, int64_t c, std::vector<double>& out, Kernel kernel) {
   out.assign(static_cast<size_t>(c), 0.0);
   double* sums = out.data();
-  internal::parallel_for(c, n, [&](int64_t k0, int64_t k1) {
-    for (int64_t r = 0; r < n; ++r)
-      for (int64_t k = k0; k < k1; ++k) sums[k] += f(r * c + k, k);
-  });
+  internal::parallel_for(c, n, [&](int64_t k0, int64_t k1) { kernel(k0, k1, sums); });
 }
 
 // Scratch for the sums, reused across calls (kernels run on the calling thread's scratch).
-thread_local std::vector<double> t_sum_a, t_sum_b;
+thread_local std::vector<double> t_sum_a, t_sum_b, t_scale;
+
+// x̂ = (x − μ)·inv and y = γ·x̂ + β over `rows` rows of c channels. (__restrict: see column_sums.h.)
+void normalize_rows(const float* __restrict x, const float* __restrict mean, const float* __restrict inv,
+                    const float* __restrict gamma, const float* __restrict beta, int64_t rows, int64_t c,
+                    float* __restrict xhat, float* __restrict y) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < c; ++k) {
+      const float h = (x[r * c + k] - mean[k]) * inv[k];
+      xhat[r * c + k] = h;
+      y[r * c + k] = h * gamma[k] + beta[k];
+    }
+}
+
+// dx (+)= scale·(N·dy − dβ − x̂·dγ) over `rows` rows of c channels, in double as the sums are.
+void batch_norm_dx_rows(const float* __restrict dy, const float* __restrict xhat, const double* __restrict scale,
+                        const double* __restrict dbeta, const double* __restrict dgamma, double count, int64_t rows,
+                        int64_t c, bool accumulate, float* __restrict dx) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < c; ++k) {
+      const int64_t i = r * c + k;
+      const float d = static_cast<float>(scale[k] * (count * dy[i] - dbeta[k] - xhat[i] * dgamma[k]));
+      dx[i] = accumulate ? dx[i] + d : d;
+    }
+}
 }  // namespace
 
 Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float epsilon,
@@ -54,11 +76,12 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
   float *mean = batch_mean.data(), *var = batch_variance.data(), *pinv = inv.data();
 
   // Two passes: the mean, then the biased variance around it (spec §1).
-  channel_sums(n, c, t_sum_a, [&](int64_t i, int64_t) { return double(px[i]); });
+  channel_sums(n, c, t_sum_a, [&](int64_t k0, int64_t k1, double* sums) {
+    internal::add_column_sums(px + k0, n, c, k1 - k0, sums + k0);
+  });
   for (int64_t k = 0; k < c; ++k) mean[k] = static_cast<float>(t_sum_a[k] / static_cast<double>(n));
-  channel_sums(n, c, t_sum_a, [&](int64_t i, int64_t k) {
-    const double d = double(px[i]) - mean[k];
-    return d * d;
+  channel_sums(n, c, t_sum_a, [&](int64_t k0, int64_t k1, double* sums) {
+    internal::add_column_squared_deviations(px + k0, mean + k0, n, c, k1 - k0, sums + k0);
   });
   for (int64_t k = 0; k < c; ++k) {
     var[k] = static_cast<float>(t_sum_a[k] / static_cast<double>(n));
@@ -67,12 +90,7 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
   const float *pg = g.data(), *pb = b.data();
   float *ph = xhat.data(), *py = y.data();
   internal::parallel_for(n, c, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r)
-      for (int64_t k = 0; k < c; ++k) {
-        const int64_t i = r * c + k;
-        ph[i] = (px[i] - mean[k]) * pinv[k];
-        py[i] = ph[i] * pg[k] + pb[k];
-      }
+    normalize_rows(px + r0 * c, mean, pinv, pg, pb, r1 - r0, c, ph + r0 * c, py + r0 * c);
   });
 
   return record(y, "batch_norm_train", {x, g, b}, [n, c, inv, xhat](BackwardContext& ctx) {
@@ -81,26 +99,28 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
     // (the last from dx̂ = γ dy and the chain through μ and σ²; spec §1).
     const float *dy = ctx.grad_output().data(), *ph = xhat.data(), *pinv = inv.data();
     const float* pg = ctx.input(1).data();
-    channel_sums(n, c, t_sum_a, [&](int64_t i, int64_t) { return double(dy[i]); });
-    channel_sums(n, c, t_sum_b, [&](int64_t i, int64_t) { return double(dy[i]) * ph[i]; });
+    // Thread-local scratch is named here, on the calling thread, and reaches the workers as pointers.
+    t_sum_b.assign(static_cast<size_t>(c), 0.0);
+    double* dgamma = t_sum_b.data();
+    channel_sums(n, c, t_sum_a, [&](int64_t k0, int64_t k1, double* dbeta) {
+      internal::add_column_sums_and_dots(dy + k0, ph + k0, n, c, k1 - k0, dbeta + k0, dgamma + k0);
+    });
+    const double* dbeta = t_sum_a.data();
     if (ctx.needs_grad(0)) {
       bool fresh = false;
       float* dx = ctx.grad_for_write(0, &fresh);
-      const double *dbeta = t_sum_a.data(), *dgamma = t_sum_b.data();
+      t_scale.resize(static_cast<size_t>(c));
+      double* scale = t_scale.data();
+      for (int64_t k = 0; k < c; ++k) scale[k] = double(pg[k]) * pinv[k] / static_cast<double>(n);
       internal::parallel_for(n, c, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r)
-          for (int64_t k = 0; k < c; ++k) {
-            const int64_t i = r * c + k;
-            const double scale = double(pg[k]) * pinv[k] / static_cast<double>(n);
-            const float d = static_cast<float>(scale * (static_cast<double>(n) * dy[i] - dbeta[k] - ph[i] * dgamma[k]));
-            dx[i] = fresh ? d : dx[i] + d;
-          }
+        batch_norm_dx_rows(dy + r0 * c, ph + r0 * c, scale, dbeta, dgamma, static_cast<double>(n), r1 - r0, c,
+                           !fresh, dx + r0 * c);
       });
     }
     if (ctx.needs_grad(1))
-      for (int64_t k = 0; k < c; ++k) ctx.grad(1)[k] += static_cast<float>(t_sum_b[k]);
+      for (int64_t k = 0; k < c; ++k) ctx.grad(1)[k] += static_cast<float>(dgamma[k]);
     if (ctx.needs_grad(2))
-      for (int64_t k = 0; k < c; ++k) ctx.grad(2)[k] += static_cast<float>(t_sum_a[k]);
+      for (int64_t k = 0; k < c; ++k) ctx.grad(2)[k] += static_cast<float>(dbeta[k]);
   });
 }
 
