@@ -107,8 +107,11 @@ void run(Index m, Index n, Index k, const Mapper<LhsOrder>& lhs, const Mapper<Rh
          bool accumulate) {
   const Plan p = plan(m, n, k);
   const Index k_blocks = (k + p.kc - 1) / p.kc;
-  // Packed lhs for every depth block, one after another: block q starts at n·(q·kc).
-  float* packed_lhs = scratch(t_packed_lhs, n * k);
+  // Packed lhs for every depth block, one after another, each starting on the alignment the kernel's packet
+  // loads need (n·kc floats need not be a multiple of it: 97 x 552 is not).
+  constexpr Index align = EIGEN_MAX_ALIGN_BYTES / sizeof(float);
+  const Index block_stride = (n * p.kc + align - 1) / align * align;
+  float* packed_lhs = scratch(t_packed_lhs, block_stride * k_blocks);
   // Rows of op(B)ᵀ are packed in panels of mr rows, so that the pieces join up exactly as one packing of the
   // whole would (the layout Eigen's own parallel product relies on), and split evenly between threads.
   const Index panel = Traits::mr, panels = (n + panel - 1) / panel;
@@ -119,7 +122,7 @@ void run(Index m, Index n, Index k, const Mapper<LhsOrder>& lhs, const Mapper<Rh
     for (Index q = 0; q < k_blocks; ++q)
       for (Index i = 0; i < panels; ++i) {
         const Index k0 = q * p.kc, kc = std::min(p.kc, k - k0), r0 = i * panel, rows = std::min(panel, n - r0);
-        PackLhs<LhsOrder>()(packed_lhs + n * k0 + r0 * kc, lhs.getSubMapper(r0, k0), kc, rows);
+        PackLhs<LhsOrder>()(packed_lhs + q * block_stride + r0 * kc, lhs.getSubMapper(r0, k0), kc, rows);
       }
     // (implicit barrier: every panel is packed before any thread reads it)
     float* packed_rhs = scratch(t_packed_rhs, p.kc * p.chunk);
@@ -131,7 +134,7 @@ void run(Index m, Index n, Index k, const Mapper<LhsOrder>& lhs, const Mapper<Rh
       for (Index q = 0; q < k_blocks; ++q) {
         const Index k0 = q * p.kc, kc = std::min(p.kc, k - k0);
         PackRhs<RhsOrder>()(packed_rhs, rhs.getSubMapper(k0, j0), kc, cols);
-        Kernel()(res, packed_lhs + n * k0, packed_rhs, n, kc, cols, 1.0f);
+        Kernel()(res, packed_lhs + q * block_stride, packed_rhs, n, kc, cols, 1.0f);
       }
     }
   }

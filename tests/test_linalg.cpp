@@ -1,0 +1,112 @@
+// Tests of the matrix products large enough to take the threaded paths (packed GEMM, the thin transposed
+// product, column chunks for few rows): values against a double-precision reference for every transpose
+// combination and awkward sizes, accumulation into a bias, and bit-identical results for 1 and 2 threads.
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <tuple>
+#include <vector>
+
+#include "helpers.h"
+#include "minidl/core.h"
+
+using namespace minidl;
+
+namespace {
+// op(a)·op(b) + bias in double, and Σ|op(a)||op(b)| per element for the rounding bound.
+struct Reference {
+  std::vector<double> value, magnitude;
+};
+Reference reference(const Tensor& a, const Tensor& b, bool ta, bool tb, const Tensor& bias = Tensor()) {
+  const int64_t m = ta ? a.size(1) : a.size(0), k = ta ? a.size(0) : a.size(1), n = tb ? b.size(0) : b.size(1);
+  const auto at = [&](int64_t i, int64_t p) { return double(ta ? a.data()[p * m + i] : a.data()[i * k + p]); };
+  const auto bt = [&](int64_t p, int64_t j) { return double(tb ? b.data()[j * k + p] : b.data()[p * n + j]); };
+  Reference r{std::vector<double>(size_t(m * n)), std::vector<double>(size_t(m * n))};
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double sum = bias.defined() ? bias.data()[j] : 0.0, mag = std::abs(sum);
+      for (int64_t p = 0; p < k; ++p) {
+        sum += at(i, p) * bt(p, j);
+        mag += std::abs(at(i, p) * bt(p, j));
+      }
+      r.value[size_t(i * n + j)] = sum;
+      r.magnitude[size_t(i * n + j)] = mag;
+    }
+  return r;
+}
+
+// Every element within a float rounding bound of the reference: far below the error a wrong block, a missed
+// depth block or a transposed index would make (of the order of the values themselves).
+void require_close(const Tensor& got, const Reference& want) {
+  REQUIRE(static_cast<size_t>(got.numel()) == want.value.size());
+  int64_t bad = 0;
+  double worst = 0.0;
+  for (size_t i = 0; i < want.value.size(); ++i) {
+    const double error = std::abs(double(got.data()[i]) - want.value[i]);
+    worst = std::max(worst, error / (want.magnitude[i] + 1e-30));
+    if (error > 1e-5 * want.magnitude[i] + 1e-6) ++bad;
+  }
+  INFO("worst error relative to sum |a||b|: " << worst);
+  CHECK(bad == 0);
+}
+
+// Runs f with `threads` OpenMP threads, then restores the previous setting.
+template <class F>
+Tensor with_threads(int threads, F f) {
+  const int previous = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  Tensor t = f();
+  omp_set_num_threads(previous);
+  return t;
+}
+
+// (m, n, k) above the 8 MFLOP threading threshold, chosen to reach each path: packed GEMM with sizes that are
+// no multiple of the kernel's 48x4 tile, two depth blocks (k > 520), thin results (n = 10), few rows (m = 20).
+const std::vector<std::tuple<int64_t, int64_t, int64_t>> kShapes = {
+    {301, 203, 517}, {131, 97, 1100}, {700, 10, 900}, {20, 900, 700}, {1000, 13, 640}};
+}  // namespace
+
+TEST_CASE("threaded matrix products equal a double-precision reference for every transpose", "[linalg]") {
+  for (const auto& [m, n, k] : kShapes)
+    for (const bool ta : {false, true})
+      for (const bool tb : {false, true}) {
+        INFO("m " << m << " n " << n << " k " << k << " transpose_a " << ta << " transpose_b " << tb);
+        Generator gen(static_cast<uint64_t>(m * 7 + n * 3 + k + ta * 2 + tb));
+        const Tensor a = Tensor::uniform(ta ? Shape{k, m} : Shape{m, k}, -1, 1, gen);
+        const Tensor b = Tensor::uniform(tb ? Shape{n, k} : Shape{k, n}, -1, 1, gen);
+        require_close(matmul(a, b, ta, tb), reference(a, b, ta, tb));
+      }
+}
+
+TEST_CASE("a large linear accumulates its product onto the bias", "[linalg]") {
+  Generator gen(11);
+  const Tensor x = Tensor::uniform({333, 517}, -1, 1, gen), w = Tensor::uniform({517, 271}, -1, 1, gen);
+  const Tensor b = Tensor::uniform({271}, -1, 1, gen);
+  require_close(linear(x, w, b), reference(x, w, false, false, b));
+}
+
+TEST_CASE("large products and their gradients are bit-identical with 1 and 2 threads", "[linalg]") {
+  for (const auto& [m, n, k] : kShapes) {
+    INFO("m " << m << " n " << n << " k " << k);
+    Generator gen(static_cast<uint64_t>(m + n + k));
+    Tensor x = test::param({m, k}, 1), w = test::param({k, n}, 2);
+    const Tensor upstream = Tensor::uniform({m, n}, -1, 1, gen);
+    // The output and both gradients, one after another, to compare in one go.
+    const auto run = [&](int threads) {
+      std::vector<float> values;
+      with_threads(threads, [&] {
+        x.zero_grad();
+        w.zero_grad();
+        const Tensor y = matmul(x, w);
+        y.backward(upstream);
+        for (const Tensor& t : {y, x.grad(), w.grad()}) values.insert(values.end(), t.data(), t.data() + t.numel());
+        return y;
+      });
+      return values;
+    };
+    const std::vector<float> one = run(1), two = run(2);
+    REQUIRE(one.size() == two.size());
+    CHECK(std::memcmp(one.data(), two.data(), sizeof(float) * one.size()) == 0);
+  }
+}
