@@ -124,8 +124,11 @@ TEST_CASE("a training batch of one sample is refused, naming the layer and the f
 }
 
 TEST_CASE("fused training backward equals autodiff through moments + batch_normalization", "[batchnorm]") {
-  const Tensor x = param({16, 5}, 1, -2.0f, 3.0f), gamma = param({5}, 2, 0.5f, 2.0f), beta = param({5}, 3);
-  const Tensor upstream = Tensor::uniform({16, 5}, -1.0f, 1.0f);
+  // The second shape is above the threading threshold, with channels that split unevenly between threads.
+  const auto [n, c] = GENERATE(std::pair<int64_t, int64_t>{16, 5}, std::pair<int64_t, int64_t>{600, 301});
+  INFO("x [" << n << ", " << c << "]");
+  const Tensor x = param({n, c}, 1, -2.0f, 3.0f), gamma = param({c}, 2, 0.5f, 2.0f), beta = param({c}, 3);
+  const Tensor upstream = Tensor::uniform({n, c}, -1.0f, 1.0f);
   Tensor mean_f, var_f;
   const Tensor fused = batch_norm_train(x, gamma, beta, 1e-3f, mean_f, var_f);
   fused.backward(upstream);
@@ -139,8 +142,11 @@ TEST_CASE("fused training backward equals autodiff through moments + batch_norma
   require_close(mean_f, mean, 1e-6);
   require_close(var_f, var, 1e-6);
   require_close(dx_f, x.grad(), 1e-5);
-  require_close(dg_f, gamma.grad(), 1e-5);
-  require_close(db_f, beta.grad(), 1e-5);
+  // dγ and dβ sum n terms; the composed graph sums them in float, the fused kernel in double, so the
+  // difference grows with n (measured 1.1e-5 at n = 600; a wrong term would be off by ~0.1).
+  const double sum_tolerance = 1e-5 * std::max<double>(1.0, static_cast<double>(n) / 100.0);
+  require_close(dg_f, gamma.grad(), sum_tolerance);
+  require_close(db_f, beta.grad(), sum_tolerance);
 }
 
 TEST_CASE("fused inference backward equals autodiff through batch_normalization", "[batchnorm]") {
