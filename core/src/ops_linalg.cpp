@@ -60,6 +60,8 @@ void gemm_whole(const MatrixArg& a, const MatrixArg& b, float* out, bool accumul
 // product's shared operand is packed once for all threads, and every output element is computed by the same
 // kernel calls in the same order whatever the thread count. Eigen works in column-major terms: our row-major
 // C[m,n] is its column-major Cᵀ[n,m] = op(B)ᵀ · op(A)ᵀ, so "lhs" below is op(B)ᵀ and "rhs" is op(A)ᵀ.
+// These are Eigen's internal classes, with the signatures of Eigen 3.4 (CMake asks for 3.4; Debian 12 ships
+// 3.4.0); the [linalg] tests check every path against a double-precision reference.
 namespace packed {
 using Index = Eigen::Index;
 using Traits = Eigen::internal::gebp_traits<float, float>;
