@@ -62,9 +62,10 @@ Tensor with_threads(int threads, F f) {
 }
 
 // (m, n, k) above the 8 MFLOP threading threshold, chosen to reach each path: packed GEMM with sizes that are
-// no multiple of the kernel's 48x4 tile, two depth blocks (k > 520), thin results (n = 10), few rows (m = 20).
+// no multiple of the kernel's 48x4 tile, two depth blocks (k > 520), thin results (n = 10), few rows (m = 20),
+// and a small result of a long product (10 x 10, k = 50,000), thin both ways.
 const std::vector<std::tuple<int64_t, int64_t, int64_t>> kShapes = {
-    {301, 203, 517}, {131, 97, 1100}, {700, 10, 900}, {20, 900, 700}, {1000, 13, 640}};
+    {301, 203, 517}, {131, 97, 1100}, {700, 10, 900}, {20, 900, 700}, {1000, 13, 640}, {10, 10, 50000}};
 }  // namespace
 
 TEST_CASE("threaded matrix products equal a double-precision reference for every transpose", "[linalg]") {

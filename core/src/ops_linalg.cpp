@@ -17,6 +17,9 @@ namespace internal {
 namespace {
 // Below this many FLOPs a product runs whole on the calling thread: forking a team costs more than it saves.
 constexpr double kParallelFlops = 8e6;
+// With fewer rows in the result than this, the packed driver's row chunks are too few to share between
+// threads; such products are split by columns instead.
+constexpr int64_t kPackedMinRows = 64;
 
 // Calls f(op(a), op(b)) with the operands as Eigen expressions, transposed as asked.
 template <class F>
@@ -149,11 +152,12 @@ void gemm(const MatrixArg& a, const MatrixArg& b, float* out, bool accumulate) {
     gemm_whole(a, b, out, accumulate);
     return;
   }
-  if (n < packed::Traits::LhsProgress && a.transposed && m >= n) {
+  if (n < packed::Traits::LhsProgress && a.transposed && m >= packed::Traits::LhsProgress) {
     // A thin result of a transposed operand, like a weight gradient hᵀ·g with 10 classes: the kernel would run
     // on fewer rows than one SIMD panel, over a row-major operand packed four columns at a time. Computing
     // Cᵀ = op(B)ᵀ·op(A)ᵀ instead puts the long side in the kernel's rows (measured 0.40 -> 0.15 ms for
-    // 1024x1024ᵀ·1024x10 on two threads), and the transpose back touches only m·n values.
+    // 1024x1024ᵀ·1024x10 on two threads), and the transpose back touches only m·n values. (The transposed
+    // product has fewer than LhsProgress rows, so it never comes back here.)
     thread_local std::vector<float> t_transposed;
     t_transposed.resize(static_cast<size_t>(m * n));
     float* ct = t_transposed.data();
@@ -166,7 +170,7 @@ void gemm(const MatrixArg& a, const MatrixArg& b, float* out, bool accumulate) {
       for (int64_t j = 0; j < n; ++j) out[i * n + j] = accumulate ? out[i * n + j] + ct[j * m + i] : ct[j * m + i];
     return;
   }
-  if (m >= 2 * packed::Traits::nr * 8) {
+  if (m >= kPackedMinRows) {
     // op(B)ᵀ: B read as stored is column-major n×k (stride b.cols); B read transposed is row-major n×k.
     // op(A)ᵀ: likewise, k×m.
     using packed::Mapper;
@@ -271,7 +275,8 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
         internal::add_column_sums(g.data() + k0, rows, units, k1 - k0, sums + k0);
       });
       float* db = c.grad_for_write(2, &fresh);
-      for (int64_t k = 0; k < units; ++k) db[k] = fresh ? static_cast<float>(sums[k]) : db[k] + static_cast<float>(sums[k]);
+      for (int64_t k = 0; k < units; ++k)
+        db[k] = fresh ? static_cast<float>(sums[k]) : db[k] + static_cast<float>(sums[k]);
     }
   };
   return b.defined() ? record(out, "linear", {x, w, b}, backward) : record(out, "linear", {x, w}, backward);
