@@ -161,11 +161,7 @@ void gemm(const MatrixArg& a, const MatrixArg& b, float* out, bool accumulate) {
     thread_local std::vector<float> t_transposed;
     t_transposed.resize(static_cast<size_t>(m * n));
     float* ct = t_transposed.data();
-    const auto flip = [](MatrixArg x) {
-      x.transposed = !x.transposed;
-      return x;
-    };
-    gemm(flip(b), flip(a), ct, false);
+    gemm(b.flipped(), a.flipped(), ct, false);
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) out[i * n + j] = accumulate ? out[i * n + j] + ct[j * m + i] : ct[j * m + i];
     return;
@@ -218,17 +214,16 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose
     const internal::MatrixArg A{a.data(), a.size(0), a.size(1), transpose_a};
     const internal::MatrixArg B{b.data(), b.size(0), b.size(1), transpose_b};
     const internal::MatrixArg G{g.data(), g.size(0), g.size(1), false};
-    const auto flip = [](internal::MatrixArg m) { m.transposed = !m.transposed; return m; };
     bool fresh = false;
     if (c.needs_grad(0)) {
       float* da = c.grad_for_write(0, &fresh);
-      if (transpose_a) internal::gemm(B, flip(G), da, !fresh);
-      else internal::gemm(G, flip(B), da, !fresh);
+      if (transpose_a) internal::gemm(B, G.flipped(), da, !fresh);
+      else internal::gemm(G, B.flipped(), da, !fresh);
     }
     if (c.needs_grad(1)) {
       float* db = c.grad_for_write(1, &fresh);
-      if (transpose_b) internal::gemm(flip(G), A, db, !fresh);
-      else internal::gemm(flip(A), G, db, !fresh);
+      if (transpose_b) internal::gemm(G.flipped(), A, db, !fresh);
+      else internal::gemm(A.flipped(), G, db, !fresh);
     }
   });
 }

@@ -12,6 +12,8 @@ struct MatrixArg {
   bool transposed;
   int64_t out_rows() const { return transposed ? cols : rows; }
   int64_t out_cols() const { return transposed ? rows : cols; }
+  /// The same storage read the other way: op(flipped()) = op(this)ᵀ.
+  MatrixArg flipped() const { return {data, rows, cols, !transposed}; }
 };
 
 /// out [M,N] = op(a)·op(b), or out += op(a)·op(b) with accumulate.
