@@ -24,7 +24,8 @@ std::string find_file(const std::string& dir, const std::string& name) {
        "or point --data (or MINIDL_DATA) at a directory holding the four MNIST-format files");
 }
 
-Dataset load_split(const std::string& dir, const std::string& prefix, int32_t num_classes) {
+// One split; labels checked against num_classes when it is > 0, else counted from them (max label + 1).
+Dataset load_split(const std::string& dir, const std::string& prefix, int32_t num_classes, std::string* labels_file) {
   const std::string images_path = find_file(dir, prefix + "-images-idx3-ubyte");
   const std::string labels_path = find_file(dir, prefix + "-labels-idx1-ubyte");
   IdxArray images = read_idx(images_path, 3);
@@ -35,15 +36,18 @@ Dataset load_split(const std::string& dir, const std::string& prefix, int32_t nu
   Dataset data;
   data.height = images.dims[1];
   data.width = images.dims[2];
-  data.num_classes = num_classes;
   data.images = std::move(images.values);
   data.labels.resize(labels.values.size());
+  int32_t largest = 0;
   for (size_t i = 0; i < labels.values.size(); ++i) {
-    if (labels.values[i] >= num_classes)
+    if (num_classes > 0 && labels.values[i] >= num_classes)
       fail("'", labels_path, "': label ", int(labels.values[i]), " at index ", i, " is out of range: expected < ",
            num_classes, " classes");
     data.labels[i] = labels.values[i];
+    largest = std::max(largest, data.labels[i]);
   }
+  data.num_classes = num_classes > 0 ? num_classes : largest + 1;
+  *labels_file = labels_path;
   return data;
 }
 }  // namespace
@@ -54,7 +58,16 @@ std::string default_data_dir() {
 }
 
 DatasetSplits load_mnist_dir(const std::string& dir, int32_t num_classes) {
-  return {load_split(dir, "train", num_classes), load_split(dir, "t10k", num_classes)};
+  std::string train_labels, test_labels;
+  DatasetSplits s{load_split(dir, "train", num_classes, &train_labels), load_split(dir, "t10k", num_classes, &test_labels)};
+  if (s.test.height != s.train.height || s.test.width != s.train.width)
+    fail("'", dir, "': the test images are ", s.test.height, "x", s.test.width, " but the training images are ",
+         s.train.height, "x", s.train.width, "; they must match");
+  if (s.test.num_classes > s.train.num_classes)
+    fail("'", test_labels, "' has label ", s.test.num_classes - 1, " but the training labels ('", train_labels,
+         "') go up to ", s.train.num_classes - 1, ": a class the model never trains on");
+  s.test.num_classes = s.train.num_classes;
+  return s;
 }
 
 void save_mnist_split(const std::string& dir, const std::string& prefix, const Dataset& data, bool gzip) {

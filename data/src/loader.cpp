@@ -1,4 +1,5 @@
 // The batch loader: a seeded permutation per epoch, one pass over the rows a batch needs, resumable state.
+#include <algorithm>
 #include <numeric>
 
 #include "minidl/data.h"
@@ -18,13 +19,20 @@ void reuse_or_allocate(Tensor& t, const Shape& shape) {
 DataLoader::DataLoader(const Dataset& data, LoaderOptions options, bool one_hot)
     : data_(data), options_(options), one_hot_(one_hot), gen_(options.seed) {
   if (options.batch_size <= 0) fail("DataLoader: batch size must be > 0, got ", options.batch_size);
+  if (options.min_batch_size < 1) fail("DataLoader: min_batch_size must be >= 1, got ", options.min_batch_size);
   if (data.size() == 0) fail("DataLoader: the dataset is empty");
   state_.rng = gen_.state();
 }
 
 int64_t DataLoader::batches_per_epoch() const {
-  const int64_t n = data_.size(), b = options_.batch_size;
-  return options_.drop_last ? n / b : (n + b - 1) / b;
+  const int64_t n = data_.size(), b = options_.batch_size, rest = n % b;
+  const bool keep_partial = !options_.drop_last && rest >= options_.min_batch_size;
+  return n / b + (rest > 0 && keep_partial ? 1 : 0);
+}
+
+int64_t DataLoader::last_batch_size() const {
+  const int64_t rest = data_.size() - (batches_per_epoch() - 1) * options_.batch_size;
+  return std::min(rest, options_.batch_size);
 }
 
 void DataLoader::start_epoch() {
@@ -81,6 +89,12 @@ void DataLoader::prefetch_next_batch() const {
 LoaderState DataLoader::state() const { return state_; }
 
 void DataLoader::set_state(const LoaderState& state) {
+  if (state.epoch < 0 || state.epoch > (int64_t{1} << 40))
+    fail("DataLoader::set_state: epoch ", state.epoch, " is out of range");
+  const int64_t batches = batches_per_epoch();
+  if (state.next_batch < 0 || state.next_batch > batches || (state.epoch == 0 && state.next_batch != 0))
+    fail("DataLoader::set_state: next batch ", state.next_batch, " is out of range for epoch ", state.epoch, " of ",
+         batches, " batches");
   state_ = state;
   if (state.epoch == 0) {
     gen_.set_state(state.rng);

@@ -5,6 +5,7 @@
 #include "minidl/autograd.h"
 #include "minidl/error.h"
 #include "minidl/gradcheck.h"
+#include "minidl/metadata.h"
 #include "minidl/ops.h"
 #include "minidl/random.h"
 #include "minidl/shape.h"

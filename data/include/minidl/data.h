@@ -33,6 +33,8 @@ struct Dataset {
   int32_t num_classes = 10;
   int64_t size() const { return static_cast<int64_t>(labels.size()); }
   int64_t features() const { return height * width; }
+  /// One sample's shape: [height, width, 1] (grayscale images, channels last).
+  Shape sample_shape() const { return {height, width, 1}; }
   /// Rows [begin, end) as a new dataset.
   Dataset slice(int64_t begin, int64_t end) const;
   /// All images as floats in [0, 1], [size, features], and the labels.
@@ -48,8 +50,10 @@ inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mni
 /// $MINIDL_DATA if set, else kFashionMnistDir.
 std::string default_data_dir();
 /// Loads train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-... from `dir` (Fashion-MNIST and
-/// MNIST alike). A missing file gives an error with the fix (install the package or pass --data DIR).
-DatasetSplits load_mnist_dir(const std::string& dir, int32_t num_classes = 10);
+/// MNIST alike, any image size). The class count is num_classes, or with 0 the largest training label + 1
+/// (the test labels must not go beyond it). A missing file gives an error with the fix (install the package
+/// or pass --data DIR).
+DatasetSplits load_mnist_dir(const std::string& dir, int32_t num_classes = 0);
 /// Writes a dataset split as the two standard files (prefix "train" or "t10k") into `dir`.
 void save_mnist_split(const std::string& dir, const std::string& prefix, const Dataset& data, bool gzip);
 
@@ -65,6 +69,9 @@ struct LoaderOptions {
   bool shuffle = true;     ///< A fresh seeded permutation every epoch; false keeps file order.
   bool drop_last = false;  ///< Keras keeps the partial last batch.
   uint64_t seed = 1;
+  /// A partial last batch with fewer samples than this is skipped (2 for a model with batch normalisation,
+  /// which cannot train on one sample); 1 keeps every partial batch.
+  int64_t min_batch_size = 1;
 };
 
 /// One batch: images as floats in [0, 1] [B, features], integer labels, and optionally one-hot targets.
@@ -87,14 +94,20 @@ class DataLoader {
  public:
   DataLoader(const Dataset& data, LoaderOptions options, bool one_hot = false);
   int64_t batches_per_epoch() const;
+  /// Samples in the last batch of an epoch (batch_size when the data divides evenly or drop_last is set).
+  int64_t last_batch_size() const;
   /// Starts the next epoch: draws its permutation (or keeps file order).
   void start_epoch();
   /// Fills `batch` with the next batch of the current epoch; false at the end of the epoch. Reuses the
   /// batch's buffers when nothing else holds them, so a training loop allocates nothing here.
   bool next(Batch& batch);
   LoaderState state() const;
+  /// Restores a position saved by state(); checks it against this loader's data and batches first (a
+  /// checkpoint's numbers are never trusted) and throws naming what is out of range.
   void set_state(const LoaderState& state);
   const LoaderOptions& options() const { return options_; }
+  const Dataset& dataset() const { return data_; }
+  bool one_hot() const { return one_hot_; }
 
  private:
   void prefetch_next_batch() const;
