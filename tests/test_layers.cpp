@@ -150,3 +150,112 @@ TEST_CASE("ReLU and Softmax modules", "[layers]") {
   const Tensor p = Softmax()(Tensor::from({1, 2}, {0, 0}));
   require_values(p, {1, 2}, {0.5f, 0.5f});
 }
+
+TEST_CASE("registration returns handles that stay valid as more is registered", "[layers]") {
+  struct Many : Module {
+    Many() {
+      first = register_parameter("p0", Tensor::zeros({2}));
+      for (int i = 1; i < 40; ++i) {
+        std::string name = "p";  // (not "p" + to_string: GCC 12 warns falsely on that under -O2)
+        register_parameter(name += std::to_string(i), Tensor::zeros({2}));
+      }
+    }
+    Tensor forward(const Tensor& x) override { return x; }
+    std::string type_name() const override { return "Many"; }
+    Tensor first;
+  } many;
+  std::map<std::string, Tensor> state;
+  for (const auto& [name, t] : many.state()) state[name] = Tensor::full({2}, 3.0f);
+  many.load_state(state);
+  require_values(many.first, {2}, {3.0f, 3.0f});  // the handle sees the load
+  CHECK(many.first.requires_grad());
+  CHECK_THROWS_WITH(
+      [] {
+        struct Twice : Module {
+          Twice() {
+            register_parameter("w", Tensor::zeros({1}));
+            register_buffer("w", Tensor::zeros({1}));
+          }
+          Tensor forward(const Tensor& x) override { return x; }
+          std::string type_name() const override { return "Twice"; }
+        } twice;
+      }(),
+      "module 'twice': the name 'w' is already registered");
+}
+
+TEST_CASE("unnamed layers are named per parent, Keras-style; explicit names are kept", "[layers]") {
+  Sequential a, b;
+  for (Sequential* m : {&a, &b}) {
+    m->add(std::make_shared<Dense>(3, 3));
+    m->add(std::make_shared<ReLU>());
+    m->add(std::make_shared<Dense>(3, 3));
+    m->add("head", std::make_shared<Dense>(3, 2));
+  }
+  for (Sequential* m : {&a, &b}) {
+    CHECK(m->children()[0]->name() == "dense");
+    CHECK(m->children()[1]->name() == "re_lu");
+    CHECK(m->children()[2]->name() == "dense_1");
+    CHECK(m->children()[3]->name() == "head");
+  }
+  CHECK_THROWS_WITH(a.add("head", std::make_shared<ReLU>()), "module 'sequential': a submodule is already named 'head'");
+  CHECK(Dense(2, 2).name() == "dense");  // a layer on its own is called by its default name
+}
+
+TEST_CASE("a partial load says what it skipped; one that matches nothing is an error", "[layers]") {
+  Generator gen(1);
+  const auto model = document_model(gen);
+  std::map<std::string, Tensor> other;
+  for (const auto& [name, t] : model->state()) other["dense_2/" + name.substr(name.find('/') + 1)] = t.clone();
+  CHECK_THROWS_WITH(model->load_state(other, false),
+                    Catch::StartsWith("load_state: none of the state's tensors match the model's names, so nothing "
+                                      "would load (the model has dense/kernel, dense/bias"));
+  std::vector<std::string> warnings;
+  const WarningHandler previous = set_warning_handler([&](const std::string& w) { warnings.push_back(w); });
+  std::map<std::string, Tensor> partial;
+  for (const auto& [name, t] : model->state())
+    if (name.rfind("dense/", 0) == 0) partial[name] = Tensor::zeros(t.shape());
+  partial["extra"] = Tensor::zeros({1});
+  const LoadResult r = model->load_state(partial, false);
+  set_warning_handler(previous);
+  CHECK(r.missing.size() == 6);
+  CHECK(r.unexpected == std::vector<std::string>{"extra"});
+  REQUIRE(warnings.size() == 1);
+  CHECK_THAT(warnings[0], Catch::Contains("6 of the model's tensors kept their values") && Catch::Contains("(extra)"));
+  CHECK(model->state()[0].second.to_vector() == std::vector<float>(784 * 64, 0.0f));
+}
+
+TEST_CASE("a training checkpoint's optimizer state is ignored when loading a model", "[layers]") {
+  Generator gen(1);
+  const auto model = document_model(gen);
+  std::map<std::string, Tensor> state;
+  for (const auto& [name, t] : model->state()) state[name] = t.clone();
+  state["optimizer/m/dense/kernel"] = Tensor::zeros({784, 64});
+  CHECK(model->load_state(state).complete());
+}
+
+TEST_CASE("Dropout: inverted in training, identity in inference, seeded, grad-checked", "[layers]") {
+  Dropout dropout(0.25f, 7);
+  const Tensor x = Tensor::ones({50, 40});
+  const Tensor y = dropout(x);
+  int64_t kept = 0;
+  for (float v : y.values()) {
+    REQUIRE((v == 0.0f || v == Approx(1.0f / 0.75f)));
+    kept += v != 0.0f;
+  }
+  CHECK(kept / 2000.0 == Approx(0.75).margin(0.03));
+  Dropout again(0.25f, 7);
+  CHECK(again(x).to_vector() == y.to_vector());  // same seed, same mask
+  CHECK(dropout(x).to_vector() != y.to_vector());  // the next call draws a new mask
+  dropout.eval();
+  CHECK(dropout(x).same(x));
+  CHECK(dropout.named_generators().size() == 1);
+  CHECK_THROWS_WITH(Dropout(1.0f), "Dropout 'dropout': rate must be in [0, 1), got 1 (the fraction of inputs dropped)");
+  // The op's gradient is the mask: gradcheck it with the same mask every evaluation.
+  const Tensor input = param({6, 5}, 3);
+  require_grad_ok(
+      [](const Inputs& p) {
+        Generator g(11);
+        return minidl::dropout(p[0], 0.4f, g);
+      },
+      {input});
+}

@@ -75,7 +75,7 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
   const float* px = x.data();
   float *mean = batch_mean.data(), *var = batch_variance.data(), *pinv = inv.data();
 
-  // Two passes: the mean, then the biased variance around it (spec §1).
+  // Two passes: the mean, then the biased variance around it (docs/keras.md §1).
   channel_sums(n, c, t_sum_a, [&](int64_t k0, int64_t k1, double* sums) {
     internal::add_column_sums(px + k0, n, c, k1 - k0, sums + k0);
   });
@@ -96,7 +96,7 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
   return record(y, "batch_norm_train", {x, g, b}, [n, c, inv, xhat](BackwardContext& ctx) {
     // With x̂ = (x − μ)·inv, inv = 1/sqrt(σ² + eps), y = γ x̂ + β, and μ, σ² functions of the whole batch:
     //   dβ = Σ dy        dγ = Σ dy·x̂        dx = (γ·inv / N)·(N·dy − dβ − x̂·dγ)
-    // (the last from dx̂ = γ dy and the chain through μ and σ²; spec §1).
+    // (the last from dx̂ = γ dy and the chain through μ and σ²; docs/keras.md §1).
     const float *dy = ctx.grad_output().data(), *ph = xhat.data(), *pinv = inv.data();
     const float* pg = ctx.input(1).data();
     // Thread-local scratch is named here, on the calling thread, and reaches the workers as pointers.
@@ -180,6 +180,13 @@ Shape BatchNormalization::output_shape(const Shape& input) const {
   return input;
 }
 
+int64_t BatchNormalization::min_training_batch(const Shape& input) const {
+  // Statistics over every axis but the last: one sample suffices when it holds several positions (an image's
+  // H×W), not when it holds one value per channel. A frozen layer uses its moving statistics.
+  const int64_t per_sample = input.rank() > 1 ? input.numel() / std::max<int64_t>(input[0], 1) / features_ : 1;
+  return trainable() && per_sample < 2 ? 2 : 1;
+}
+
 std::string BatchNormalization::summary_note() const {
   std::ostringstream out;
   out << std::setprecision(5);  // 1 − 0.99f is 0.0099999905 in float: show 0.01
@@ -200,7 +207,7 @@ Tensor BatchNormalization::forward(const Tensor& x) {
          "batch, or call eval()");
   Tensor mean, variance;
   const Tensor y = batch_norm_train(x, gamma_, beta_, options_.epsilon, mean, variance);
-  // The moving update is a side effect of the training forward pass (spec §1):
+  // The moving update is a side effect of the training forward pass (docs/keras.md §1):
   //   moving = moving·momentum + batch·(1 − momentum)
   const float m = options_.momentum;
   float *mm = moving_mean_.data(), *mv = moving_variance_.data();

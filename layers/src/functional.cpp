@@ -29,6 +29,14 @@ Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& va
   return x * inv + shift;
 }
 
+Tensor dropout(const Tensor& x, float rate, Generator& gen) {
+  if (!(rate >= 0.0f && rate < 1.0f)) fail("dropout: rate must be in [0, 1), got ", rate);
+  Tensor mask = Tensor::empty(x.shape());
+  const float keep_scale = 1.0f / (1.0f - rate);
+  for (float& m : mask.values()) m = gen.uniform() >= rate ? keep_scale : 0.0f;  // keep when u >= rate
+  return x * mask;
+}
+
 MomentsNormalization::MomentsNormalization(int64_t features, float epsilon, std::string name)
     : Module(std::move(name)), features_(features), epsilon_(epsilon) {
   if (features <= 0) fail("MomentsNormalization '", this->name(), "': features must be > 0, got ", features);

@@ -1,7 +1,98 @@
-// The document's model, built in each normalisation mode with Keras's layer names.
+// The model grammar, the registry of layer kinds with the built-in ones, the builder, and ModelConfig's
+// metadata. docs/models.md documents what is accepted here.
 #include "minidl/models.h"
 
+#include <cmath>
+#include <cstdlib>
+#include <mutex>
+
 namespace minidl {
+namespace {
+std::string trim(const std::string& s) {
+  const size_t b = s.find_first_not_of(" \t\n"), e = s.find_last_not_of(" \t\n");
+  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> parts;
+  size_t begin = 0;
+  for (size_t end; (end = s.find(sep, begin)) != std::string::npos; begin = end + 1) parts.push_back(s.substr(begin, end - begin));
+  parts.push_back(s.substr(begin));
+  return parts;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
+  return out;
+}
+
+Shape with_batch(const Shape& sample) {
+  Shape s{1};
+  for (int64_t d : sample) s.push_back(d);
+  return s;
+}
+
+std::vector<LayerKind> builtin_kinds();
+
+std::mutex g_kinds_mutex;
+std::vector<LayerKind>& kinds() {
+  static std::vector<LayerKind> registry = builtin_kinds();
+  return registry;
+}
+
+const LayerKind* find_kind(const std::string& name) {
+  for (const LayerKind& k : kinds()) {
+    if (k.name == name) return &k;
+    for (const std::string& alias : k.aliases)
+      if (alias == name) return &k;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> kind_names() {
+  std::vector<std::string> names;
+  for (const LayerKind& k : kinds()) names.push_back(k.name);
+  return names;
+}
+
+// The built-in kinds. Adding a kind is one more entry here (or a register_layer_kind call elsewhere).
+std::vector<LayerKind> builtin_kinds() {
+  std::vector<LayerKind> k;
+  k.push_back({"dense", {}, "dense:UNITS", "Keras Dense(UNITS): x·kernel + bias, glorot_uniform kernel", 1, 1, {}, false,
+               [](const LayerArgs& a) -> std::shared_ptr<Module> {
+                 const int64_t units = a.integer(0, "units", 1, int64_t{1} << 24);
+                 if (a.input.rank() != 1)
+                   a.fail("dense takes one vector per sample, but its input is " + a.input.str() + " per sample — add flatten before it");
+                 return std::make_shared<Dense>(a.input[0], units, Activation::none, a.gen);
+               }});
+  k.push_back({"relu", {"re_lu"}, "relu", "max(x, 0)", 0, 0, {}, false,
+               [](const LayerArgs&) -> std::shared_ptr<Module> { return std::make_shared<ReLU>(); }});
+  k.push_back({"softmax", {}, "softmax", "softmax over the last axis (the classifier's output)", 0, 0, {}, false,
+               [](const LayerArgs&) -> std::shared_ptr<Module> { return std::make_shared<Softmax>(); }});
+  k.push_back({"dropout", {}, "dropout:RATE", "Keras Dropout(RATE): inverted dropout in training, identity in inference",
+               1, 1, {}, false, [](const LayerArgs& a) -> std::shared_ptr<Module> {
+                 const float rate = static_cast<float>(a.number(0, "rate", 0.0, 1.0, true));
+                 return std::make_shared<Dropout>(rate, a.gen.next_u64());
+               }});
+  k.push_back({"bn", {"batch_normalization", "batchnorm"}, "bn[:momentum=M][:epsilon=E]",
+               "normalisation over the batch, as --norm says: running, batchwise, manual or none", 0, 0,
+               {"momentum", "epsilon"}, false, [](const LayerArgs& a) -> std::shared_ptr<Module> {
+                 const int64_t channels = a.input[a.input.rank() - 1];
+                 const float epsilon = static_cast<float>(a.option_number("epsilon", a.config.epsilon, 1e-12, 1e3));
+                 switch (a.config.norm) {
+                   case NormMode::none: return nullptr;
+                   case NormMode::manual: return std::make_shared<MomentsNormalization>(channels, epsilon);
+                   case NormMode::running:
+                   case NormMode::batchwise: break;
+                 }
+                 const float momentum = static_cast<float>(a.option_number("momentum", a.config.bn_momentum(), 0.0, 1.0));
+                 return std::make_shared<BatchNormalization>(channels,
+                                                             BatchNormalizationOptions{.momentum = momentum, .epsilon = epsilon});
+               }});
+  return k;
+}
+}  // namespace
 
 std::string to_string(NormMode mode) {
   switch (mode) {
@@ -19,20 +110,202 @@ NormMode parse_norm_mode(const std::string& text) {
   fail("unknown normalisation mode '", text, "': choose one of running, batchwise, manual, none");
 }
 
-std::shared_ptr<Sequential> make_document_model(NormMode mode, const DocumentModelOptions& options, Generator& gen) {
-  auto model = std::make_shared<Sequential>();
-  model->add(std::make_shared<Dense>(options.inputs, options.hidden, Activation::relu, gen));
-  BatchNormalizationOptions bn = options.batch_norm;
-  switch (mode) {
-    case NormMode::batchwise:
-      if (!options.momentum_set) bn.momentum = 0.0f;
-      [[fallthrough]];
-    case NormMode::running: model->add(std::make_shared<BatchNormalization>(options.hidden, bn)); break;
-    case NormMode::manual: model->add(std::make_shared<MomentsNormalization>(options.hidden, bn.epsilon)); break;
-    case NormMode::none: break;
+std::string document_model_description(int64_t hidden, int64_t classes) {
+  return "dense:" + std::to_string(hidden) + ",relu,bn,dense:" + std::to_string(classes) + ",softmax";
+}
+
+std::vector<LayerSpec> parse_model_description(const std::string& description) {
+  const auto bad = [&](const LayerSpec& spec, size_t column, const std::string& message) -> Error {
+    return Error(detail::concat("model description '", description, "': layer ", spec.position, " '", spec.text,
+                                "' (character ", column + 1, "): ", message));
+  };
+  if (trim(description).empty())
+    fail("model description is empty: expected layers separated by commas, e.g. ", kDocumentModel);
+  std::vector<LayerSpec> layers;
+  size_t column = 0;
+  for (const std::string& raw : split(description, ',')) {
+    LayerSpec spec;
+    spec.position = static_cast<int>(layers.size()) + 1;
+    spec.text = trim(raw);
+    const size_t at = column + raw.find_first_not_of(" \t\n") * (spec.text.empty() ? 0 : 1);
+    column += raw.size() + 1;
+    if (spec.text.empty()) throw bad(spec, at, "empty layer (two commas in a row, or one at an end?)");
+    const std::vector<std::string> parts = split(spec.text, ':');
+    spec.kind = trim(parts[0]);
+    const LayerKind* kind = find_kind(spec.kind);
+    if (!kind) throw bad(spec, at, "unknown layer kind '" + spec.kind + "': choose one of " + joined(kind_names()));
+    for (size_t i = 1; i < parts.size(); ++i) {
+      const std::string part = trim(parts[i]);
+      const size_t eq = part.find('=');
+      if (part.empty()) throw bad(spec, at, "empty value after ':' (usage: " + kind->usage + ")");
+      if (eq == std::string::npos) {
+        if (!spec.options.empty()) throw bad(spec, at, "value '" + part + "' after a key=value option (values come first)");
+        spec.values.push_back(part);
+        continue;
+      }
+      const std::string key = trim(part.substr(0, eq)), value = trim(part.substr(eq + 1));
+      if (key.empty() || value.empty()) throw bad(spec, at, "option '" + part + "' needs key=value");
+      bool known = false;
+      for (const std::string& k : kind->option_keys) known = known || k == key;
+      if (!known)
+        throw bad(spec, at, "unknown option '" + key + "' for " + kind->name + " (usage: " + kind->usage + ")" +
+                                (kind->option_keys.empty() ? "" : "; its options: " + joined(kind->option_keys)));
+      for (const auto& [k, v] : spec.options)
+        if (k == key) throw bad(spec, at, "option '" + key + "' given twice");
+      spec.options.emplace_back(key, value);
+    }
+    if (spec.values.size() < kind->min_values || spec.values.size() > kind->max_values)
+      throw bad(spec, at, kind->name + " takes " +
+                              (kind->min_values == kind->max_values ? std::to_string(kind->min_values)
+                                                                    : std::to_string(kind->min_values) + " to " +
+                                                                          std::to_string(kind->max_values)) +
+                              " value(s), got " + std::to_string(spec.values.size()) + " (usage: " + kind->usage + ")");
+    spec.kind = kind->name;
+    layers.push_back(std::move(spec));
   }
-  model->add(std::make_shared<Dense>(options.hidden, options.classes, Activation::softmax, gen));
+  return layers;
+}
+
+std::string canonical_description(const std::string& description) {
+  std::string out;
+  for (const LayerSpec& spec : parse_model_description(description)) {
+    if (!out.empty()) out += ',';
+    out += spec.kind;
+    for (const std::string& v : spec.values) out += ':' + v;
+    for (const auto& [k, v] : spec.options) out += ':' + k + '=' + v;
+  }
+  return out;
+}
+
+float ModelConfig::bn_momentum() const { return momentum.value_or(norm == NormMode::batchwise ? 0.0f : 0.99f); }
+
+Metadata ModelConfig::to_metadata() const {
+  Metadata m{{"model.description", description},
+             {"model.norm", to_string(norm)},
+             {"model.input_shape", shape_text(input_shape)},
+             {"model.classes", std::to_string(classes)},
+             {"model.epsilon", exact_text(epsilon)},
+             {"model.seed", std::to_string(seed)}};
+  if (momentum) m["model.momentum"] = exact_text(*momentum);
+  return m;
+}
+
+ModelConfig ModelConfig::from_metadata(const MetadataReader& m) {
+  ModelConfig c;
+  c.description = m.text("model.description");
+  try {
+    c.norm = parse_norm_mode(m.text("model.norm"));
+  } catch (const Error& e) {
+    m.fail_at("model.norm", e.what());
+  }
+  c.input_shape = m.shape("model.input_shape");
+  c.classes = m.integer("model.classes", 0, int64_t{1} << 24);
+  c.epsilon = static_cast<float>(m.number("model.epsilon", 1e-12, 1e3));
+  c.seed = static_cast<uint64_t>(m.integer("model.seed", 0, INT64_MAX));
+  if (m.has("model.momentum")) c.momentum = static_cast<float>(m.number("model.momentum", 0.0, 1.0));
+  return c;
+}
+
+int64_t LayerArgs::integer(size_t index, const char* what, int64_t min, int64_t max) const {
+  const std::string& s = spec.values.at(index);
+  char* end = nullptr;
+  const long long v = std::strtoll(s.c_str(), &end, 10);
+  if (*end != '\0' || v < min || v > max)
+    fail(std::string(what) + " must be a whole number in [" + std::to_string(min) + ", " + std::to_string(max) +
+         "], got '" + s + "'");
+  return v;
+}
+
+double LayerArgs::number(size_t index, const char* what, double min, double max, bool open_max) const {
+  const std::string& s = spec.values.at(index);
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (*end != '\0' || !(v >= min) || !(open_max ? v < max : v <= max))
+    fail(std::string(what) + " must be a number in [" + exact_text(min) + ", " + exact_text(max) + (open_max ? ")" : "]") +
+         ", got '" + s + "'");
+  return v;
+}
+
+std::optional<std::string> LayerArgs::option(const std::string& key) const {
+  for (const auto& [k, v] : spec.options)
+    if (k == key) return v;
+  return std::nullopt;
+}
+
+double LayerArgs::option_number(const std::string& key, double fallback, double min, double max) const {
+  const auto text = option(key);
+  if (!text) return fallback;
+  char* end = nullptr;
+  const double v = std::strtod(text->c_str(), &end);
+  if (*end != '\0' || !(v >= min && v <= max))
+    fail("option " + key + " must be a number in [" + exact_text(min) + ", " + exact_text(max) + "], got '" + *text + "'");
+  return v;
+}
+
+void LayerArgs::fail(const std::string& message) const { throw Error(message); }
+
+void register_layer_kind(LayerKind kind) {
+  const std::lock_guard lock(g_kinds_mutex);
+  if (kind.name.empty() || !kind.make) fail("register_layer_kind: a kind needs a name and a make function");
+  std::vector<std::string> names = kind.aliases;
+  names.push_back(kind.name);
+  for (const std::string& n : names) {
+    if (n.empty() || n.find_first_of(",:= \t") != std::string::npos)
+      fail("register_layer_kind: bad name '", n, "' (no commas, colons, '=' or blanks)");
+    if (find_kind(n)) fail("register_layer_kind: '", n, "' is already a layer kind");
+  }
+  kinds().push_back(std::move(kind));
+}
+
+const std::vector<LayerKind>& layer_kinds() { return kinds(); }
+
+std::shared_ptr<Sequential> build_model(const ModelConfig& config) {
+  Generator gen(config.seed);
+  return build_model(config, gen);
+}
+
+std::shared_ptr<Sequential> build_model(const ModelConfig& config, Generator& gen) {
+  const std::vector<LayerSpec> layers = parse_model_description(config.description);
+  const std::string where = "model '" + config.description + "'";
+  if (config.input_shape.rank() == 0 || config.input_shape.numel() <= 0)
+    fail(where, ": bad input shape ", config.input_shape.str());
+  auto model = std::make_shared<Sequential>();
+  const bool images = find_kind(layers.front().kind)->takes_images;
+  Shape sample = images ? config.input_shape : Shape{config.input_shape.numel()};
+  model->set_input_shape(sample);
+  for (const LayerSpec& spec : layers) {
+    try {
+      const std::shared_ptr<Module> layer = find_kind(spec.kind)->make(LayerArgs(spec, sample, config, gen));
+      if (!layer) continue;
+      model->add(layer);
+      const Shape out = layer->output_shape(with_batch(sample));
+      sample = Shape(std::span<const int64_t>(out.begin() + 1, out.end()));
+    } catch (const Error& e) {
+      fail(where, ": layer ", spec.position, " '", spec.text, "' on input ", sample.str(), ": ", e.what());
+    }
+  }
+  if (config.classes > 0) {
+    if (!(sample == Shape{config.classes}))
+      fail(where, " ends with output ", sample.str(), " per sample but the data has ", config.classes,
+           " classes: end it with dense:", config.classes, ",softmax");
+    const Module* last = model->children().empty() ? nullptr : model->children().back().get();
+    const auto* dense = dynamic_cast<const Dense*>(last);
+    if (!dynamic_cast<const Softmax*>(last) && !(dense && dense->activation() == Activation::softmax))
+      fail(where, " must end with softmax: minidl trains classifiers with categorical cross-entropy on "
+                  "probabilities, as Keras's loss='categorical_crossentropy' (add ',softmax')");
+  }
   return model;
+}
+
+std::shared_ptr<Sequential> make_document_model(NormMode mode, const DocumentModelOptions& options, Generator& gen) {
+  ModelConfig config;
+  config.description = document_model_description(options.hidden, options.classes);
+  config.norm = mode;
+  config.input_shape = {options.inputs};
+  config.classes = options.classes;
+  config.epsilon = options.batch_norm.epsilon;
+  if (mode != NormMode::batchwise || options.momentum_set) config.momentum = options.batch_norm.momentum;
+  return build_model(config, gen);
 }
 
 }  // namespace minidl

@@ -1,12 +1,16 @@
-// Module and Sequential: registration, named state, train/eval, trainable, Keras-style names and summary.
+// Module and Sequential: registration and per-model names, named state and loading it, train/eval,
+// trainable, declared input shapes and the Keras-style summary.
 #include "minidl/module.h"
 
+#include <algorithm>
+#include <cctype>
 #include <iomanip>
 #include <mutex>
 #include <set>
 #include <sstream>
 
 #include "minidl/autograd.h"
+#include "minidl/ops.h"
 
 namespace minidl {
 
@@ -28,6 +32,15 @@ int64_t count(const NamedTensors& tensors) {
   for (const auto& [name, t] : tensors) n += t.numel();
   return n;
 }
+
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+std::string join(const std::vector<std::string>& names, size_t most = 8) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < most; ++i) out += (i ? ", " : "") + names[i];
+  if (names.size() > most) out += ", ... (" + std::to_string(names.size()) + " in all)";
+  return out;
+}
 }  // namespace
 
 std::string unique_name(const std::string& base) {
@@ -41,15 +54,71 @@ void clear_session() {
   g_name_counts.clear();
 }
 
-Tensor& Module::register_parameter(const std::string& name, Tensor t) {
-  t.set_requires_grad(true);
-  parameters_.emplace_back(name, std::move(t));
-  return parameters_.back().second;
+std::string Module::default_name() const {
+  // Keras's to_snake_case: an underscore before a capital that starts a lowercase run ("BatchNormalization")
+  // and between a lowercase letter and a capital ("ReLU" → "re_lu"), then lower case.
+  const std::string type = type_name();
+  std::string out;
+  for (size_t i = 0; i < type.size(); ++i) {
+    const char c = type[i];
+    const bool upper = std::isupper(static_cast<unsigned char>(c));
+    const bool starts_word = upper && i > 0 && i + 1 < type.size() && std::islower(static_cast<unsigned char>(type[i + 1]));
+    const bool after_lower = upper && i > 0 && std::islower(static_cast<unsigned char>(type[i - 1]));
+    if ((starts_word || after_lower) && out.back() != '_') out += '_';
+    out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
 }
 
-Tensor& Module::register_buffer(const std::string& name, Tensor t) {
-  buffers_.emplace_back(name, std::move(t));
-  return buffers_.back().second;
+int64_t Module::min_training_batch(const Shape&) const { return 1; }
+double Module::product_flops(const Shape&) const { return 0.0; }
+
+void Module::check_new_name(const std::string& name) const {
+  if (name.empty() || name.find('/') != std::string::npos)
+    fail("module '", this->name(), "': bad name '", name, "' (names are non-empty and contain no '/')");
+  for (const auto& [n, t] : parameters_)
+    if (n == name) fail("module '", this->name(), "': the name '", name, "' is already registered");
+  for (const auto& [n, t] : buffers_)
+    if (n == name) fail("module '", this->name(), "': the name '", name, "' is already registered");
+  for (const auto& child : children_)
+    if (child->name() == name) fail("module '", this->name(), "': a submodule is already named '", name, "'");
+}
+
+Tensor Module::register_parameter(const std::string& name, Tensor t) {
+  check_new_name(name);
+  t.set_requires_grad(true);
+  parameters_.emplace_back(name, t);
+  return t;
+}
+
+Tensor Module::register_buffer(const std::string& name, Tensor t) {
+  check_new_name(name);
+  buffers_.emplace_back(name, t);
+  return t;
+}
+
+void Module::register_generator(const std::string& name, Generator* generator) {
+  MINIDL_ASSERT(generator != nullptr);
+  generators_.emplace_back(name, generator);
+}
+
+void Module::adopt(std::shared_ptr<Module> child, const std::string& name) {
+  MINIDL_ASSERT(child != nullptr);
+  if (!name.empty()) {
+    check_new_name(name);
+    child->name_ = name;
+  } else if (child->name_.empty()) {
+    // The first free name of base, base_1, base_2, ... among this module's children.
+    const std::string base = child->default_name();
+    std::set<std::string> taken;
+    for (const auto& c : children_) taken.insert(c->name());
+    std::string candidate = base;
+    for (int k = 1; taken.count(candidate); ++k) candidate = base + "_" + std::to_string(k);
+    child->name_ = candidate;
+  } else {
+    check_new_name(child->name_);
+  }
+  children_.push_back(std::move(child));
 }
 
 void Module::collect(const std::string& prefix, bool params, bool only_trainable, NamedTensors& out) const {
@@ -58,17 +127,20 @@ void Module::collect(const std::string& prefix, bool params, bool only_trainable
   for (const auto& child : children_) child->collect(prefix + child->name() + "/", params, only_trainable, out);
 }
 
+void Module::collect_generators(const std::string& prefix, NamedGenerators& out) const {
+  for (const auto& [name, g] : generators_) out.emplace_back(prefix + name, g);
+  for (const auto& child : children_) child->collect_generators(prefix + child->name() + "/", out);
+}
+
 std::vector<Tensor> Module::parameters() const {
-  NamedTensors named;
-  collect("", true, true, named);
   std::vector<Tensor> out;
-  for (auto& [name, t] : named) out.push_back(t);
+  for (auto& [name, t] : named_parameters(true)) out.push_back(t);
   return out;
 }
 
-NamedTensors Module::named_parameters() const {
+NamedTensors Module::named_parameters(bool trainable_only) const {
   NamedTensors out;
-  collect("", true, false, out);
+  collect("", true, trainable_only, out);
   return out;
 }
 
@@ -90,27 +162,50 @@ NamedTensors Module::state() const {
   return out;
 }
 
-void Module::load_state(const std::map<std::string, Tensor>& state, bool strict) {
+NamedGenerators Module::named_generators() const {
+  NamedGenerators out;
+  collect_generators("", out);
+  return out;
+}
+
+LoadResult Module::load_state(const std::map<std::string, Tensor>& state, bool strict) {
   const NamedTensors mine = this->state();
+  LoadResult result;
   std::set<std::string> known;
   for (const auto& [name, t] : mine) {
     known.insert(name);
     const auto it = state.find(name);
-    if (it == state.end()) {
-      if (strict) fail("load_state: '", name, "' ", t.shape().str(), " is missing from the state");
-      continue;
-    }
-    if (!(it->second.shape() == t.shape()))
+    if (it == state.end())
+      result.missing.push_back(name);
+    else if (!(it->second.shape() == t.shape()))
       fail("load_state: '", name, "' has shape ", it->second.shape().str(), " in the state but ", t.shape().str(),
            " in the model");
   }
-  if (strict)
-    for (const auto& [name, t] : state)
-      if (!known.count(name)) fail("load_state: the state has '", name, "', which the model does not");
+  for (const auto& [name, t] : state)
+    if (!known.count(name) && !starts_with(name, kOptimizerStatePrefix)) result.unexpected.push_back(name);
+  if (strict && !result.missing.empty()) {
+    const Tensor& first = std::find_if(mine.begin(), mine.end(), [&](const auto& e) { return e.first == result.missing[0]; })->second;
+    fail("load_state: '", result.missing[0], "' ", first.shape().str(), " is missing from the state",
+         result.unexpected.empty() ? "" : ", and the state has '" + result.unexpected[0] + "', which the model does not");
+  }
+  if (strict && !result.unexpected.empty())
+    fail("load_state: the state has '", result.unexpected[0], "', which the model does not");
+  if (!strict && result.missing.size() == mine.size() && !mine.empty()) {
+    std::vector<std::string> model_names, state_names;
+    for (const auto& [name, t] : mine) model_names.push_back(name);
+    for (const auto& [name, t] : state) state_names.push_back(name);
+    fail("load_state: none of the state's tensors match the model's names, so nothing would load (the model has ",
+         join(model_names, 4), "; the state has ", join(state_names, 4), ")");
+  }
   for (const auto& [name, t] : mine) {
     const auto it = state.find(name);
     if (it != state.end()) Tensor(t).copy_(it->second);
   }
+  if (!result.complete())
+    warn("load_state: partial load of '", name(), "': ", result.missing.size(), " of the model's tensors kept their values",
+         result.missing.empty() ? "" : " (" + join(result.missing) + ")", "; ", result.unexpected.size(),
+         " of the state's tensors were not used", result.unexpected.empty() ? "" : " (" + join(result.unexpected) + ")");
+  return result;
 }
 
 void Module::train(bool on) {
@@ -127,26 +222,89 @@ void Module::zero_grad() {
   for (auto& [name, t] : named_parameters()) Tensor(t).zero_grad();
 }
 
+void Sequential::set_input_shape(const Shape& sample) {
+  if (sample.rank() == 0 || sample.rank() + 1 > kMaxRank || sample.numel() <= 0)
+    fail("Sequential '", name(), "': bad input shape ", sample.str(), " (one sample: at least one axis, no zeros)");
+  input_shape_ = sample;
+}
+
+Shape Sequential::declared(const Shape& input) const {
+  if (input_shape_.rank() == 0) return input;
+  if (input.rank() < 1) fail("model '", name(), "': expects a batch of inputs, got shape ", input.str());
+  Shape target{input[0]};
+  for (int64_t d : input_shape_) target.push_back(d);
+  if (target == input) return input;
+  const int64_t per_sample = input[0] ? input.numel() / input[0] : 0;
+  if (per_sample != input_shape_.numel())
+    fail("model '", name(), "': expects inputs of shape [batch,", input_shape_.str().substr(1), " (",
+         input_shape_.numel(), " values per sample), got ", input.str());
+  return target;
+}
+
 Tensor Sequential::forward(const Tensor& x) {
-  Tensor h = x;
+  const Shape shape = declared(x.shape());
+  Tensor h = shape == x.shape() ? x : reshape(x, shape);
   for (const auto& layer : children()) h = layer->forward(h);
   return h;
 }
 
 Shape Sequential::output_shape(const Shape& input) const {
-  Shape s = input;
+  Shape s = declared(input);
   for (const auto& layer : children()) s = layer->output_shape(s);
   return s;
 }
 
+int64_t Sequential::min_training_batch(const Shape& input) const {
+  Shape s = declared(input);
+  int64_t needed = 1;
+  for (const auto& layer : children()) {
+    needed = std::max(needed, layer->min_training_batch(s));
+    s = layer->output_shape(s);
+  }
+  return needed;
+}
+
+double Sequential::product_flops(const Shape& input) const {
+  Shape s = declared(input);
+  double flops = 0.0;
+  for (const auto& layer : children()) {
+    flops += layer->product_flops(s);
+    s = layer->output_shape(s);
+  }
+  return flops;
+}
+
+double Sequential::training_product_flops(const Shape& input) const {
+  // Each product's backward is two products of its size (to the weights, to the input); the first product
+  // layer's input is the data, which needs no gradient.
+  Shape s = declared(input);
+  double flops = 0.0;
+  bool first = true;
+  for (const auto& layer : children()) {
+    const double f = layer->product_flops(s);
+    flops += f * (first && f > 0.0 ? 2.0 : 3.0);
+    first = first && f == 0.0;
+    s = layer->output_shape(s);
+  }
+  return flops;
+}
+
+std::string Sequential::summary() const {
+  if (input_shape_.rank() == 0)
+    fail("Sequential '", name(), "': summary() needs a declared input shape (set_input_shape), or pass one");
+  Shape batch{1};
+  for (int64_t d : input_shape_) batch.push_back(d);
+  return summary(batch);
+}
+
 std::string Sequential::summary(const Shape& input_shape) const {
-  constexpr int kLayer = 44, kShape = 18;
+  constexpr int kLayer = 46, kShape = 22;
   const std::string rule(kLayer + kShape + 10, '_'), double_rule(kLayer + kShape + 10, '=');
   std::ostringstream out;
   out << "Model: \"" << name() << "\"\n" << rule << '\n';
   out << std::left << std::setw(kLayer) << " Layer (type)" << std::setw(kShape) << "Output Shape" << "Param #\n";
   out << double_rule << '\n';
-  Shape shape = input_shape;
+  Shape shape = declared(input_shape);
   int64_t trainable = 0, total = 0;
   for (const auto& layer : children()) {
     shape = layer->output_shape(shape);
@@ -154,8 +312,8 @@ std::string Sequential::summary(const Shape& input_shape) const {
     for (int axis = 1; axis < shape.rank(); ++axis) shown += ", " + std::to_string(shape[axis]);
     shown += ")";
     const int64_t params = count(layer->named_parameters()) + count(layer->named_buffers());
-    out << std::setw(kLayer) << " " + layer->name() + " (" + layer->type_name() + ")" << std::setw(kShape) << shown
-        << params << '\n';
+    const std::string label = std::string(" ").append(layer->name()).append(" (").append(layer->type_name()).append(")");
+    out << std::setw(kLayer) << label << std::setw(kShape) << shown << params << '\n';
     if (const std::string note = layer->summary_note(); !note.empty()) out << "     " << note << '\n';
     total += params;
     for (const Tensor& p : layer->parameters()) trainable += p.numel();

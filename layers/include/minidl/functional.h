@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "minidl/random.h"
 #include "minidl/tensor.h"
 
 namespace minidl {
@@ -16,6 +17,11 @@ std::pair<Tensor, Tensor> moments(const Tensor& x, const std::vector<int>& axes,
 /// inv = rsqrt(variance + epsilon)·scale; y = x·inv + (offset − mean·inv). offset and scale may be undefined.
 Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& variance, const Tensor& offset,
                            const Tensor& scale, float epsilon);
+
+/// Inverted dropout (tf.nn.dropout): each element kept with probability 1 − rate and scaled by 1/(1 − rate),
+/// else 0; the mask is drawn from `gen`, one uniform number per element in row-major order. Composed as
+/// x · mask, so autodiff gives the gradient mask · upstream.
+Tensor dropout(const Tensor& x, float rate, Generator& gen);
 
 /// Fused training-mode batch norm over all axes but the last, x [..., C]: y = gamma·(x − μ)/sqrt(σ² + eps)
 /// + beta with the batch mean μ and biased variance σ², written to batch_mean / batch_variance ([C]).

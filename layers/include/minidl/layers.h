@@ -1,4 +1,5 @@
-// The layers of the document's model: Dense, ReLU, Softmax and Keras-exact BatchNormalization.
+// The layers: Dense, ReLU, Softmax, Dropout, Keras-exact BatchNormalization and the document's Example 3
+// normalisation (moments + batch_normalization) as a layer.
 #pragma once
 
 #include "minidl/module.h"
@@ -12,9 +13,10 @@ enum class Activation { none, relu, softmax };
 class Dense : public Module {
  public:
   Dense(int64_t in_features, int64_t units, Activation activation = Activation::none,
-        Generator& gen = default_generator(), std::string name = unique_name("dense"));
+        Generator& gen = default_generator(), std::string name = {});
   Tensor forward(const Tensor& x) override;
   Shape output_shape(const Shape& input) const override;
+  double product_flops(const Shape& input) const override;
   std::string type_name() const override { return "Dense"; }
   Tensor& kernel() { return kernel_; }
   Tensor& bias() { return bias_; }
@@ -28,7 +30,7 @@ class Dense : public Module {
 
 class ReLU : public Module {
  public:
-  explicit ReLU(std::string name = unique_name("re_lu")) : Module(std::move(name)) {}
+  explicit ReLU(std::string name = {}) : Module(std::move(name)) {}
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "ReLU"; }
 };
@@ -36,9 +38,24 @@ class ReLU : public Module {
 /// Softmax over the last axis.
 class Softmax : public Module {
  public:
-  explicit Softmax(std::string name = unique_name("softmax")) : Module(std::move(name)) {}
+  explicit Softmax(std::string name = {}) : Module(std::move(name)) {}
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "Softmax"; }
+};
+
+/// Keras Dropout (inverted): in training each element is kept with probability 1 − rate and scaled by
+/// 1 / (1 − rate), else set to 0; in inference the identity. The masks come from the layer's own generator,
+/// seeded at construction, so a seeded run draws the same masks, and a checkpoint can save where it stands.
+class Dropout : public Module {
+ public:
+  explicit Dropout(float rate, uint64_t seed = 0, std::string name = {});
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "Dropout"; }
+  float rate() const { return rate_; }
+
+ private:
+  float rate_;
+  Generator generator_;
 };
 
 struct BatchNormalizationOptions {
@@ -51,15 +68,16 @@ struct BatchNormalizationOptions {
   bool scale = true;      ///< Learn gamma.
 };
 
-/// Keras BatchNormalization over the last axis (spec §1). Training mode: batch mean and biased variance, the
+/// Keras BatchNormalization over the last axis (docs/keras.md §1). Training mode: batch mean and biased variance, the
 /// moving statistics updated as a side effect of forward; inference mode (or trainable = false): the
 /// moving statistics, untouched. momentum = 0 leaves the moving statistics equal to the last training batch's.
 class BatchNormalization : public Module {
  public:
   explicit BatchNormalization(int64_t features, BatchNormalizationOptions options = {},
-                              std::string name = unique_name("batch_normalization"));
+                              std::string name = {});
   Tensor forward(const Tensor& x) override;
   Shape output_shape(const Shape& input) const override;
+  int64_t min_training_batch(const Shape& input) const override;
   std::string type_name() const override { return "BatchNormalization"; }
   std::string summary_note() const override;
   const BatchNormalizationOptions& options() const { return options_; }
@@ -80,10 +98,13 @@ class BatchNormalization : public Module {
 class MomentsNormalization : public Module {
  public:
   explicit MomentsNormalization(int64_t features, float epsilon = 1e-3f,
-                                std::string name = unique_name("batch_normalization"));
+                                std::string name = {});
   Tensor forward(const Tensor& x) override;
   Shape output_shape(const Shape& input) const override;
+  int64_t min_training_batch(const Shape&) const override { return 2; }
   std::string type_name() const override { return "MomentsNormalization"; }
+  /// Named like the BatchNormalization it stands in for, so the three modes share tensor names.
+  std::string default_name() const override { return "batch_normalization"; }
   Tensor& gamma() { return gamma_; }
   Tensor& beta() { return beta_; }
 

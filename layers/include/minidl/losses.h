@@ -1,4 +1,4 @@
-// Losses and metrics with Keras semantics (spec §5, §6).
+// Losses and metrics with Keras semantics (docs/keras.md §5, §6).
 #pragma once
 
 #include <cstdint>

@@ -1,14 +1,21 @@
-// The document's model in each normalisation mode: Dense(hidden, relu) → normalisation → Dense(10, softmax).
+// Models from a description: a small grammar for a stack of layers ("dense:256,relu,bn,dense:10,softmax"),
+// a registry of layer kinds that turns it into a Sequential, and the configuration a checkpoint stores to
+// build the same model again. The grammar and every kind are documented in docs/models.md.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "minidl/layers.h"
+#include "minidl/metadata.h"
 
 namespace minidl {
 
-/// How the document's model normalises its hidden layer.
+/// What each `bn` of a description becomes: the document's three ways of normalising, or nothing.
 enum class NormMode {
   running,    ///< BatchNormalization() with moving statistics (Example 1)
   batchwise,  ///< BatchNormalization(momentum = 0) (Example 2)
@@ -20,6 +27,95 @@ std::string to_string(NormMode mode);
 /// Parses "running", "batchwise", "manual", "none"; throws naming the valid choices.
 NormMode parse_norm_mode(const std::string& text);
 
+/// The document's model: Dense(64, relu) → normalisation → Dense(10, softmax).
+inline constexpr const char* kDocumentModel = "dense:64,relu,bn,dense:10,softmax";
+/// The document's model with another hidden width and class count (what `--hidden N` stands for).
+std::string document_model_description(int64_t hidden, int64_t classes);
+
+/// One layer as written: `kind(:value)*(:key=value)*`, e.g. "conv:32x3:strides=2".
+struct LayerSpec {
+  std::string kind;
+  std::vector<std::string> values;                            ///< positional, in order
+  std::vector<std::pair<std::string, std::string>> options;   ///< key=value, in order
+  int position = 0;                                           ///< 1-based index in the description
+  std::string text;                                           ///< the token as written, trimmed
+};
+
+/// Parses a description into its layers. Blanks around tokens are ignored. Throws minidl::Error naming the
+/// token, its position and what was expected (an unknown kind names the valid ones).
+std::vector<LayerSpec> parse_model_description(const std::string& description);
+/// The description in its one canonical spelling (registered kind names, no blanks), for comparing two.
+std::string canonical_description(const std::string& description);
+
+/// Everything needed to build a model again: a checkpoint stores it in its metadata.
+struct ModelConfig {
+  std::string description = kDocumentModel;
+  NormMode norm = NormMode::running;
+  /// One sample as the data gives it: [28,28,1] for images, [features] for tables. A model whose first layer
+  /// takes images (conv, pooling) gets it as it is; any other model gets it flattened ([784]).
+  Shape input_shape{28, 28, 1};
+  /// The number of classes: the model must end with that many outputs and a softmax (0: not checked).
+  int64_t classes = 10;
+  /// BatchNormalization momentum (Keras convention); unset: 0.99, or 0 in batchwise mode.
+  std::optional<float> momentum;
+  float epsilon = 1e-3f;  ///< normalisation epsilon
+  uint64_t seed = 1;      ///< initial weights and dropout masks
+
+  /// The momentum a `bn` gets when its description does not say.
+  float bn_momentum() const;
+  Metadata to_metadata() const;  ///< keys model.description, model.norm, model.input_shape, ...
+  static ModelConfig from_metadata(const MetadataReader& metadata);
+};
+
+/// What a layer factory sees: the layer as written, the shape of one sample reaching it (no batch axis), the
+/// model's configuration and the generator its initial weights come from. Readers of the layer's values and
+/// options check them and throw naming the layer.
+class LayerArgs {
+ public:
+  LayerArgs(const LayerSpec& spec, const Shape& input, const ModelConfig& config, Generator& gen)
+      : spec(spec), input(input), config(config), gen(gen) {}
+  const LayerSpec& spec;
+  const Shape& input;
+  const ModelConfig& config;
+  Generator& gen;
+
+  /// Positional value `index` as a whole number in [min, max].
+  int64_t integer(size_t index, const char* what, int64_t min, int64_t max) const;
+  /// Positional value `index` as a number in [min, max] (or [min, max) with open_max).
+  double number(size_t index, const char* what, double min, double max, bool open_max = false) const;
+  /// Option `key`, if given.
+  std::optional<std::string> option(const std::string& key) const;
+  /// Option `key` as a number in [min, max], or `fallback` when absent.
+  double option_number(const std::string& key, double fallback, double min, double max) const;
+  /// Throws minidl::Error naming the layer ("layer 4 'dense:0'") and the message.
+  [[noreturn]] void fail(const std::string& message) const;
+};
+
+/// A kind of layer the grammar knows. Adding one is one register_layer_kind call.
+struct LayerKind {
+  std::string name;                   ///< as written in descriptions: "dense"
+  std::vector<std::string> aliases;   ///< other spellings accepted: "batch_normalization"
+  std::string usage;                  ///< "dense:UNITS"
+  std::string help;                   ///< one line for docs and --help
+  size_t min_values = 0, max_values = 0;  ///< how many positional values it takes
+  std::vector<std::string> option_keys;   ///< the key=value options it takes
+  bool takes_images = false;          ///< works on [H, W, C] samples (a model starting with it gets images)
+  /// Builds the layer; an empty pointer leaves it out of the model (`bn` when the norm mode is none).
+  std::function<std::shared_ptr<Module>(const LayerArgs&)> make;
+};
+
+/// Adds a kind (its name and aliases must be new) to the registry the builder and parser use.
+void register_layer_kind(LayerKind kind);
+/// Every registered kind, built-ins first.
+const std::vector<LayerKind>& layer_kinds();
+
+/// Builds the model a configuration describes, with Keras's layer names counted in this model alone (dense,
+/// dense_1, batch_normalization, ...), its input shape declared, and — when classes > 0 — checked to end with
+/// `classes` outputs through a softmax. Initial weights come from Generator(config.seed). Errors name the layer.
+std::shared_ptr<Sequential> build_model(const ModelConfig& config);
+/// The same, drawing initial weights from `gen`.
+std::shared_ptr<Sequential> build_model(const ModelConfig& config, Generator& gen);
+
 struct DocumentModelOptions {
   int64_t inputs = 784;
   int64_t hidden = 64;
@@ -29,8 +125,8 @@ struct DocumentModelOptions {
   bool momentum_set = false;
 };
 
-/// Builds the model with Keras's names (dense, batch_normalization, dense_1) whatever the mode; call
-/// clear_session() first when the names must start from scratch.
+/// The document's model in a mode (built from its description), with Keras's names: dense,
+/// batch_normalization, dense_1.
 std::shared_ptr<Sequential> make_document_model(NormMode mode, const DocumentModelOptions& options, Generator& gen);
 
 }  // namespace minidl

@@ -1,4 +1,5 @@
-// Module: the base of every layer. Named parameters, buffers and submodules; train/eval; trainable; state.
+// Module: the base of every layer. Named parameters, buffers, generators and submodules; train/eval;
+// trainable; named state and loading it back; Sequential.
 #pragma once
 
 #include <map>
@@ -7,45 +8,79 @@
 #include <utility>
 #include <vector>
 
+#include "minidl/random.h"
 #include "minidl/tensor.h"
 
 namespace minidl {
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+using NamedGenerators = std::vector<std::pair<std::string, Generator*>>;
+
+/// Checkpoint names under this prefix hold optimizer state, never a model's: load_state skips them, so a
+/// training checkpoint loads into a model for inference as it is.
+inline constexpr const char* kOptimizerStatePrefix = "optimizer/";
+
+/// What a load_state call could not match.
+struct LoadResult {
+  std::vector<std::string> missing;     ///< the model's tensors absent from the state (left as they were)
+  std::vector<std::string> unexpected;  ///< the state's tensors the model does not have (ignored)
+  bool complete() const { return missing.empty() && unexpected.empty(); }
+};
 
 /// A layer or a model. Subclasses register what they own by name, so named state doubles as the checkpoint
 /// format and buffers (non-trainable state such as moving statistics) never reach an optimizer.
+///
+/// Names come from the structure, per model: a module constructed without a name is named when its parent
+/// registers it, Keras-style and counted within that parent ("dense", "dense_1", ...), so building the same
+/// model twice gives the same tensor names.
 class Module {
  public:
-  explicit Module(std::string name) : name_(std::move(name)) {}
+  explicit Module(std::string name = {}) : name_(std::move(name)) {}
   virtual ~Module() = default;
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
 
   virtual Tensor forward(const Tensor& x) = 0;
   Tensor operator()(const Tensor& x) { return forward(x); }
-  /// The output shape for an input shape (for summaries); throws when the input does not fit.
+  /// The output shape for an input shape (batch axis first); throws, naming the layer, when it does not fit.
   virtual Shape output_shape(const Shape& input) const { return input; }
   /// The class name as Keras prints it ("Dense", "BatchNormalization").
   virtual std::string type_name() const = 0;
+  /// The base of the name a parent gives this module: type_name() in snake case, as Keras names layers
+  /// ("Dense" → "dense", "ReLU" → "re_lu", "MaxPooling2D" → "max_pooling2d").
+  virtual std::string default_name() const;
   /// Extra words for the summary, e.g. BatchNormalization's momentum convention.
   virtual std::string summary_note() const { return {}; }
+  /// The smallest batch a training step can take for inputs shaped like `input` (its batch axis ignored): 2
+  /// where a layer normalises with statistics over the batch axis alone (one sample would normalise to 0), else 1.
+  virtual int64_t min_training_batch(const Shape& input) const;
 
-  const std::string& name() const { return name_; }
+  /// FLOPs of the matrix products in a forward pass on `input` (2 per multiply-add), for benchmarks.
+  virtual double product_flops(const Shape& input) const;
+
+  /// The explicit name, or default_name() while no parent has named the module.
+  std::string name() const { return name_.empty() ? default_name() : name_; }
 
   /// Trainable parameters (those an optimizer updates): empty for a module with trainable = false.
   std::vector<Tensor> parameters() const;
-  /// Every parameter, trainable or not, named by path: "kernel", or "dense/kernel" from a container.
-  NamedTensors named_parameters() const;
+  /// Parameters by path: "kernel", or "dense/kernel" from a container. With trainable_only, only those an
+  /// optimizer updates (what parameters() returns), in the same order.
+  NamedTensors named_parameters(bool trainable_only = false) const;
   std::vector<Tensor> buffers() const;
   NamedTensors named_buffers() const;
   /// Parameters then buffers, by name: what a checkpoint holds.
   NamedTensors state() const;
-  /// Copies values from `state` into this module's tensors. Every tensor must be present with its shape
-  /// (a missing or extra name or a shape mismatch throws, naming it) unless `strict` is false.
-  void load_state(const std::map<std::string, Tensor>& state, bool strict = true);
+  /// The random generators the module draws from in training (dropout masks), by path: their states make
+  /// a resumed run draw the same numbers.
+  NamedGenerators named_generators() const;
+  /// Copies values from `state` into this module's tensors. Names under kOptimizerStatePrefix are ignored.
+  /// strict: every tensor of the model must be present with its shape and the state must hold nothing else;
+  /// the first difference throws, naming it. Not strict (partial loading): the tensors present are loaded,
+  /// what was skipped is returned and sent to warn(); a load that matches nothing throws. A shape mismatch
+  /// throws either way.
+  LoadResult load_state(const std::map<std::string, Tensor>& state, bool strict = true);
 
-  /// Training mode (batch statistics, moving updates) or inference mode; applies to submodules.
+  /// Training mode (batch statistics, moving updates, dropout) or inference mode; applies to submodules.
   void train(bool on = true);
   void eval() { train(false); }
   bool is_training() const { return training_; }
@@ -59,43 +94,81 @@ class Module {
   const std::vector<std::shared_ptr<Module>>& children() const { return children_; }
 
  protected:
-  Tensor& register_parameter(const std::string& name, Tensor t);
-  Tensor& register_buffer(const std::string& name, Tensor t);
+  /// Registers a parameter (requires_grad is set) and returns its handle. Handles share the tensor, so the
+  /// returned one stays valid and sees every later load_state.
+  Tensor register_parameter(const std::string& name, Tensor t);
+  Tensor register_buffer(const std::string& name, Tensor t);
+  /// Registers a generator the module owns (it must live as long as the module).
+  void register_generator(const std::string& name, Generator* generator);
+  /// Registers a submodule; an unnamed one gets the first free name of default_name(), default_name()_1, ...
   template <class M>
   std::shared_ptr<M> register_module(std::shared_ptr<M> m) {
-    children_.push_back(m);
+    adopt(m, {});
+    return m;
+  }
+  /// Registers a submodule under an explicit name (PyTorch's register_module("dense", m)).
+  template <class M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
+    adopt(m, name);
     return m;
   }
 
  private:
+  void adopt(std::shared_ptr<Module> child, const std::string& name);
+  void check_new_name(const std::string& name) const;
   void collect(const std::string& prefix, bool params, bool only_trainable, NamedTensors& out) const;
+  void collect_generators(const std::string& prefix, NamedGenerators& out) const;
 
   std::string name_;
   NamedTensors parameters_;
   NamedTensors buffers_;
+  NamedGenerators generators_;
   std::vector<std::shared_ptr<Module>> children_;
   bool training_ = true;
   bool trainable_ = true;
 };
 
-/// A unique layer name as Keras gives them: "dense", then "dense_1", "dense_2", ... per base name.
+/// A unique name per base name for the whole process, as Keras 2's global counters gave ("dense", "dense_1", ...).
+/// minidl does not use it for default names (those are per model); it is kept for callers that want it.
 std::string unique_name(const std::string& base);
-/// Resets the name counters (Keras's clear_session()).
+/// Resets unique_name's counters (Keras's clear_session()).
 void clear_session();
 
 /// Layers applied in order. Its named state has no prefix of its own: "dense/kernel", as Keras names weights.
 class Sequential : public Module {
  public:
-  explicit Sequential(std::string name = unique_name("sequential")) : Module(std::move(name)) {}
+  explicit Sequential(std::string name = {}) : Module(std::move(name)) {}
   template <class M>
   std::shared_ptr<M> add(std::shared_ptr<M> layer) {
     return register_module(std::move(layer));
   }
+  template <class M>
+  std::shared_ptr<M> add(const std::string& name, std::shared_ptr<M> layer) {
+    return register_module(name, std::move(layer));
+  }
+  /// Declares the shape of one sample (no batch axis), like Keras's Input(shape=...). Inputs with that many
+  /// values per sample are then accepted in any shape and viewed as [batch, ...shape] (no copy): a batch of
+  /// flat pixels [B, 784] feeds a convolutional model declared with [28, 28, 1], and the reverse.
+  void set_input_shape(const Shape& sample);
+  /// The declared sample shape; rank 0 when none was declared.
+  const Shape& input_shape() const { return input_shape_; }
   Tensor forward(const Tensor& x) override;
   Shape output_shape(const Shape& input) const override;
+  int64_t min_training_batch(const Shape& input) const override;
+  double product_flops(const Shape& input) const override;
+  /// FLOPs of the matrix products in a training step on `input`: forward, and backward to the weights and to
+  /// every layer's input but the first's (the data needs no gradient).
+  double training_product_flops(const Shape& input) const;
   std::string type_name() const override { return "Sequential"; }
   /// A table like Keras's model.summary(): layer (type), output shape, parameters; then the totals.
   std::string summary(const Shape& input_shape) const;
+  /// The same for the declared input shape (batch 1, shown as None).
+  std::string summary() const;
+
+ private:
+  /// `input` viewed as [batch, ...input_shape_] when a shape is declared (throws when the sizes differ).
+  Shape declared(const Shape& input) const;
+  Shape input_shape_;
 };
 
 }  // namespace minidl

@@ -1,6 +1,7 @@
-// Dense (glorot_uniform kernel, zero bias, optional relu/softmax), ReLU and Softmax modules.
+// Dense (glorot_uniform kernel, zero bias, optional relu/softmax), ReLU, Softmax and Dropout modules.
 #include <cmath>
 
+#include "minidl/functional.h"
 #include "minidl/layers.h"
 #include "minidl/ops.h"
 
@@ -10,7 +11,7 @@ Dense::Dense(int64_t in_features, int64_t units, Activation activation, Generato
     : Module(std::move(name)), in_features_(in_features), units_(units), activation_(activation) {
   if (in_features <= 0 || units <= 0)
     fail("Dense '", this->name(), "': in_features and units must be > 0, got ", in_features, " and ", units);
-  // glorot_uniform (spec §4): U(−limit, limit), limit = sqrt(6 / (fan_in + fan_out)).
+  // glorot_uniform (docs/keras.md §4): U(−limit, limit), limit = sqrt(6 / (fan_in + fan_out)).
   const float limit = std::sqrt(6.0f / static_cast<float>(in_features + units));
   kernel_ = register_parameter("kernel", Tensor::uniform({in_features, units}, -limit, limit, gen));
   bias_ = register_parameter("bias", Tensor::zeros({units}));
@@ -18,8 +19,13 @@ Dense::Dense(int64_t in_features, int64_t units, Activation activation, Generato
 
 Shape Dense::output_shape(const Shape& input) const {
   if (input.rank() != 2 || input[1] != in_features_)
-    fail("Dense '", name(), "': expects input [batch, ", in_features_, "], got ", input.str());
+    fail("Dense '", name(), "': expects input [batch, ", in_features_, "], got ", input.str(),
+         input.rank() > 2 ? " — add flatten before it" : "");
   return {input[0], units_};
+}
+
+double Dense::product_flops(const Shape& input) const {
+  return 2.0 * static_cast<double>(input[0]) * static_cast<double>(in_features_) * static_cast<double>(units_);
 }
 
 Tensor Dense::forward(const Tensor& x) {
@@ -35,5 +41,17 @@ Tensor Dense::forward(const Tensor& x) {
 
 Tensor ReLU::forward(const Tensor& x) { return relu(x); }
 Tensor Softmax::forward(const Tensor& x) { return softmax(x); }
+
+Dropout::Dropout(float rate, uint64_t seed, std::string name)
+    : Module(std::move(name)), rate_(rate), generator_(seed) {
+  if (!(rate >= 0.0f && rate < 1.0f))
+    fail("Dropout '", this->name(), "': rate must be in [0, 1), got ", rate, " (the fraction of inputs dropped)");
+  register_generator("seed_generator", &generator_);
+}
+
+Tensor Dropout::forward(const Tensor& x) {
+  if (!is_training() || rate_ == 0.0f) return x;
+  return dropout(x, rate_, generator_);
+}
 
 }  // namespace minidl

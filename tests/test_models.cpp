@@ -1,0 +1,182 @@
+// Tests of model descriptions: the grammar and its errors, the registry, building models with per-model
+// names and declared input shapes, the class and softmax checks, ModelConfig's metadata.
+#include "helpers.h"
+#include "minidl/nn.h"
+
+using namespace minidl;
+
+namespace {
+ModelConfig config(const std::string& description, NormMode norm = NormMode::running) {
+  ModelConfig c;
+  c.description = description;
+  c.norm = norm;
+  return c;
+}
+
+std::vector<std::string> names(const Module& m) {
+  std::vector<std::string> out;
+  for (const auto& [name, t] : m.state()) out.push_back(name);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("the grammar reads kinds, values and key=value options", "[models]") {
+  const auto layers = parse_model_description(" dense:256 , relu,bn:momentum=0.9:epsilon=1e-5,dropout:0.2,dense:10,softmax");
+  REQUIRE(layers.size() == 6);
+  CHECK(layers[0].kind == "dense");
+  CHECK(layers[0].values == std::vector<std::string>{"256"});
+  CHECK(layers[0].position == 1);
+  CHECK(layers[2].kind == "bn");
+  CHECK(layers[2].options == std::vector<std::pair<std::string, std::string>>{{"momentum", "0.9"}, {"epsilon", "1e-5"}});
+  CHECK(layers[3].values == std::vector<std::string>{"0.2"});
+  CHECK(canonical_description("dense:64, re_lu,batch_normalization,dense:10,softmax") == kDocumentModel);
+}
+
+TEST_CASE("a bad description names the token, its position and the valid choices", "[models]") {
+  const auto error = [](const std::string& d) {
+    try {
+      parse_model_description(d);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error("dense:256,relu,bm,dense:10") ==
+        "model description 'dense:256,relu,bm,dense:10': layer 3 'bm' (character 16): unknown layer kind 'bm': "
+        "choose one of dense, relu, softmax, dropout, bn");
+  CHECK_THAT(error("dense,relu"), Catch::Contains("layer 1 'dense'") && Catch::Contains("dense takes 1 value(s), got 0 "
+                                                                                        "(usage: dense:UNITS)"));
+  CHECK_THAT(error("dense:8,,softmax"), Catch::Contains("layer 2") && Catch::Contains("empty layer"));
+  CHECK_THAT(error("bn:momentom=0.9"), Catch::Contains("unknown option 'momentom' for bn") &&
+                                           Catch::Contains("its options: momentum, epsilon"));
+  CHECK_THAT(error("bn:momentum=0.9:momentum=0.8"), Catch::Contains("option 'momentum' given twice"));
+  CHECK_THAT(error("bn:momentum="), Catch::Contains("needs key=value"));
+  CHECK_THAT(error("  "), Catch::Contains("model description is empty"));
+  CHECK_THAT(error("relu:3"), Catch::Contains("relu takes 0 value(s), got 1"));
+}
+
+TEST_CASE("the document's model from its description: Keras names, 51,146 parameters, the old initial weights",
+          "[models]") {
+  const auto model = build_model(config(kDocumentModel));
+  CHECK(names(*model) == std::vector<std::string>{"dense/kernel", "dense/bias", "batch_normalization/gamma",
+                                                  "batch_normalization/beta", "dense_1/kernel", "dense_1/bias",
+                                                  "batch_normalization/moving_mean", "batch_normalization/moving_variance"});
+  CHECK(model->input_shape() == Shape{784});  // a dense model takes the images flattened
+  const std::string summary = model->summary();
+  CHECK_THAT(summary, Catch::Contains("Total params: 51,146") && Catch::Contains("Trainable params: 51,018") &&
+                          Catch::Contains("Non-trainable params: 128"));
+  // The same weights as the hand-built model drawing from a generator with the same seed.
+  Generator gen(1);
+  Sequential by_hand;
+  by_hand.add(std::make_shared<Dense>(784, 64, Activation::relu, gen));
+  by_hand.add(std::make_shared<BatchNormalization>(64));
+  by_hand.add(std::make_shared<Dense>(64, 10, Activation::softmax, gen));
+  const NamedTensors a = model->state(), b = by_hand.state();
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) CHECK(a[i].second.to_vector() == b[i].second.to_vector());
+}
+
+TEST_CASE("building the same model twice gives the same names, and one's state loads into the other", "[models]") {
+  const ModelConfig c = config("dense:32,relu,bn,dense:16,relu,bn,dense:10,softmax");
+  const auto first = build_model(c);
+  const auto second = build_model(c);
+  CHECK(names(*first) == names(*second));
+  CHECK(names(*first)[8] == "dense_2/kernel");
+  first->forward(Tensor::uniform({8, 784}, 0, 1));  // moves the moving statistics
+  std::map<std::string, Tensor> state;
+  for (const auto& [name, t] : first->state()) state[name] = t.clone();
+  const LoadResult r = second->load_state(state);
+  CHECK(r.complete());
+  first->eval();
+  second->eval();
+  const Tensor x = Tensor::uniform({4, 784}, 0, 1);
+  test::require_values(second->forward(x), {4, 10}, first->forward(x).to_vector(), 0.0f);
+}
+
+TEST_CASE("the norm mode decides what each bn becomes; bn options override the model's", "[models]") {
+  const std::string d = "dense:8,relu,bn,dense:8,relu,bn:momentum=0.5,dense:10,softmax";
+  const auto running = build_model(config(d));
+  CHECK(dynamic_cast<BatchNormalization&>(*running->children()[2]).options().momentum == 0.99f);
+  CHECK(dynamic_cast<BatchNormalization&>(*running->children()[5]).options().momentum == 0.5f);
+  const auto batchwise = build_model(config(d, NormMode::batchwise));
+  CHECK(dynamic_cast<BatchNormalization&>(*batchwise->children()[2]).options().momentum == 0.0f);
+  const auto manual = build_model(config(d, NormMode::manual));
+  CHECK(manual->children()[2]->type_name() == "MomentsNormalization");
+  CHECK(manual->children()[2]->name() == "batch_normalization");
+  CHECK(manual->children()[5]->name() == "batch_normalization_1");
+  const auto none = build_model(config(d, NormMode::none));
+  CHECK(none->children().size() == 7);
+  CHECK(none->summary().find("Normalization") == std::string::npos);
+}
+
+TEST_CASE("the model must end with the data's classes through a softmax; dense needs a flat input", "[models]") {
+  ModelConfig c = config("dense:16,relu,dense:10,softmax");
+  c.classes = 2;
+  CHECK_THROWS_WITH(build_model(c), "model 'dense:16,relu,dense:10,softmax' ends with output [10] per sample but the "
+                                    "data has 2 classes: end it with dense:2,softmax");
+  c.description = "dense:16,relu,dense:2";
+  CHECK_THROWS_WITH(build_model(c), Catch::Contains("must end with softmax"));
+  c.description = "dense:16,relu,dense:2,softmax";
+  CHECK(build_model(c)->output_shape({5, 784}) == Shape{5, 2});
+  c.description = "dense:0,softmax";
+  CHECK_THROWS_WITH(build_model(c), Catch::Contains("layer 1 'dense:0'") && Catch::Contains("units must be a whole number"));
+  c.description = "dropout:1,dense:2,softmax";
+  CHECK_THROWS_WITH(build_model(c), Catch::Contains("rate must be a number in [0, 1), got '1'"));
+}
+
+TEST_CASE("a model declares its input shape and views inputs of the same size in it", "[models]") {
+  const auto model = build_model(config("dense:4,relu,dense:10,softmax"));
+  CHECK(model->forward(Tensor::uniform({3, 28, 28, 1}, 0, 1)).shape() == Shape{3, 10});
+  CHECK_THROWS_WITH(model->forward(Tensor::zeros({3, 100})),
+                    "model 'sequential': expects inputs of shape [batch,784] (784 values per sample), got [3,100]");
+  CHECK(build_model(config("dense:4,relu,bn,dense:10,softmax"))->min_training_batch({1, 784}) == 2);
+  CHECK(build_model(config("dense:4,relu,dense:10,softmax", NormMode::none))->min_training_batch({1, 784}) == 1);
+}
+
+TEST_CASE("a new layer kind is one registration", "[models]") {
+  register_layer_kind({"tanh_scaled", {}, "tanh_scaled:SCALE", "SCALE·x (a test kind)", 1, 1, {}, false,
+                       [](const LayerArgs& a) -> std::shared_ptr<Module> {
+                         struct Scale : Module {
+                           explicit Scale(float s) : s(s) {}
+                           Tensor forward(const Tensor& x) override { return x * s; }
+                           std::string type_name() const override { return "Scale"; }
+                           float s;
+                         };
+                         return std::make_shared<Scale>(static_cast<float>(a.number(0, "scale", -10, 10)));
+                       }});
+  const auto model = build_model(config("dense:4,tanh_scaled:2,dense:10,softmax"));
+  CHECK(model->children()[1]->name() == "scale");
+  CHECK_THROWS_WITH(register_layer_kind({"dense", {}, "", "", 0, 0, {}, false,
+                                         [](const LayerArgs&) { return std::shared_ptr<Module>(); }}),
+                    "register_layer_kind: 'dense' is already a layer kind");
+}
+
+TEST_CASE("a model configuration round-trips through checkpoint metadata, with values checked", "[models]") {
+  ModelConfig c = config("dense:8,relu,bn,dense:3,softmax", NormMode::batchwise);
+  c.input_shape = {4, 4, 1};
+  c.classes = 3;
+  c.momentum = 0.25f;
+  c.epsilon = 1e-5f;
+  c.seed = 77;
+  const Metadata m = c.to_metadata();
+  const ModelConfig back = ModelConfig::from_metadata(MetadataReader(m, "test"));
+  CHECK(back.description == c.description);
+  CHECK(back.norm == NormMode::batchwise);
+  CHECK(back.input_shape == Shape{4, 4, 1});
+  CHECK(back.classes == 3);
+  CHECK(back.momentum == 0.25f);
+  CHECK(back.epsilon == 1e-5f);
+  CHECK(back.seed == 77);
+  Metadata bad = m;
+  bad["model.classes"] = "-3";
+  CHECK_THROWS_WITH(ModelConfig::from_metadata(MetadataReader(bad, "checkpoint 'x'")),
+                    "checkpoint 'x': metadata 'model.classes' is -3, expected a whole number in [0, 16777216]");
+  bad = m;
+  bad["model.input_shape"] = "4,0,1";
+  CHECK_THROWS_WITH(ModelConfig::from_metadata(MetadataReader(bad, "checkpoint 'x'")),
+                    Catch::Contains("metadata 'model.input_shape' is '4,0,1', expected sizes >= 1"));
+  bad = m;
+  bad["model.momentum"] = "nan";
+  CHECK_THROWS_WITH(ModelConfig::from_metadata(MetadataReader(bad, "checkpoint 'x'")),
+                    Catch::Contains("'model.momentum' is 'nan', expected a finite number"));
+}
