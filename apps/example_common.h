@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 
+#include "minidl/callbacks.h"
 #include "minidl/data.h"
 #include "minidl/error.h"
 
@@ -47,6 +48,15 @@ inline void print_epoch(int epoch, int epochs, double loss, double accuracy, dou
   std::printf("epoch %d/%d  loss %.4f  accuracy %.4f  test_accuracy %.4f  (%.2f s)\n", epoch, epochs, loss, accuracy,
               test_accuracy, seconds);
   std::fflush(stdout);
+}
+
+/// A Trainer callback printing that line after every epoch (the test set being the Trainer's validation data).
+inline std::shared_ptr<Callback> epoch_printer() {
+  auto printer = std::make_shared<LambdaCallback>();
+  printer->epoch_end = [](Trainer& trainer, const EpochLogs& e) {
+    print_epoch(e.epoch, trainer.options().epochs, e.loss, e.accuracy, e.val_accuracy, e.seconds);
+  };
+  return printer;
 }
 
 /// Runs body; a minidl::Error or bad flag is logged and turns into exit status 1.

@@ -1,8 +1,6 @@
 // The document's Example 3: tf.nn.moments over the batch axis, then tf.nn.batch_normalization with learned beta
 // and gamma, differentiated by autodiff. There are no moving statistics: evaluation normalises each evaluated
 // batch with its own statistics, so the evaluation batch size matters (--eval-batch-size).
-#include <chrono>
-
 #include "example_common.h"
 #include "minidl/nn.h"
 #include "minidl/train.h"
@@ -12,11 +10,11 @@ using namespace minidl;
 // class Model(tf.keras.Model) with dense1, beta, gamma, dense2.
 class ManualModel : public Module {
  public:
-  explicit ManualModel(Generator& gen) : Module("model") {
-    dense_ = register_module(std::make_shared<Dense>(784, 64, Activation::relu, gen));
+  ManualModel(int64_t features, int64_t classes, Generator& gen) {
+    dense_ = register_module(std::make_shared<Dense>(features, 64, Activation::relu, gen));
     gamma_ = register_parameter("gamma", Tensor::ones({64}));
     beta_ = register_parameter("beta", Tensor::zeros({64}));
-    dense_1_ = register_module(std::make_shared<Dense>(64, 10, Activation::softmax, gen));
+    dense_1_ = register_module(std::make_shared<Dense>(64, classes, Activation::softmax, gen));
   }
   std::string type_name() const override { return "Model"; }
 
@@ -38,32 +36,17 @@ int main(int argc, char** argv) {
                                            "Example 3: moments + batch_normalization with learned beta and gamma", true);
     const DatasetSplits data = load_mnist_dir(args.data_dir);
     Generator gen(args.seed);
-    ManualModel model(gen);
+    ManualModel model(data.train.features(), data.train.num_classes, gen);
     Adam optimizer(model.parameters());
     std::printf("evaluation batch size %lld (each evaluated batch is normalised with its own statistics)\n",
                 static_cast<long long>(args.eval_batch_size));
 
+    // The standard step (forward, categorical cross-entropy, gradient, Adam) over the custom model's batches.
     DataLoader loader(data.train, {.batch_size = 32, .seed = args.seed}, /*one_hot=*/true);
-    Batch batch;
-    for (int epoch = 1; epoch <= args.epochs; ++epoch) {
-      const auto start = std::chrono::steady_clock::now();
-      double loss_sum = 0;
-      int64_t correct = 0;
-      loader.start_epoch();
-      while (loader.next(batch)) {
-        const Tensor predictions = model(batch.x);
-        const Tensor loss = categorical_crossentropy(batch.one_hot, predictions);
-        optimizer.zero_grad();
-        loss.backward();
-        optimizer.step();
-        loss_sum += loss.item() * batch.x.size(0);
-        correct += count_correct(batch.labels, predictions);
-      }
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      const double n = static_cast<double>(data.train.size());
-      const double test_accuracy = evaluate(model, data.test, args.eval_batch_size).accuracy;
-      examples::print_epoch(epoch, args.epochs, loss_sum / n, correct / n, test_accuracy, seconds);
-    }
+    Trainer trainer(model, optimizer, loader,
+                    {.epochs = args.epochs, .validation = &data.test, .validation_batch_size = args.eval_batch_size});
+    trainer.add_callback(examples::epoch_printer());
+    trainer.fit();
     std::printf("test_accuracy %.4f\n", evaluate(model, data.test, args.eval_batch_size).accuracy);
   });
 }

@@ -16,10 +16,11 @@ int main(int argc, char** argv) {
 
     // model = Sequential([Dense(64, activation='relu'), BatchNormalization(), Dense(10, activation='softmax')])
     Sequential model;
-    model.add(std::make_shared<Dense>(784, 64, Activation::relu, gen));
+    model.set_input_shape({data.train.features()});
+    model.add(std::make_shared<Dense>(data.train.features(), 64, Activation::relu, gen));
     model.add(std::make_shared<BatchNormalization>(64));
-    model.add(std::make_shared<Dense>(64, 10, Activation::softmax, gen));
-    std::printf("%s", model.summary({32, 784}).c_str());
+    model.add(std::make_shared<Dense>(64, data.train.num_classes, Activation::softmax, gen));
+    std::printf("%s", model.summary().c_str());
 
     // model.compile(optimizer='adam', loss='categorical_crossentropy', metrics=['accuracy']); model.fit(...)
     Adam optimizer(model.parameters());

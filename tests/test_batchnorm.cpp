@@ -1,4 +1,4 @@
-// Tests of Keras BatchNormalization: forward in both modes against the spec's formulas, the fused backward
+// Tests of Keras BatchNormalization: forward in both modes against the formulas of docs/keras.md, the fused backward
 // against autodiff through moments + batch_normalization, moving statistics as a closed-form EMA.
 #include <cmath>
 
@@ -53,7 +53,7 @@ TEST_CASE("training forward: batch mean, biased variance, eps inside the sqrt, m
   }
 }
 
-TEST_CASE("the spec's worked check: x = [1,2,3,4], momentum 0", "[batchnorm]") {
+TEST_CASE("the worked check of docs/keras.md §1: x = [1,2,3,4], momentum 0", "[batchnorm]") {
   BatchNormalization bn(1, {.momentum = 0.0f});
   bn(Tensor::from({4, 1}, {1, 2, 3, 4}));
   CHECK(bn.moving_mean().item() == 2.5f);

@@ -4,6 +4,7 @@
 
 #include "helpers.h"
 #include "minidl/checkpoint.h"
+#include "minidl/train.h"
 
 using namespace minidl;
 using minidl::test::TempDir;
@@ -91,4 +92,56 @@ TEST_CASE("a failed write leaves the previous checkpoint intact and no temporary
   for (const auto& entry : std::filesystem::directory_iterator(dir.path())) files += entry.is_regular_file();
   CHECK(files == 1);
   CHECK_THROWS_WITH(save_safetensors(dir.file("no/such/dir/c"), {{"w", Tensor::ones({2})}}), Catch::Contains("cannot create"));
+}
+
+namespace {
+const std::string kVersion1 = std::string(MINIDL_TEST_DATA) + "/minidl-0.1-running-hidden4.safetensors";
+}  // namespace
+
+TEST_CASE("a checkpoint of minidl 0.1 loads and evaluates to the numbers 0.1 gave", "[checkpoint]") {
+  const LoadedModel loaded = load_model(kVersion1);
+  CHECK(loaded.config.description == "dense:4,relu,bn,dense:10,softmax");
+  CHECK(loaded.config.norm == NormMode::running);
+  CHECK(loaded.checkpoint.metadata.at("format") == kCheckpointFormat);
+  CHECK(loaded.checkpoint.tensors.count("optimizer/m/dense_1/kernel") == 1);  // slots renamed after the parameters
+  const DatasetSplits data = make_synthetic(640, 200, 21);
+  const Evaluation e = evaluate(*loaded.model, data.test);
+  CHECK(e.loss == 2.223271942138672);
+  CHECK(e.accuracy == 0.275);
+}
+
+TEST_CASE("a checkpoint of minidl 0.1 resumes as 0.1 resumed it", "[checkpoint]") {
+  const DatasetSplits data = make_synthetic(640, 200, 21);
+  LoadedModel loaded = load_model(kVersion1);
+  Adam adam(loaded.model->named_parameters(true));
+  DataLoader loader(data.train, {.batch_size = 32, .seed = 1}, true);
+  Trainer trainer(*loaded.model, adam, loader, {.epochs = 2, .max_steps = 30});
+  trainer.resume(load_safetensors(kVersion1), kVersion1);
+  CHECK(trainer.steps_done() == 25);
+  trainer.fit();
+  const Evaluation e = evaluate(*loaded.model, data.test);
+  CHECK(e.loss == 2.210808458328247);
+  CHECK(e.accuracy == 0.285);
+}
+
+TEST_CASE("save_model / load_model rebuild the model from the file alone", "[checkpoint]") {
+  TempDir dir;
+  ModelConfig c;
+  c.description = "dense:16,relu,dropout:0.1,bn,dense:3,softmax";
+  c.input_shape = {8, 8, 1};
+  c.classes = 3;
+  c.norm = NormMode::batchwise;
+  const auto model = build_model(c);
+  model->forward(Tensor::uniform({5, 64}, 0, 1));
+  save_model(dir.file("m"), *model, c, {{"data.dir", "/somewhere"}});
+  const LoadedModel loaded = load_model(dir.file("m"));
+  CHECK(loaded.config.description == c.description);
+  CHECK(loaded.config.input_shape == Shape{8, 8, 1});
+  CHECK(loaded.checkpoint.metadata.at("data.dir") == "/somewhere");
+  model->eval();
+  loaded.model->eval();
+  const Tensor x = Tensor::uniform({2, 64}, 0, 1);
+  CHECK(loaded.model->forward(x).to_vector() == model->forward(x).to_vector());
+  save_safetensors(dir.file("plain"), model->state());
+  CHECK_THROWS_WITH(load_model(dir.file("plain")), Catch::Contains("metadata lacks 'format': not a minidl checkpoint"));
 }

@@ -1,4 +1,4 @@
-// Tests of the optimizers against closed-form values computed here from the spec (§3): Adam (including
+// Tests of the optimizers against closed-form values computed here from docs/keras.md §3: Adam (including
 // t = 1, where Keras's epsilon differs most from PyTorch's), amsgrad, SGD with momentum and Nesterov.
 #include <cmath>
 

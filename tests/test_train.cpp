@@ -2,6 +2,7 @@
 // repeats the same losses bit for bit, evaluate/predict run in inference mode without a graph.
 #include "helpers.h"
 #include "minidl/nn.h"
+#include "minidl/callbacks.h"
 #include "minidl/train.h"
 
 using namespace minidl;
@@ -99,4 +100,154 @@ TEST_CASE("the normalisation mode parses with a clear error", "[train]") {
   CHECK(parse_norm_mode("batchwise") == NormMode::batchwise);
   CHECK_THROWS_WITH(parse_norm_mode("fast"), "unknown normalisation mode 'fast': choose one of running, batchwise, "
                                               "manual, none");
+}
+
+namespace {
+// The pieces of a run on the synthetic set: model, Adam, loader, trainer.
+struct Pieces {
+  explicit Pieces(const std::string& description, TrainerOptions options = {.epochs = 2}, int64_t batch = 32) {
+    ModelConfig c;
+    c.description = description;
+    c.seed = 9;
+    model = build_model(c);
+    adam = std::make_unique<Adam>(model->named_parameters(true));
+    loader = std::make_unique<DataLoader>(synthetic().train, LoaderOptions{.batch_size = batch, .seed = 4}, true);
+    trainer = std::make_unique<Trainer>(*model, *adam, *loader, options);
+  }
+  std::shared_ptr<Sequential> model;
+  std::unique_ptr<Adam> adam;
+  std::unique_ptr<DataLoader> loader;
+  std::unique_ptr<Trainer> trainer;
+};
+}  // namespace
+
+TEST_CASE("the Trainer's loop equals the hand-written one, and fit goes through it", "[train]") {
+  Pieces p(kDocumentModel);
+  const auto history = p.trainer->fit();
+  REQUIRE(history.size() == 2);
+  CHECK(history[0].steps == 47);
+  // The same steps by hand.
+  ModelConfig c;
+  c.seed = 9;
+  const auto model = build_model(c);
+  Adam adam(model->parameters());
+  DataLoader loader(synthetic().train, {.batch_size = 32, .seed = 4}, true);
+  Batch batch;
+  for (int e = 0; e < 2; ++e) {
+    loader.start_epoch();
+    while (loader.next(batch)) train_step(*model, adam, batch);
+  }
+  const NamedTensors a = p.model->state(), b = model->state();
+  for (size_t i = 0; i < a.size(); ++i) CHECK(a[i].second.to_vector() == b[i].second.to_vector());
+}
+
+TEST_CASE("callbacks run in order; the hook after backward sees gradients before the step", "[train]") {
+  Pieces p(kDocumentModel, {.epochs = 2, .max_steps = 50});
+  std::vector<std::string> events;
+  auto spy = std::make_shared<LambdaCallback>();
+  spy->train_begin = [&](Trainer&) { events.push_back("train_begin"); };
+  spy->epoch_begin = [&](Trainer& t) { events.push_back("epoch_begin " + std::to_string(t.epoch())); };
+  spy->after_backward = [&](Trainer& t) {
+    // Gradients exist and the step has not happened: zero one, so that parameter never moves.
+    REQUIRE(t.model().parameters()[1].grad().defined());
+    t.model().parameters()[1].grad().fill_(0.0f);
+  };
+  spy->epoch_end = [&](Trainer&, const EpochLogs& e) { events.push_back("epoch_end " + std::to_string(e.steps)); };
+  spy->train_end = [&](Trainer&) { events.push_back("train_end"); };
+  p.trainer->add_callback(spy);
+  p.trainer->fit();
+  CHECK(events == std::vector<std::string>{"train_begin", "epoch_begin 1", "epoch_end 47", "epoch_begin 2",
+                                           "epoch_end 3", "train_end"});
+  CHECK(p.model->named_parameters()[1].second.to_vector() == std::vector<float>(64, 0.0f));  // dense/bias: untouched
+  CHECK(p.trainer->steps_done() == 50);
+}
+
+TEST_CASE("EarlyStopping and LearningRateScheduler act as Keras's", "[train]") {
+  Pieces p(kDocumentModel, {.epochs = 30, .validation = &synthetic().test});
+  auto stop = std::make_shared<EarlyStopping>(EarlyStoppingOptions{.monitor = "val_accuracy", .min_delta = 2.0, .patience = 1});
+  std::vector<float> rates;
+  auto schedule = std::make_shared<LearningRateScheduler>([&](int epoch, float lr) {
+    rates.push_back(lr);
+    return epoch == 0 ? lr : lr * 0.5f;
+  });
+  p.trainer->add_callback(stop).add_callback(schedule);
+  const auto history = p.trainer->fit();
+  // No epoch can improve accuracy by 2: the first sets the best, the next one without improvement stops it.
+  CHECK(history.size() == 2);
+  CHECK(stop->stopped_epoch() == 2);
+  CHECK(rates == std::vector<float>{1e-3f, 1e-3f});
+  CHECK(p.adam->learning_rate() == 5e-4f);
+  CHECK_THROWS_WITH(EarlyStopping({.monitor = "val_acc"}), Catch::Contains("unknown monitor 'val_acc'"));
+}
+
+TEST_CASE("a training checkpoint resumes exactly, dropout masks included, with slots named by parameter", "[train]") {
+  test::TempDir dir;
+  const std::string d = "dense:32,relu,dropout:0.3,bn,dense:10,softmax";
+  Pieces straight(d, {.epochs = 2});
+  straight.trainer->fit();
+  Pieces half(d, {.epochs = 2, .max_steps = 60});
+  half.trainer->fit();
+  half.trainer->save(dir.file("half"));
+  const Checkpoint saved = load_safetensors(dir.file("half"));
+  CHECK(saved.tensors.count("optimizer/m/dense/kernel") == 1);
+  CHECK(saved.metadata.at("trainer.step") == "60");
+  CHECK(saved.metadata.count("rng.dropout/seed_generator") == 1);
+  Pieces resumed(d, {.epochs = 2});
+  resumed.trainer->resume(saved, dir.file("half"));
+  CHECK(resumed.trainer->steps_done() == 60);
+  resumed.trainer->fit();
+  const NamedTensors a = straight.model->state(), b = resumed.model->state();
+  for (size_t i = 0; i < a.size(); ++i) CHECK(a[i].second.to_vector() == b[i].second.to_vector());
+  // A loader configured otherwise would continue elsewhere: refused, naming both values.
+  Pieces other(d, {.epochs = 2}, 64);
+  CHECK_THROWS_WITH(other.trainer->resume(saved, "half"),
+                    "checkpoint 'half' was written with batch size 32 but the loader has 64: the saved data position "
+                    "would point elsewhere — use the checkpoint's value");
+  CHECK(other.trainer->steps_done() == 0);  // nothing changed
+}
+
+TEST_CASE("a crafted data position is refused before it is used", "[train]") {
+  test::TempDir dir;
+  Pieces p(kDocumentModel);
+  p.trainer->save(dir.file("c"));
+  for (const auto& [key, value, message] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"loader.next_batch", "-5", "metadata 'loader.next_batch' is -5, expected a whole number in [0, 47]"},
+           {"loader.next_batch", "48", "metadata 'loader.next_batch' is 48, expected a whole number in [0, 47]"},
+           {"loader.epoch", "-1", "metadata 'loader.epoch' is -1"},
+           {"trainer.step", "-3", "metadata 'trainer.step' is -3"},
+           {"trainer.step", "1e20", "metadata 'trainer.step' is '1e20', expected a whole number"},
+           {"loader.rng", "zz", "metadata 'loader.rng' is 'zz', expected four hexadecimal words"}}) {
+    Checkpoint c = load_safetensors(dir.file("c"));
+    c.metadata[key] = value;
+    Pieces q(kDocumentModel);
+    INFO(key << " = " << value);
+    CHECK_THROWS_WITH(q.trainer->resume(c, "c"), Catch::Contains(message));
+  }
+}
+
+TEST_CASE("a 1-sample last batch is skipped for batch normalisation, with a warning; the Trainer refuses it", "[train]") {
+  const DatasetSplits data = make_synthetic(2001, 10, 3);
+  ModelConfig c;
+  const auto model = build_model(c);
+  std::vector<std::string> warnings;
+  const WarningHandler previous = set_warning_handler([&](const std::string& w) { warnings.push_back(w); });
+  const LoaderOptions options = training_loader_options(*model, data.train, {.batch_size = 40});
+  set_warning_handler(previous);
+  CHECK(options.min_batch_size == 2);
+  REQUIRE(warnings.size() == 1);
+  CHECK_THAT(warnings[0], Catch::Contains("would hold 1 sample (2001 samples, batch 40)"));
+  Adam adam(model->parameters());
+  DataLoader skipping(data.train, options, true);
+  CHECK(skipping.batches_per_epoch() == 50);
+  Trainer ok(*model, adam, skipping, {.epochs = 1});
+  CHECK(ok.fit()[0].steps == 50);
+  DataLoader keeping(data.train, {.batch_size = 40}, true);
+  CHECK_THROWS_WITH(Trainer(*model, adam, keeping),
+                    "Trainer: the last batch of each epoch holds 1 sample (2001 samples, batch size 40) but the model "
+                    "needs 2 to train (batch normalisation cannot normalise one sample) — set drop_last, or "
+                    "min_batch_size = 2 to skip only a batch that small");
+  ModelConfig none = c;
+  none.norm = NormMode::none;
+  const auto plain = build_model(none);
+  CHECK(training_loader_options(*plain, data.train, {.batch_size = 40}).min_batch_size == 1);
 }

@@ -1,5 +1,5 @@
-// `minidl bench`: training-step speed and memory of the document's model in several configurations, each in
-// its own child process (so each peak RSS is its own), beside the GEMM throughput measured in that process
+// `minidl bench`: training-step speed and memory of models (the document's in several configurations, or
+// --model) each in its own child process (so each peak RSS is its own), beside the GEMM throughput measured in that process
 // between the step repeats, and beside libtorch when Debian's libtorch-dev was installed at build time.
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -23,8 +23,9 @@ namespace minidl::cli {
 namespace {
 struct BenchConfig {
   std::string name;
-  NormMode mode;
-  int64_t batch, hidden;
+  ModelConfig model;
+  int64_t batch;
+  int64_t hidden;  // the document's model's hidden width, for the libtorch side program; 0: another model
 };
 
 struct Measurement {
@@ -40,13 +41,6 @@ double peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return usage.ru_maxrss / 1024.0;
-}
-
-// Matrix-product FLOPs of one training step: forward x·W1 and h·W2, backward dW1 = xᵀ·g, dW2 = hᵀ·g,
-// dh = g·W2ᵀ (the input needs no gradient).
-double step_flops(int64_t batch, int64_t hidden) {
-  const double b = batch, h = hidden;
-  return 2 * b * 784 * h + 2 * b * h * 10 + 2 * 784 * b * h + 2 * h * b * 10 + 2 * b * 10 * h;
 }
 
 double median(std::vector<double> v) {
@@ -109,12 +103,7 @@ class GemmPeak {
 };
 
 Measurement train_steps(const BenchConfig& c, const Dataset& data, int64_t steps) {
-  TrainConfig config;
-  config.mode = c.mode;
-  config.hidden = c.hidden;
-  clear_session();
-  Generator gen(config.seed);
-  const auto model_ptr = make_document_model(c.mode, config.model_options(), gen);
+  const auto model_ptr = build_model(c.model);
   Sequential& model = *model_ptr;
   Adam adam(model.parameters());
   DataLoader loader(data, {.batch_size = c.batch, .drop_last = true}, true);
@@ -149,14 +138,16 @@ Measurement train_steps(const BenchConfig& c, const Dataset& data, int64_t steps
     }
     peak->sample(3);
   }
-  return {median(per_step), step_flops(c.batch, c.hidden) / median(per_train_step) / 1e9, peak->median_gflops(), rss};
+  const double flops = model.training_product_flops({c.batch, data.features()});
+  return {median(per_step), flops / median(per_train_step) / 1e9, peak->median_gflops(), rss};
 }
 
 // The libtorch side program, if it was built (only when libtorch-dev is installed): its steps/s, or NaN.
 double libtorch_steps_per_second(const std::string& program, const BenchConfig& c, int threads, int64_t steps) {
   // OpenBLAS (libtorch's BLAS on Debian) starts its own threads unless told: pin it to the same count.
   const std::string pin = "OPENBLAS_NUM_THREADS=" + std::to_string(threads) + " OMP_NUM_THREADS=" + std::to_string(threads);
-  const std::string command = pin + " " + program + " " + to_string(c.mode) + " " + std::to_string(c.batch) + " " +
+  if (c.hidden == 0) return NAN;
+  const std::string command = pin + " " + program + " " + to_string(c.model.norm) + " " + std::to_string(c.batch) + " " +
                               std::to_string(c.hidden) + " " + std::to_string(threads) + " " + std::to_string(steps);
   std::FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return NAN;
@@ -171,7 +162,9 @@ int bench_command(int argc, char** argv) {
   cxxopts::Options options("minidl bench", "Speed and memory of training steps, per configuration and thread count");
   options.add_options()("thread-counts", "comma-separated OpenMP thread counts", cxxopts::value<std::string>()->default_value("1,2"))(
       "steps", "timed steps per repeat (5 repeats, median)", cxxopts::value<int64_t>()->default_value("200"))(
-      "quick", "only the document's model at batch 32")(
+      "quick", "only batch 32")(
+      "model", "measure this model (at batch 32 and 256) instead of the document's configurations",
+      cxxopts::value<std::string>())("norm", "what each bn becomes, with --model", cxxopts::value<std::string>()->default_value("running"))(
       "match", "only configurations whose name contains this text", cxxopts::value<std::string>()->default_value(""))(
       "data", "directory with the MNIST-format files", cxxopts::value<std::string>()->default_value(default_data_dir()))(
       "h,help", "show this help");
@@ -186,44 +179,66 @@ int bench_command(int argc, char** argv) {
   const int64_t steps = f["steps"].as<int64_t>();
   if (steps < 1) fail("--steps must be >= 1, got ", steps);
 
-  std::vector<BenchConfig> configs = {{"document model, batch 32", NormMode::running, 32, 64}};
-  if (!f["quick"].as<bool>()) {
-    configs.push_back({"document model, batch 256", NormMode::running, 256, 64});
-    configs.push_back({"batch 1024, hidden 1024", NormMode::running, 1024, 1024});
-    for (NormMode m : {NormMode::batchwise, NormMode::manual, NormMode::none})
-      configs.push_back({"batch 32, mode " + to_string(m), m, 32, 64});
+  const DatasetSplits data = load_data(f["data"].as<std::string>());
+  const auto config = [&](std::string name, int64_t batch, NormMode norm, int64_t hidden, std::string description) {
+    ModelConfig m;
+    m.description = description.empty() ? document_model_description(hidden, data.train.num_classes) : description;
+    m.norm = norm;
+    m.input_shape = data.train.sample_shape();
+    m.classes = data.train.num_classes;
+    return BenchConfig{std::move(name), m, batch, description.empty() ? hidden : 0};
+  };
+  const bool quick = f["quick"].as<bool>();
+  std::vector<BenchConfig> configs;
+  if (f.count("model")) {
+    const std::string model = f["model"].as<std::string>();
+    const NormMode norm = parse_norm_mode(f["norm"].as<std::string>());
+    for (int64_t batch : quick ? std::vector<int64_t>{32} : std::vector<int64_t>{32, 256})
+      configs.push_back(config(model + ", batch " + std::to_string(batch), batch, norm, 0, model));
+  } else {
+    configs.push_back(config("document model, batch 32", 32, NormMode::running, 64, ""));
+    if (!quick) {
+      configs.push_back(config("document model, batch 256", 256, NormMode::running, 64, ""));
+      configs.push_back(config("batch 1024, hidden 1024", 1024, NormMode::running, 1024, ""));
+      for (NormMode m : {NormMode::batchwise, NormMode::manual, NormMode::none})
+        configs.push_back(config("batch 32, mode " + to_string(m), 32, m, 64, ""));
+    }
   }
   const std::string match = f["match"].as<std::string>();
   std::erase_if(configs, [&](const BenchConfig& c) { return c.name.find(match) == std::string::npos; });
   if (configs.empty()) fail("--match '", match, "' selects no configuration");
-  const DatasetSplits data = load_data(f["data"].as<std::string>());
   // The side program sits beside this executable when it was built.
   const std::string libtorch =
       (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "minidl_bench_libtorch").string();
   const bool have_libtorch = std::filesystem::exists(libtorch);
 
-  std::printf("%-28s %7s %9s %9s %8s %10s %6s %9s %12s\n", "configuration", "threads", "steps/s", "s/epoch",
+  const size_t width = std::max_element(configs.begin(), configs.end(), [](const auto& a, const auto& b) {
+                         return a.name.size() < b.name.size();
+                       })->name.size();
+  std::printf("%-*s %7s %9s %9s %8s %10s %6s %9s %12s\n", static_cast<int>(width), "configuration", "threads", "steps/s", "s/epoch",
               "GFLOP/s", "GEMM peak", "ratio", "peak RSS", "libtorch s/ep");
   for (int threads : thread_counts) {
     for (const BenchConfig& c : configs) {
       const Measurement m = in_child(threads, [&] { return train_steps(c, data.train, c.batch >= 1024 ? steps / 10 + 1 : steps); });
-      const double epoch_steps = std::ceil(60000.0 / static_cast<double>(c.batch));
+      const double epoch_steps = std::ceil(static_cast<double>(data.train.size()) / static_cast<double>(c.batch));
       std::string torch = "not installed";
-      if (have_libtorch) {
+      if (have_libtorch && c.hidden == 0) torch = "n/a";
+      if (have_libtorch && c.hidden > 0) {
         const double rate = libtorch_steps_per_second(libtorch, c, threads, c.batch >= 1024 ? steps / 10 + 1 : steps);
         char buf[32];
         std::snprintf(buf, sizeof buf, "%.3f", epoch_steps / rate);
         torch = std::isnan(rate) ? "failed" : buf;
       }
-      std::printf("%-28s %7d %9.0f %9.3f %8.1f %10.1f %5.0f%% %7.0f MB %12s\n", c.name.c_str(), threads,
+      std::printf("%-*s %7d %9.0f %9.3f %8.1f %10.1f %5.0f%% %7.0f MB %12s\n", static_cast<int>(width), c.name.c_str(), threads,
                   1.0 / m.step_seconds, m.step_seconds * epoch_steps, m.gflops, m.peak_gflops,
                   100.0 * m.gflops / m.peak_gflops, m.peak_rss_mb, torch.c_str());
       std::fflush(stdout);
     }
   }
-  std::printf("\nsteps/s and s/epoch (60,000 samples): the training loop, batch gathering included. GFLOP/s: the "
+  std::printf("\nsteps/s and s/epoch (%lld samples): the training loop, batch gathering included. GFLOP/s: the "
               "step's matrix products (forward and backward) per second of train_step (forward, backward, Adam); "
-              "ratio: of the GEMM peak (1024^3 products, the median of 15 timed between the step repeats in the same process and threads).\n");
+              "ratio: of the GEMM peak (1024^3 products, the median of 15 timed between the step repeats in the same process and threads).\n",
+              static_cast<long long>(data.train.size()));
   return 0;
 }
 

@@ -1,24 +1,36 @@
-// What the commands share: flag parsing with clear errors, --threads, the terminal progress bar.
+// What the commands share: flag parsing with clear errors, the common flags, --threads.
 #include <omp.h>
-#include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
 
 #include "cli.h"
 
 namespace minidl::cli {
-namespace {
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-}  // namespace
 
 void add_common_flags(cxxopts::Options& options) {
   options.add_options("common")("data", "directory with the MNIST-format files (or set MINIDL_DATA)",
                                 cxxopts::value<std::string>()->default_value(default_data_dir()))(
       "threads", "OpenMP threads (0: the default)", cxxopts::value<int>()->default_value("0"))(
-      "seed", "seed for initial weights and shuffling", cxxopts::value<uint64_t>()->default_value("1"))(
+      "seed", "seed for initial weights, dropout and shuffling", cxxopts::value<uint64_t>()->default_value("1"))(
       "h,help", "show this help");
 }
+
+namespace {
+// cxxopts names a value it cannot read but not its flag ("Argument '256,128' failed to parse"): find the flag
+// that value followed on the command line.
+std::string flag_with_value(int argc, char** argv, const std::string& message) {
+  const size_t open = message.find("\u2018"), close = message.find("\u2019");
+  if (open == std::string::npos || close == std::string::npos || close < open) return {};
+  const std::string value = message.substr(open + 3, close - open - 3);
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const size_t eq = arg.find('=');
+    if (arg.rfind("--", 0) == 0 && eq != std::string::npos && arg.substr(eq + 1) == value) return arg.substr(0, eq) + " " + value;
+    if (arg.rfind("-", 0) == 0 && i + 1 < argc && value == argv[i + 1]) return arg + " " + value;
+  }
+  return {};
+}
+}  // namespace
 
 cxxopts::ParseResult parse_flags(cxxopts::Options& options, int argc, char** argv, const std::string& example) {
   try {
@@ -29,6 +41,12 @@ cxxopts::ParseResult parse_flags(cxxopts::Options& options, int argc, char** arg
     }
     if (!result.unmatched().empty()) fail("unexpected argument '", result.unmatched()[0], "'");
     return result;
+  } catch (const cxxopts::exceptions::incorrect_argument_type& e) {
+    const std::string flag = flag_with_value(argc, argv, e.what());
+    fail(flag.empty() ? std::string(e.what()) : flag + ": not a valid value for this flag", " (see --help)",
+         flag.rfind("--hidden ", 0) == 0 ? "; --hidden takes one width: for more layers give --model, e.g. "
+                                           "dense:256,relu,bn,dense:128,relu,bn,dense:10,softmax"
+                                         : "");
   } catch (const cxxopts::exceptions::exception& e) {
     fail(e.what(), "\n", options.help());
   } catch (const Error& e) {
@@ -40,29 +58,6 @@ void apply_threads(const cxxopts::ParseResult& flags) {
   const int threads = flags["threads"].as<int>();
   if (threads < 0) fail("--threads must be >= 0, got ", threads);
   if (threads > 0) omp_set_num_threads(threads);
-}
-
-Progress::Progress(std::string label) : label_(std::move(label)), active_(::isatty(STDERR_FILENO)), start_(now()) {}
-
-Progress::~Progress() { finish(); }
-
-void Progress::update(int64_t done, int64_t total, double loss, double accuracy) {
-  if (!active_) return;
-  const double t = now();
-  if (done < total && t - last_draw_ < 0.1) return;  // redraw at most ten times a second
-  last_draw_ = t;
-  constexpr int kWidth = 24;
-  const int filled = total ? static_cast<int>(kWidth * done / total) : kWidth;
-  const double rate = done / std::max(t - start_, 1e-9);
-  std::fprintf(stderr, "\r%s [%-*s] %lld/%lld  loss %.4f  accuracy %.4f  %.0f steps/s  ETA %.0f s ", label_.c_str(),
-               kWidth, std::string(filled, '=').c_str(), static_cast<long long>(done), static_cast<long long>(total),
-               loss, accuracy, rate, rate > 0 ? (total - done) / rate : 0.0);
-  std::fflush(stderr);
-}
-
-void Progress::finish() {
-  if (active_ && last_draw_ >= 0) std::fprintf(stderr, "\r\033[K");
-  last_draw_ = -1.0;
 }
 
 }  // namespace minidl::cli

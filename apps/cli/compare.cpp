@@ -12,7 +12,7 @@
 
 #include "cli.h"
 #include "minidl/atomic_file.h"
-#include "minidl/autograd.h"
+#include "minidl/statistics.h"
 #include "plot.h"
 
 namespace minidl::cli {
@@ -26,55 +26,26 @@ struct ModeResult {
   double seconds_per_epoch = 0.0;             // median
 };
 
-// ‖moving − whole-set‖ / ‖whole-set‖ for mean and variance of the normalised layer's input over `train`.
-std::pair<double, double> moving_statistics_gap(Sequential& model, const Dataset& train) {
-  auto* bn = dynamic_cast<BatchNormalization*>(model.children()[1].get());
-  if (!bn) return {NAN, NAN};
-  Module& first = *model.children()[0];
-  const ModeGuard inference(model, false);
-  const NoGradGuard no_grad;
-  const int64_t c = bn->moving_mean().numel();
-  std::vector<double> mean(c, 0.0), var(c, 0.0);
-  for (int pass = 0; pass < 2; ++pass)  // two passes: the mean, then the biased variance around it
-    for (int64_t begin = 0; begin < train.size(); begin += 2000) {
-      const Tensor h = first.forward(train.slice(begin, std::min(begin + 2000, train.size())).to_tensor());
-      for (int64_t r = 0; r < h.size(0); ++r)
-        for (int64_t k = 0; k < c; ++k) {
-          const double v = h.data()[r * c + k];
-          if (pass == 0) mean[k] += v / static_cast<double>(train.size());
-          else var[k] += (v - mean[k]) * (v - mean[k]) / static_cast<double>(train.size());
-        }
-    }
-  double dm = 0, nm = 0, dv = 0, nv = 0;
-  for (int64_t k = 0; k < c; ++k) {
-    dm += std::pow(bn->moving_mean().data()[k] - mean[k], 2);
-    nm += mean[k] * mean[k];
-    dv += std::pow(bn->moving_variance().data()[k] - var[k], 2);
-    nv += var[k] * var[k];
-  }
-  return {std::sqrt(dm / std::max(nm, 1e-30)), std::sqrt(dv / std::max(nv, 1e-30))};
-}
-
-ModeResult run_mode(NormMode mode, const TrainConfig& base, const DatasetSplits& data) {
-  TrainConfig config = base;
-  config.mode = mode;
-  TrainingSession session(config, data.train);  // same seed: the same initial Dense weights in every mode
+ModeResult run_mode(NormMode mode, RunConfig config, const DatasetSplits& data) {
+  config.model.norm = mode;
+  Run run(config, data);  // same seed: the same initial Dense weights in every mode
   ModeResult result{mode, {}, {}, {}, {}, {}};
-  while (!session.finished()) {
-    Progress progress(to_string(mode) + " epoch " + std::to_string(session.epoch() + 1) + "/" +
-                      std::to_string(config.epochs));
-    result.history.push_back(session.run_epoch([&](int64_t d, int64_t t, double l, double a) { progress.update(d, t, l, a); }));
-    progress.finish();
-    result.test_accuracy.push_back(evaluate(session.model(), data.test, 32).accuracy);
-    const EpochLogs& e = result.history.back();
+  run.trainer->add_callback(std::make_shared<ProgressBar>(to_string(mode)));
+  auto log = std::make_shared<LambdaCallback>();
+  log->epoch_end = [&](Trainer&, const EpochLogs& e) {
+    result.test_accuracy.push_back(e.val_accuracy);
     spdlog::info("{} epoch {}: loss {:.4f} accuracy {:.4f} test_accuracy {:.4f} ({:.2f} s)", to_string(mode), e.epoch,
-                 e.loss, e.accuracy, result.test_accuracy.back(), e.seconds);
-  }
-  Sequential& model = session.model();
+                 e.loss, e.accuracy, e.val_accuracy, e.seconds);
+  };
+  run.trainer->add_callback(log);
+  result.history = run.trainer->fit();
+  Sequential& model = *run.model;
   result.inference = evaluate(model, data.test, 32);
   result.batch_1000 = evaluate(model, data.test, 1000, true);
   result.batch_32 = evaluate(model, data.test, 32, true);
-  std::tie(result.mean_gap, result.variance_gap) = moving_statistics_gap(model, data.train);
+  const StatisticsGap gap = moving_statistics_gap(model, population_statistics(model, data.train));
+  result.mean_gap = gap.mean;
+  result.variance_gap = gap.variance;
   std::vector<double> seconds;
   for (const auto& e : result.history) seconds.push_back(e.seconds);
   std::sort(seconds.begin(), seconds.end());
@@ -124,13 +95,16 @@ std::string table(const std::vector<ModeResult>& results) {
   return out.str();
 }
 
-void write_outputs(const std::string& dir, const std::vector<ModeResult>& results, const TrainConfig& config) {
+void write_outputs(const std::string& dir, const std::vector<ModeResult>& results, const RunConfig& config) {
   std::filesystem::create_directories(dir);
   std::string csv;
   for (size_t i = 0; i < kColumns.size(); ++i) csv += (i ? "," : "") + kColumns[i];
   csv += '\n';
-  nlohmann::ordered_json json = {{"epochs", config.epochs}, {"batch_size", config.batch_size},
-                                 {"hidden", config.hidden}, {"seed", config.seed}, {"modes", nlohmann::json::array()}};
+  nlohmann::ordered_json json = {{"epochs", config.epochs},
+                                 {"batch_size", config.batch_size},
+                                 {"model", config.model.description},
+                                 {"seed", config.model.seed},
+                                 {"modes", nlohmann::json::array()}};
   std::vector<Series> loss, accuracy;
   for (const auto& r : results) {
     const auto cells = row(r);
@@ -160,33 +134,28 @@ int compare_command(int argc, char** argv) {
   cxxopts::Options options("minidl compare", "Train every normalisation mode from the same initial weights");
   options.add_options()("epochs", "epochs per mode", cxxopts::value<int>()->default_value("5"))(
       "batch-size", "training batch size", cxxopts::value<int64_t>()->default_value("32"))(
-      "hidden", "hidden units", cxxopts::value<int64_t>()->default_value("64"))(
       "lr", "Adam learning rate", cxxopts::value<float>()->default_value("0.001"))(
       "modes", "comma-separated modes to compare", cxxopts::value<std::string>()->default_value("running,batchwise,manual,none"))(
       "out", "write compare.csv, compare.json and curves.svg into this directory", cxxopts::value<std::string>());
+  add_model_flags(options);
   add_common_flags(options);
   const auto f = parse_flags(options, argc, argv, "minidl compare --epochs 5 --out results");
   apply_threads(f);
-  TrainConfig config;
-  config.epochs = f["epochs"].as<int>();
-  config.batch_size = f["batch-size"].as<int64_t>();
-  config.hidden = f["hidden"].as<int64_t>();
-  config.learning_rate = f["lr"].as<float>();
-  config.seed = f["seed"].as<uint64_t>();
-  if (config.epochs < 1) fail("--epochs must be >= 1, got ", config.epochs);
-  if (config.batch_size < 2) fail("--batch-size must be >= 2 (batch normalisation needs two samples), got ", config.batch_size);
   std::vector<NormMode> modes;
   std::stringstream list(f["modes"].as<std::string>());
   for (std::string item; std::getline(list, item, ',');) modes.push_back(parse_norm_mode(item));
+  if (f.count("norm")) fail("compare trains every mode in --modes: give --modes instead of --norm");
 
   const DatasetSplits data = load_data(f["data"].as<std::string>());
+  const RunConfig config = run_config_from_flags(f, data.train);
   std::vector<ModeResult> results;
   for (NormMode mode : modes) results.push_back(run_mode(mode, config, data));
   std::printf("%s", table(results).c_str());
-  std::printf("\n%d epochs, batch %lld, seed %llu. Test accuracy: inference mode (moving statistics) and with each test "
-              "batch normalised by its own statistics. Moving gap: relative L2 distance between the moving statistics "
-              "and the statistics of the whole training set.\n",
-              config.epochs, static_cast<long long>(config.batch_size), static_cast<unsigned long long>(config.seed));
+  std::printf("\n%s, %d epochs, batch %lld, seed %llu. Test accuracy: inference mode (moving statistics) and with each "
+              "test batch normalised by its own statistics. Moving gap: relative L2 distance between the moving "
+              "statistics and the statistics of the whole training set.\n",
+              config.model.description.c_str(), config.epochs, static_cast<long long>(config.batch_size),
+              static_cast<unsigned long long>(config.model.seed));
   if (f.count("out")) write_outputs(f["out"].as<std::string>(), results, config);
   return 0;
 }

@@ -1,5 +1,5 @@
 // `minidl evaluate`: test loss and accuracy of a saved model, in inference mode (manual mode: each evaluated
-// batch normalised with its own statistics, at the given batch size).
+// batch normalised with its own statistics, at the given batch size), on the data the checkpoint records.
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -21,15 +21,20 @@ int evaluate_command(int argc, char** argv) {
   const int64_t batch_size = f["batch-size"].as<int64_t>();
   if (batch_size < 1) fail("--batch-size must be >= 1, got ", batch_size);
 
-  TrainConfig config;
-  const auto model = load_model(f["model"].as<std::string>(), &config);
-  const DatasetSplits data = load_data(f["data"].as<std::string>());
-  const Evaluation e = evaluate(*model, data.test, batch_size, f["batch-statistics"].as<bool>());
+  const std::string path = f["model"].as<std::string>();
+  const LoadedModel loaded = load_model(path);
+  const auto recorded = loaded.checkpoint.metadata.find("data.dir");
+  if (!f.count("data") && recorded == loaded.checkpoint.metadata.end())
+    fail("checkpoint '", path, "' does not record the data it was trained on (written by minidl 0.1): pass --data DIR");
+  const DatasetSplits data = load_data(f.count("data") ? f["data"].as<std::string>() : recorded->second);
+  check_data_fits(loaded.config, data.test, "in '" + path + "'");
+  const Evaluation e = evaluate(*loaded.model, data.test, batch_size, f["batch-statistics"].as<bool>());
   if (f["json"].as<bool>())
     std::printf("%s\n", nlohmann::ordered_json{{"loss", e.loss}, {"accuracy", e.accuracy}}.dump().c_str());
   else
-    std::printf("mode %s  test_loss %.4f  test_accuracy %.4f  (batch size %lld)\n", to_string(config.mode).c_str(),
-                e.loss, e.accuracy, static_cast<long long>(batch_size));
+    std::printf("%s (norm %s)  test_loss %.4f  test_accuracy %.4f  (batch size %lld)\n",
+                loaded.config.description.c_str(), to_string(loaded.config.norm).c_str(), e.loss, e.accuracy,
+                static_cast<long long>(batch_size));
   return 0;
 }
 

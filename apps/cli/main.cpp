@@ -1,4 +1,4 @@
-// `minidl`: the command line. Dispatches to train, evaluate, compare, gradcheck, bench; errors exit non-zero.
+// `minidl`: the command line. Dispatches to the commands; errors exit non-zero; library warnings go to the log.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -13,15 +13,16 @@ constexpr const char* kUsage = R"(minidl: a small deep-learning training framewo
 Usage: minidl <command> [flags]      (minidl <command> --help for its flags)
 
 Commands:
-  train      train the document's model (784 → Dense 64 relu → normalisation → Dense 10 softmax)
+  train      train a model (--model, default the document's: dense:64,relu,bn,dense:10,softmax)
   evaluate   test loss and accuracy of a saved model
+  summary    a model's layers, output shapes and parameter counts, as Keras prints them
   compare    train every normalisation mode from the same initial weights; one table side by side
   gradcheck  finite-difference check of the whole model's gradients
   bench      speed and memory of training steps, beside the machine's GEMM peak (and libtorch)
 
 Examples:
   minidl compare --epochs 5 --out results
-  minidl train --norm batchwise --epochs 3 --save model.safetensors
+  minidl train --model dense:256,relu,bn,dense:128,relu,bn,dense:10,softmax --epochs 3 --save model.safetensors
   minidl evaluate --model model.safetensors
 )";
 }  // namespace
@@ -29,6 +30,7 @@ Examples:
 int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("minidl"));
   spdlog::set_pattern("%^%l%$: %v");
+  minidl::set_warning_handler([](const std::string& message) { spdlog::warn("{}", message); });
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     std::printf("%s", kUsage);
     return argc < 2 ? 1 : 0;
@@ -40,7 +42,8 @@ int main(int argc, char** argv) {
     if (command == "compare") return minidl::cli::compare_command(argc - 1, argv + 1);
     if (command == "gradcheck") return minidl::cli::gradcheck_command(argc - 1, argv + 1);
     if (command == "bench") return minidl::cli::bench_command(argc - 1, argv + 1);
-    spdlog::error("unknown command '{}': choose one of train, evaluate, compare, gradcheck, bench", command);
+    if (command == "summary") return minidl::cli::summary_command(argc - 1, argv + 1);
+    spdlog::error("unknown command '{}': choose one of train, evaluate, summary, compare, gradcheck, bench", command);
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
   }

@@ -16,11 +16,10 @@ namespace {
 static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");
 constexpr uint64_t kMaxHeader = 100u << 20;  // the safetensors limit: 100 MB of header
 
-std::string shape_text(const nlohmann::json& shape) { return shape.dump(); }
+std::string json_text(const nlohmann::json& shape) { return shape.dump(); }
 }  // namespace
 
-void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata) {
   nlohmann::ordered_json header;
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
@@ -88,23 +87,23 @@ Checkpoint load_safetensors(const std::string& path) {
     const auto& shape = entry["shape"];
     const auto& offsets = entry["data_offsets"];
     if (!shape.is_array() || shape.size() > static_cast<size_t>(kMaxRank))
-      throw bad("tensor '", name, "' has shape ", shape_text(shape), ", expected a list of at most ", kMaxRank, " sizes");
+      throw bad("tensor '", name, "' has shape ", json_text(shape), ", expected a list of at most ", kMaxRank, " sizes");
     if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned())
       throw bad("tensor '", name, "' has data_offsets ", offsets.dump(), ", expected [begin, end]");
     Shape dims;
     uint64_t count = 1;
     for (const auto& d : shape) {
-      if (!d.is_number_unsigned()) throw bad("tensor '", name, "' has shape ", shape_text(shape), " with a bad size");
+      if (!d.is_number_unsigned()) throw bad("tensor '", name, "' has shape ", json_text(shape), " with a bad size");
       dims.push_back(d.get<int64_t>());
       count *= d.get<uint64_t>();
-      if (count > data_size) throw bad("tensor '", name, "' has shape ", shape_text(shape), ", larger than the file's data");
+      if (count > data_size) throw bad("tensor '", name, "' has shape ", json_text(shape), ", larger than the file's data");
     }
     const uint64_t begin = offsets[0], end = offsets[1];
     if (begin > end || end > data_size)
       throw bad("tensor '", name, "' has data_offsets [", begin, ",", end, "] outside the ", data_size,
                 " bytes of data — truncated file?");
     if (end - begin != count * sizeof(float))
-      throw bad("tensor '", name, "' has shape ", shape_text(shape), " (", count * sizeof(float), " bytes) but ",
+      throw bad("tensor '", name, "' has shape ", json_text(shape), " (", count * sizeof(float), " bytes) but ",
                 end - begin, " bytes of data");
     ranges.emplace_back(begin, end);
     Tensor t = Tensor::empty(dims);

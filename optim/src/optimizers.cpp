@@ -1,4 +1,5 @@
 // Adam and SGD: one fused, allocation-free loop over each parameter's storage per step.
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -34,16 +35,42 @@ void adam_update(float* __restrict theta, const float* __restrict g, float* __re
   }
 }
 
-void add_slots(NamedTensors& out, const char* name, const std::vector<Tensor>& slots) {
-  for (size_t i = 0; i < slots.size(); ++i) out.emplace_back(std::string(name) + "/" + std::to_string(i), slots[i]);
+std::vector<Tensor> handles(const NamedTensors& named) {
+  std::vector<Tensor> out;
+  for (const auto& [name, t] : named) out.push_back(t);
+  return out;
 }
 }  // namespace
 
 Optimizer::Optimizer(std::vector<Tensor> parameters, float learning_rate) : parameters_(std::move(parameters)) {
-  for (size_t i = 0; i < parameters_.size(); ++i)
+  for (size_t i = 0; i < parameters_.size(); ++i) {
     if (!parameters_[i].defined() || !parameters_[i].requires_grad() || !parameters_[i].is_leaf())
       fail("optimizer: parameter ", i, " must be a leaf tensor with requires_grad (use model.parameters())");
+    names_.push_back(std::to_string(i));
+  }
   set_learning_rate(learning_rate);
+}
+
+Optimizer::Optimizer(const NamedTensors& parameters, float learning_rate) : Optimizer(handles(parameters), learning_rate) {
+  for (size_t i = 0; i < parameters.size(); ++i) names_[i] = parameters[i].first;
+}
+
+void Optimizer::name_parameters(const NamedTensors& named) {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    const auto it = std::find_if(named.begin(), named.end(), [&](const auto& e) { return e.second.same(parameters_[i]); });
+    if (it == named.end())
+      fail("optimizer: parameter ", i, " (", parameters_[i].shape().str(), ") is not among the model's parameters");
+    names.push_back(it->first);
+  }
+  names_ = std::move(names);
+}
+
+NamedTensors Optimizer::state() const {
+  NamedTensors out;
+  for (const auto& [slot, tensors] : slots())
+    for (size_t i = 0; i < tensors->size(); ++i) out.emplace_back(slot + "/" + names_[i], (*tensors)[i]);
+  return out;
 }
 
 void Optimizer::set_learning_rate(float lr) {
@@ -72,6 +99,16 @@ void Optimizer::load_state(const std::map<std::string, Tensor>& saved) {
 
 Adam::Adam(std::vector<Tensor> parameters, AdamOptions options)
     : Optimizer(std::move(parameters), options.learning_rate), options_(options) {
+  init();
+}
+
+Adam::Adam(const NamedTensors& parameters, AdamOptions options)
+    : Optimizer(parameters, options.learning_rate), options_(options) {
+  init();
+}
+
+void Adam::init() {
+  const AdamOptions& options = options_;
   if (!(options.beta_1 >= 0.0f && options.beta_1 < 1.0f)) fail("Adam: beta_1 must be in [0, 1), got ", options.beta_1);
   if (!(options.beta_2 >= 0.0f && options.beta_2 < 1.0f)) fail("Adam: beta_2 must be in [0, 1), got ", options.beta_2);
   if (!(options.epsilon >= 0.0f)) fail("Adam: epsilon must be >= 0, got ", options.epsilon);
@@ -101,12 +138,17 @@ void Adam::step() {
   ++iterations_;
 }
 
-NamedTensors Adam::state() const {
-  NamedTensors out;
-  add_slots(out, "m", m_);
-  add_slots(out, "v", v_);
-  add_slots(out, "v_hat", v_hat_);
-  return out;
+std::vector<std::pair<std::string, const std::vector<Tensor>*>> Adam::slots() const {
+  return {{"m", &m_}, {"v", &v_}, {"v_hat", &v_hat_}};
+}
+
+Metadata Adam::config() const {
+  return {{"optimizer.name", "adam"},
+          {"optimizer.learning_rate", exact_text(learning_rate_)},
+          {"optimizer.beta_1", exact_text(options_.beta_1)},
+          {"optimizer.beta_2", exact_text(options_.beta_2)},
+          {"optimizer.epsilon", exact_text(options_.epsilon)},
+          {"optimizer.amsgrad", options_.amsgrad ? "1" : "0"}};
 }
 
 SGD::SGD(std::vector<Tensor> parameters, SGDOptions options)
@@ -138,10 +180,13 @@ void SGD::step() {
   ++iterations_;
 }
 
-NamedTensors SGD::state() const {
-  NamedTensors out;
-  add_slots(out, "velocity", velocity_);
-  return out;
+std::vector<std::pair<std::string, const std::vector<Tensor>*>> SGD::slots() const { return {{"velocity", &velocity_}}; }
+
+Metadata SGD::config() const {
+  return {{"optimizer.name", "sgd"},
+          {"optimizer.learning_rate", exact_text(learning_rate_)},
+          {"optimizer.momentum", exact_text(options_.momentum)},
+          {"optimizer.nesterov", options_.nesterov ? "1" : "0"}};
 }
 
 }  // namespace minidl

@@ -1,7 +1,6 @@
-// train_step, fit, evaluate and predict: the loops of Keras's compile/fit, written with the public API.
+// The step, fit (a Trainer with Keras's defaults), evaluate and predict, written with the public API.
 #include "minidl/train.h"
 
-#include <chrono>
 #include <cstring>
 
 #include "minidl/autograd.h"
@@ -9,14 +8,28 @@
 
 namespace minidl {
 
+ForwardResult categorical_forward(Module& model, const Batch& batch) {
+  const Tensor prediction = model.forward(batch.x);
+  return {categorical_crossentropy(batch.one_hot, prediction), prediction};
+}
+
 StepResult train_step(Module& model, Optimizer& optimizer, const Batch& batch) {
   model.train();
-  const Tensor prediction = model.forward(batch.x);
-  const Tensor loss = categorical_crossentropy(batch.one_hot, prediction);
+  const ForwardResult f = categorical_forward(model, batch);
   optimizer.zero_grad();
-  loss.backward();
+  f.loss.backward();
   optimizer.step();
-  return {loss.item(), count_correct(batch.labels, prediction), batch.x.size(0)};
+  return {f.loss.item(), count_correct(batch.labels, f.prediction), batch.x.size(0)};
+}
+
+LoaderOptions training_loader_options(const Module& model, const Dataset& data, LoaderOptions options) {
+  options.min_batch_size = std::max(options.min_batch_size, model.min_training_batch({1, data.features()}));
+  const int64_t rest = data.size() % options.batch_size;
+  if (!options.drop_last && rest > 0 && rest < options.min_batch_size && data.size() > options.batch_size)
+    warn("the last batch of each epoch would hold ", rest, " sample", rest == 1 ? "" : "s", " (", data.size(),
+         " samples, batch ", options.batch_size, "), too few for the model's batch normalisation to train on: it is "
+         "skipped (drop_last drops every partial batch)");
+  return options;
 }
 
 std::vector<EpochLogs> fit(Module& model, Optimizer& optimizer, const Dataset& data, const FitOptions& options) {
@@ -25,36 +38,23 @@ std::vector<EpochLogs> fit(Module& model, Optimizer& optimizer, const Dataset& d
   std::pair<Dataset, Dataset> split;
   if (options.validation_split > 0.0) split = split_validation(data, options.validation_split);
   const Dataset& train = options.validation_split > 0.0 ? split.first : data;
-  const Dataset& validation = split.second;
-  DataLoader loader(train, {.batch_size = options.batch_size, .shuffle = options.shuffle, .seed = options.seed}, true);
-  std::vector<EpochLogs> history;
-  Batch batch;
-  for (int epoch = 1; epoch <= options.epochs; ++epoch) {
-    EpochLogs logs;
-    logs.epoch = epoch;
-    double loss_sum = 0.0;
-    int64_t correct = 0, samples = 0;
-    const auto start = std::chrono::steady_clock::now();
-    loader.start_epoch();
-    while (loader.next(batch)) {
-      const StepResult step = train_step(model, optimizer, batch);
-      loss_sum += step.loss * static_cast<double>(step.samples);
-      correct += step.correct;
-      samples += step.samples;
-      ++logs.steps;
-    }
-    logs.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    logs.loss = loss_sum / static_cast<double>(samples);
-    logs.accuracy = static_cast<double>(correct) / static_cast<double>(samples);
-    if (validation.size() > 0) {
-      const Evaluation v = evaluate(model, validation, options.batch_size);
-      logs.val_loss = v.loss;
-      logs.val_accuracy = v.accuracy;
-    }
-    history.push_back(logs);
-    if (options.on_epoch_end) options.on_epoch_end(logs);
+  DataLoader loader(train,
+                    training_loader_options(model, train,
+                                            {.batch_size = options.batch_size, .shuffle = options.shuffle, .seed = options.seed}),
+                    true);
+  TrainerOptions trainer_options{.epochs = options.epochs, .validation_batch_size = options.batch_size};
+  if (options.validation_split > 0.0) trainer_options.validation = &split.second;
+  Trainer trainer(model, optimizer, loader, trainer_options);
+  for (const auto& callback : options.callbacks) trainer.add_callback(callback);
+  if (options.on_epoch_end) {
+    struct EpochEnd : Callback {
+      explicit EpochEnd(std::function<void(const EpochLogs&)> f) : f(std::move(f)) {}
+      void on_epoch_end(Trainer&, const EpochLogs& logs) override { f(logs); }
+      std::function<void(const EpochLogs&)> f;
+    };
+    trainer.add_callback(std::make_shared<EpochEnd>(options.on_epoch_end));
   }
-  return history;
+  return trainer.fit();
 }
 
 Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool batch_statistics) {
@@ -84,15 +84,18 @@ Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool
 }
 
 Tensor predict(Module& model, const Tensor& x, int64_t batch_size) {
-  if (x.dim() != 2) fail("predict: expects inputs [N, features], got ", x.shape().str());
+  if (x.dim() < 2) fail("predict: expects inputs [N, ...], got ", x.shape().str());
   if (batch_size <= 0) fail("predict: batch size must be > 0, got ", batch_size);
   const ModeGuard inference(model, false);
   const NoGradGuard no_grad;
-  const int64_t n = x.size(0), features = x.size(1);
+  const int64_t n = x.size(0), per_sample = n ? x.numel() / n : 0;
   Tensor out;
   for (int64_t begin = 0; begin < n; begin += batch_size) {
     const int64_t rows = std::min(batch_size, n - begin);
-    const Tensor part = Tensor::from({rows, features}, {x.data() + begin * features, static_cast<size_t>(rows * features)});
+    Shape part_shape = x.shape();
+    part_shape[0] = rows;
+    const Tensor part =
+        Tensor::from(part_shape, {x.data() + begin * per_sample, static_cast<size_t>(rows * per_sample)});
     const Tensor y = model.forward(part);
     if (!out.defined()) out = Tensor::empty({n, y.size(1)});
     std::memcpy(out.data() + begin * y.size(1), y.data(), sizeof(float) * static_cast<size_t>(y.numel()));

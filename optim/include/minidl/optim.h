@@ -1,20 +1,25 @@
-// Optimizers over parameter handles: Adam and SGD with Keras's defaults and exact update rules (spec §3).
+// Optimizers over parameter handles: Adam and SGD with Keras's defaults and exact update rules
+// (docs/keras.md §3). Per-parameter state is named after the parameter, so checkpoints survive reordering.
 #pragma once
 
 #include <map>
 #include <string>
 #include <vector>
 
+#include "minidl/metadata.h"
 #include "minidl/module.h"
 #include "minidl/tensor.h"
 
 namespace minidl {
 
-/// Base of the optimizers: the parameters (by handle), per-parameter state by index, the learning rate and
-/// the step count. Parameters without a gradient are skipped by step().
+/// Base of the optimizers: the parameters (by handle) and their names, per-parameter slots, the learning rate
+/// and the step count. Parameters without a gradient are skipped by step().
 class Optimizer {
  public:
+  /// Parameters named "0", "1", ... by position until name_parameters() names them.
   Optimizer(std::vector<Tensor> parameters, float learning_rate);
+  /// Parameters with their names, e.g. model.named_parameters(true).
+  Optimizer(const NamedTensors& parameters, float learning_rate);
   virtual ~Optimizer() = default;
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
@@ -29,14 +34,24 @@ class Optimizer {
   int64_t iterations() const { return iterations_; }
   void set_iterations(int64_t n) { iterations_ = n; }
   const std::vector<Tensor>& parameters() const { return parameters_; }
+  const std::vector<std::string>& parameter_names() const { return names_; }
+  /// Names each parameter after the entry of `named` holding the same tensor (pass model.named_parameters()):
+  /// slots are then saved as "m/dense/kernel". Throws when a parameter is not among them.
+  void name_parameters(const NamedTensors& named);
 
-  /// Slot tensors by name, e.g. "m/0", "v/0" for parameter 0 (the step count is iterations()).
-  virtual NamedTensors state() const = 0;
+  /// Slot tensors by "<slot>/<parameter name>", e.g. "m/dense/kernel" (the step count is iterations()).
+  NamedTensors state() const;
   /// Restores slots saved by state(); names and shapes must match (throws otherwise).
   void load_state(const std::map<std::string, Tensor>& state);
+  /// The optimizer's kind and hyperparameters as checkpoint metadata: "optimizer.name" and the rest.
+  virtual Metadata config() const = 0;
 
  protected:
+  /// Each slot's name and its tensors, one per parameter.
+  virtual std::vector<std::pair<std::string, const std::vector<Tensor>*>> slots() const = 0;
+
   std::vector<Tensor> parameters_;
+  std::vector<std::string> names_;
   float learning_rate_;
   int64_t iterations_ = 0;
 };
@@ -49,17 +64,22 @@ struct AdamOptions {
   bool amsgrad = false;
 };
 
-/// Keras Adam (spec §3): with t = iterations + 1,
+/// Keras Adam (docs/keras.md §3): with t = iterations + 1,
 ///   alpha = lr·sqrt(1 − β₂ᵗ)/(1 − β₁ᵗ);  m += (g − m)(1 − β₁);  v += (g² − v)(1 − β₂);
 ///   θ −= alpha·m/(sqrt(v) + ε)   (v replaced by the running max of v with amsgrad).
 class Adam : public Optimizer {
  public:
   explicit Adam(std::vector<Tensor> parameters, AdamOptions options = {});
+  explicit Adam(const NamedTensors& parameters, AdamOptions options = {});
   void step() override;
-  NamedTensors state() const override;
+  Metadata config() const override;
   const AdamOptions& options() const { return options_; }
 
+ protected:
+  std::vector<std::pair<std::string, const std::vector<Tensor>*>> slots() const override;
+
  private:
+  void init();
   AdamOptions options_;
   std::vector<Tensor> m_, v_, v_hat_;
 };
@@ -76,7 +96,10 @@ class SGD : public Optimizer {
  public:
   explicit SGD(std::vector<Tensor> parameters, SGDOptions options = {});
   void step() override;
-  NamedTensors state() const override;
+  Metadata config() const override;
+
+ protected:
+  std::vector<std::pair<std::string, const std::vector<Tensor>*>> slots() const override;
 
  private:
   SGDOptions options_;

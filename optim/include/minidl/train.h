@@ -1,11 +1,16 @@
-// Training loops built from the public pieces: one step, Keras-style fit / evaluate / predict.
+// Training: the one training loop (Trainer) with its callbacks and training checkpoints, the step it runs,
+// and Keras-style fit / evaluate / predict built on the same pieces.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <string>
 #include <vector>
 
+#include "minidl/checkpoint.h"
 #include "minidl/data.h"
+#include "minidl/metadata.h"
 #include "minidl/module.h"
 #include "minidl/optim.h"
 
@@ -18,17 +23,107 @@ struct StepResult {
   int64_t samples = 0;
 };
 
+struct EpochLogs {
+  int epoch = 0;            ///< 1-based
+  double loss = 0.0;        ///< batch-size-weighted mean over the steps run
+  double accuracy = 0.0;
+  int64_t steps = 0;
+  double seconds = 0.0;     ///< the training loop of this epoch alone
+  bool has_validation = false;
+  double val_loss = 0.0, val_accuracy = 0.0;  ///< when validation data is set
+};
+
+/// What a step computes before backward: the loss to minimise and the prediction the metrics score.
+struct ForwardResult {
+  Tensor loss;
+  Tensor prediction;
+};
+/// A step's forward pass on a batch, the model in training mode (a custom train_step's "with GradientTape").
+using ForwardFn = std::function<ForwardResult(Module& model, const Batch& batch)>;
+/// The default: prediction = model(batch.x), loss = categorical cross-entropy against batch.one_hot (a
+/// softmax output takes the stable logits path, as Keras's fit).
+ForwardResult categorical_forward(Module& model, const Batch& batch);
+
 /// The loop body a user would write: training-mode forward, categorical cross-entropy against the batch's
 /// one-hot targets, backward, optimizer step.
 StepResult train_step(Module& model, Optimizer& optimizer, const Batch& batch);
 
-struct EpochLogs {
-  int epoch = 0;            ///< 1-based
-  double loss = 0.0;        ///< batch-size-weighted mean over the epoch
-  double accuracy = 0.0;
-  int64_t steps = 0;
-  double seconds = 0.0;     ///< the training loop of this epoch alone
-  double val_loss = 0.0, val_accuracy = 0.0;  ///< when a validation split is set
+class Trainer;
+
+/// Hooks into the Trainer's loop, as Keras's callbacks. Every method does nothing unless overridden.
+class Callback {
+ public:
+  virtual ~Callback() = default;
+  virtual void on_train_begin(Trainer&) {}
+  virtual void on_epoch_begin(Trainer&) {}
+  /// Between backward and the optimizer step: the gradients are complete and may be changed (all-reduced
+  /// across processes, clipped).
+  virtual void on_after_backward(Trainer&) {}
+  virtual void on_step_end(Trainer&, const StepResult&) {}
+  /// After the epoch's validation.
+  virtual void on_epoch_end(Trainer&, const EpochLogs&) {}
+  virtual void on_train_end(Trainer&) {}
+};
+
+struct TrainerOptions {
+  int epochs = 1;             ///< epochs in all, counting those a resumed run already did
+  int64_t max_steps = -1;     ///< stop after this many optimizer steps in all; -1: no limit
+  const Dataset* validation = nullptr;  ///< evaluated in inference mode after every epoch (val_loss, val_accuracy)
+  int64_t validation_batch_size = 32;
+  ForwardFn forward{};        ///< empty: categorical_forward
+};
+
+/// The training loop: steps over a DataLoader's batches, epochs, callbacks, and training checkpoints that
+/// resume exactly. The model, optimizer and loader must outlive it.
+class Trainer {
+ public:
+  /// Checks what can be checked before the first step: the loader gives one-hot targets when the default
+  /// forward needs them, and every batch is large enough for the model to train on (a 1-sample batch with
+  /// batch normalisation is an error naming the fix). Names the optimizer's parameters after the model's.
+  Trainer(Module& model, Optimizer& optimizer, DataLoader& loader, TrainerOptions options = {});
+
+  Trainer& add_callback(std::shared_ptr<Callback> callback);
+
+  /// on_train_begin, epochs until finished() (or a callback calls stop()), on_train_end; the logs of the
+  /// epochs run.
+  std::vector<EpochLogs> fit();
+  /// The current epoch to its end, or to max_steps or stop(): continues a partial epoch, else starts the next.
+  EpochLogs run_epoch();
+  /// One step: forward, backward, on_after_backward, optimizer step, on_step_end.
+  StepResult step(const Batch& batch);
+
+  /// True when the epochs or steps are done, or stop() was called.
+  bool finished() const;
+  /// Ends training after the current step.
+  void stop() { stop_requested_ = true; }
+  bool stop_requested() const { return stop_requested_; }
+  /// Optimizer steps taken in all (across resumes).
+  int64_t steps_done() const { return optimizer_.iterations(); }
+  /// Epochs started so far.
+  int64_t epoch() const { return loader_.state().epoch; }
+
+  Module& model() { return model_; }
+  Optimizer& optimizer() { return optimizer_; }
+  DataLoader& loader() { return loader_; }
+  TrainerOptions& options() { return options_; }
+
+  /// Writes a training checkpoint atomically: the model's state, the optimizer's slots by parameter name and
+  /// its hyperparameters, the step, the loader's position and generator, the model's generators, and
+  /// `metadata` (e.g. ModelConfig::to_metadata()).
+  void save(const std::string& path, const Metadata& metadata = {}) const;
+  /// Continues from a training checkpoint exactly: weights, optimizer slots and step count, data position,
+  /// generators. The loader must be configured as it was (batch size, shuffle, seed, data size): throws naming
+  /// both values otherwise. Checkpoints of minidl 0.1 are upgraded first (upgrade_checkpoint).
+  void resume(Checkpoint checkpoint, const std::string& path);
+
+ private:
+  Module& model_;
+  Optimizer& optimizer_;
+  DataLoader& loader_;
+  TrainerOptions options_;
+  std::vector<std::shared_ptr<Callback>> callbacks_;
+  Batch batch_;
+  bool stop_requested_ = false;
 };
 
 struct FitOptions {
@@ -38,10 +133,17 @@ struct FitOptions {
   uint64_t seed = 1;               ///< seeds the per-epoch permutations
   double validation_split = 0.0;   ///< the LAST fraction, before shuffling (Keras)
   std::function<void(const EpochLogs&)> on_epoch_end{};
+  std::vector<std::shared_ptr<Callback>> callbacks{};
 };
 
-/// Keras's fit: every epoch a fresh seeded permutation, the partial last batch kept, train_step on each batch.
+/// Keras's fit, through a Trainer: every epoch a fresh seeded permutation, the partial last batch kept — but
+/// a last batch too small for the model to train on (1 sample with batch normalisation) is skipped, with a
+/// warning.
 std::vector<EpochLogs> fit(Module& model, Optimizer& optimizer, const Dataset& data, const FitOptions& options = {});
+
+/// The loader options fit and the minidl command use for a model: a trailing batch smaller than the model can
+/// train on is skipped (min_batch_size), and a warning says so when the data leaves one.
+LoaderOptions training_loader_options(const Module& model, const Dataset& data, LoaderOptions options);
 
 struct Evaluation {
   double loss = 0.0;
@@ -54,7 +156,7 @@ struct Evaluation {
 /// (training mode) instead; the moving statistics are restored afterwards, so nothing changes.
 Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size = 32, bool batch_statistics = false);
 
-/// The model's outputs for x [N, features] in inference mode, batch by batch, without a graph.
+/// The model's outputs for x [N, ...] in inference mode, batch by batch, without a graph.
 Tensor predict(Module& model, const Tensor& x, int64_t batch_size = 32);
 
 /// Sets a module's training flag for a scope and restores it after.

@@ -1,0 +1,159 @@
+// A run's settings from flags or from a checkpoint (refusing a flag that contradicts it), and its objects.
+#include "run.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <filesystem>
+
+namespace minidl::cli {
+namespace {
+// A flag's value, or `fallback` when this command does not define it (or it has no value).
+template <class T>
+T flag(const cxxopts::ParseResult& f, const char* name, T fallback) {
+  try {
+    return f[name].as<T>();
+  } catch (const cxxopts::exceptions::exception&) {
+    return fallback;
+  }
+}
+
+std::string text(float v) { return exact_text(v); }
+std::string text(int64_t v) { return std::to_string(v); }
+std::string text(bool v) { return v ? "set" : "not set"; }
+std::string text(const std::string& v) { return v; }
+}  // namespace
+
+Metadata RunConfig::to_metadata() const {
+  Metadata m = model.to_metadata();
+  m["data.dir"] = data_dir;
+  return m;
+}
+
+void add_model_flags(cxxopts::Options& options) {
+  options.add_options("model")(
+      "model", "the model, e.g. dense:256,relu,bn,dense:10,softmax (docs/models.md); default: the document's",
+      cxxopts::value<std::string>())("hidden", "shorthand: the document's model with this many hidden units",
+                                     cxxopts::value<int64_t>())(
+      "norm", "what each bn becomes: running, batchwise, manual, none", cxxopts::value<std::string>()->default_value("running"))(
+      "momentum", "BatchNormalization momentum, Keras convention (default 0.99; batchwise: 0)", cxxopts::value<float>())(
+      "epsilon", "normalisation epsilon", cxxopts::value<float>()->default_value("0.001"));
+}
+
+ModelConfig model_config_from_flags(const cxxopts::ParseResult& f, const Dataset& train) {
+  if (f.count("model") && f.count("hidden"))
+    fail("--model and --hidden exclude each other (--hidden N stands for --model dense:N,relu,bn,dense:CLASSES,softmax)");
+  ModelConfig c;
+  const int64_t hidden = flag<int64_t>(f, "hidden", 64);
+  if (hidden < 1) fail("--hidden must be >= 1, got ", hidden);
+  c.description = f.count("model") ? f["model"].as<std::string>() : document_model_description(hidden, train.num_classes);
+  c.norm = parse_norm_mode(flag<std::string>(f, "norm", "running"));
+  c.input_shape = train.sample_shape();
+  c.classes = train.num_classes;
+  if (f.count("momentum")) c.momentum = f["momentum"].as<float>();
+  if (c.momentum && !(*c.momentum >= 0.0f && *c.momentum <= 1.0f))
+    fail("--momentum must be in [0, 1] (Keras convention: the weight on the old moving value), got ", *c.momentum);
+  c.epsilon = flag<float>(f, "epsilon", 1e-3f);
+  if (!(c.epsilon > 0.0f) || !std::isfinite(c.epsilon)) fail("--epsilon must be a finite number > 0, got ", c.epsilon);
+  c.seed = flag<uint64_t>(f, "seed", 1);
+  if (c.seed > uint64_t{INT64_MAX}) fail("--seed must be < 2^63, got ", c.seed);
+  return c;
+}
+
+RunConfig run_config_from_flags(const cxxopts::ParseResult& f, const Dataset& train) {
+  RunConfig r;
+  r.model = model_config_from_flags(f, train);
+  r.epochs = flag<int>(f, "epochs", 5);
+  r.max_steps = flag<int64_t>(f, "steps", -1);
+  r.batch_size = flag<int64_t>(f, "batch-size", 32);
+  r.learning_rate = flag<float>(f, "lr", 1e-3f);
+  r.shuffle = !flag<bool>(f, "no-shuffle", false);
+  r.drop_last = flag<bool>(f, "drop-last", false);
+  r.eval_batch_size = flag<int64_t>(f, "eval-batch-size", 32);
+  r.data_dir = absolute_dir(flag<std::string>(f, "data", default_data_dir()));
+  if (r.epochs < 1) fail("--epochs must be >= 1, got ", r.epochs);
+  if (r.max_steps < -1) fail("--steps must be >= 0, got ", r.max_steps);
+  if (r.batch_size < 1) fail("--batch-size must be >= 1, got ", r.batch_size);
+  if (r.eval_batch_size < 1) fail("--eval-batch-size must be >= 1, got ", r.eval_batch_size);
+  if (!(r.learning_rate >= 0.0f) || !std::isfinite(r.learning_rate))
+    fail("--lr must be a finite number >= 0, got ", r.learning_rate);
+  return r;
+}
+
+RunConfig resumed_run_config(const cxxopts::ParseResult& f, const Checkpoint& checkpoint, const std::string& path) {
+  Checkpoint upgraded = checkpoint;
+  upgrade_checkpoint(upgraded, path);
+  const MetadataReader m(upgraded.metadata, "checkpoint '" + path + "'");
+  RunConfig saved;
+  saved.model = ModelConfig::from_metadata(m);
+  saved.epochs = static_cast<int>(m.integer("trainer.epochs", 1, 1 << 30));
+  saved.batch_size = m.integer("loader.batch_size", 1, int64_t{1} << 40);
+  saved.learning_rate = static_cast<float>(m.number("optimizer.learning_rate", 0.0, 1e30));
+  saved.shuffle = m.boolean("loader.shuffle");
+  saved.drop_last = m.has("loader.drop_last") && m.boolean("loader.drop_last");
+  if (m.has("trainer.validation_batch_size"))
+    saved.eval_batch_size = m.integer("trainer.validation_batch_size", 1, int64_t{1} << 40);
+  saved.data_dir = f.count("data") || !m.has("data.dir") ? absolute_dir(f["data"].as<std::string>()) : m.text("data.dir");
+
+  // Flags the checkpoint fixes may be repeated with the same value (the same command line resumes), never
+  // changed. Their values are read as a fresh run would read them, here with the checkpoint's data shapes.
+  Dataset shapes;
+  shapes.height = saved.model.input_shape.numel();
+  shapes.width = 1;
+  shapes.num_classes = static_cast<int32_t>(saved.model.classes);
+  const RunConfig given = run_config_from_flags(f, shapes);
+  const auto check = [&](const char* name, bool given_flag, const auto& mine, const auto& theirs) {
+    if (given_flag && !(mine == theirs))
+      fail("--", name, " ", text(mine), " differs from the checkpoint '", path, "', trained with ", text(theirs),
+           ": a resumed run keeps its checkpoint's settings (give the same value, or leave the flag out)");
+  };
+  check(f.count("hidden") ? "hidden" : "model", f.count("model") || f.count("hidden"),
+        canonical_description(given.model.description), canonical_description(saved.model.description));
+  check("norm", f.count("norm"), to_string(given.model.norm), to_string(saved.model.norm));
+  check("momentum", f.count("momentum"), given.model.bn_momentum(), saved.model.bn_momentum());
+  check("epsilon", f.count("epsilon"), given.model.epsilon, saved.model.epsilon);
+  check("seed", f.count("seed"), static_cast<int64_t>(given.model.seed), static_cast<int64_t>(saved.model.seed));
+  check("batch-size", f.count("batch-size"), given.batch_size, saved.batch_size);
+  check("lr", f.count("lr"), given.learning_rate, saved.learning_rate);
+  check("no-shuffle", f.count("no-shuffle"), !given.shuffle, !saved.shuffle);
+  check("drop-last", f.count("drop-last"), given.drop_last, saved.drop_last);
+  check("data", f.count("data") && m.has("data.dir"), given.data_dir, m.has("data.dir") ? m.text("data.dir") : "");
+  // What may change: how long to train, and how to evaluate.
+  saved.epochs = f.count("epochs") ? given.epochs : saved.epochs;
+  saved.max_steps = given.max_steps;
+  if (f.count("eval-batch-size")) saved.eval_batch_size = given.eval_batch_size;
+  return saved;
+}
+
+void check_data_fits(const ModelConfig& model, const Dataset& data, const std::string& model_source) {
+  if (data.features() != model.input_shape.numel() || data.num_classes > model.classes)
+    fail("the model ", model_source, " takes ", shape_text(model.input_shape), " inputs with ", model.classes,
+         " classes; the data has ", data.height, "x", data.width, " images with ", data.num_classes, " classes");
+}
+
+Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {
+  check_data_fits(c.model, data.train, "'" + c.model.description + "'");
+  model = build_model(c.model);
+  optimizer = std::make_unique<Adam>(model->named_parameters(true), AdamOptions{.learning_rate = c.learning_rate});
+  loader = std::make_unique<DataLoader>(
+      data.train,
+      training_loader_options(*model, data.train,
+                              {.batch_size = c.batch_size, .shuffle = c.shuffle, .drop_last = c.drop_last, .seed = c.model.seed}),
+      true);
+  trainer = std::make_unique<Trainer>(*model, *optimizer, *loader,
+                                      TrainerOptions{.epochs = c.epochs, .max_steps = c.max_steps, .validation = &data.test,
+                                                     .validation_batch_size = c.eval_batch_size});
+}
+
+DatasetSplits load_data(const std::string& dir) {
+  spdlog::info("loading data from {}", dir);
+  return load_mnist_dir(dir);
+}
+
+std::string absolute_dir(const std::string& dir) {
+  std::error_code error;
+  const std::filesystem::path path = std::filesystem::weakly_canonical(std::filesystem::absolute(dir), error);
+  return error ? dir : path.string();
+}
+
+}  // namespace minidl::cli

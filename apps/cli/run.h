@@ -1,0 +1,60 @@
+// A training run on the command line: the settings flags give (or a checkpoint fixes), and the model,
+// optimizer, loader and Trainer built from them. Shared by train, compare, gradcheck, bench and summary.
+#pragma once
+
+#include <cxxopts.hpp>
+
+#include <memory>
+#include <string>
+
+#include "minidl/callbacks.h"
+#include "minidl/data.h"
+#include "minidl/models.h"
+#include "minidl/train.h"
+
+namespace minidl::cli {
+
+struct RunConfig {
+  ModelConfig model;
+  int epochs = 5;
+  int64_t max_steps = -1;  ///< -1: no limit
+  int64_t batch_size = 32;
+  float learning_rate = 1e-3f;
+  bool shuffle = true;
+  bool drop_last = false;
+  int64_t eval_batch_size = 32;
+  std::string data_dir;
+
+  /// What a checkpoint records beyond the Trainer's own keys: the model and the data.
+  Metadata to_metadata() const;
+};
+
+/// Adds --model, --hidden, --norm, --momentum, --epsilon.
+void add_model_flags(cxxopts::Options& options);
+/// The model the flags describe for this data: --model, or the document's model (--hidden wide) by default;
+/// input shape and classes from the data.
+ModelConfig model_config_from_flags(const cxxopts::ParseResult& flags, const Dataset& train);
+/// Every setting from the flags (train's, with their defaults where a command lacks them).
+RunConfig run_config_from_flags(const cxxopts::ParseResult& flags, const Dataset& train);
+/// The settings a checkpoint was trained with; a flag given with a different value than the checkpoint's is
+/// refused, naming both; only --epochs, --steps and --eval-batch-size may change.
+RunConfig resumed_run_config(const cxxopts::ParseResult& flags, const Checkpoint& checkpoint, const std::string& path);
+
+/// The objects of one run, in construction order (the trainer refers to the others).
+struct Run {
+  Run(const RunConfig& config, const DatasetSplits& data);
+  RunConfig config;
+  std::shared_ptr<Sequential> model;
+  std::unique_ptr<Adam> optimizer;
+  std::unique_ptr<DataLoader> loader;
+  std::unique_ptr<Trainer> trainer;
+};
+
+/// Throws unless the data's samples have the model's input size and its labels fit the model's classes.
+void check_data_fits(const ModelConfig& model, const Dataset& data, const std::string& model_source);
+/// Loads MNIST-format data from --data (default $MINIDL_DATA or Fashion-MNIST), logging where from.
+DatasetSplits load_data(const std::string& dir);
+/// The directory as the checkpoint records it (absolute).
+std::string absolute_dir(const std::string& dir);
+
+}  // namespace minidl::cli

@@ -1,0 +1,32 @@
+// `minidl summary`: a model's layers, output shapes and parameter counts as Keras's model.summary() prints
+// them, for a description (--model, with --norm) or a checkpoint (--model FILE).
+#include <filesystem>
+#include <cstdio>
+
+#include "cli.h"
+
+namespace minidl::cli {
+
+int summary_command(int argc, char** argv) {
+  cxxopts::Options options("minidl summary", "A model's layers, output shapes and parameter counts");
+  add_model_flags(options);
+  add_common_flags(options);
+  const auto f = parse_flags(options, argc, argv, "minidl summary --model dense:256,relu,bn,dense:128,relu,bn,dense:10,softmax");
+  ModelConfig config;
+  std::shared_ptr<Sequential> model;
+  const std::string given = f.count("model") ? f["model"].as<std::string>() : "";
+  if (!given.empty() && std::filesystem::is_regular_file(given)) {
+    LoadedModel loaded = load_model(given);
+    config = loaded.config;
+    model = loaded.model;
+  } else {
+    // The input shape and class count come from the data, as for training.
+    config = model_config_from_flags(f, load_data(f["data"].as<std::string>()).train);
+    model = build_model(config);
+  }
+  std::printf("%s (norm %s, input %s)\n%s", config.description.c_str(), to_string(config.norm).c_str(),
+              config.input_shape.str().c_str(), model->summary().c_str());
+  return 0;
+}
+
+}  // namespace minidl::cli

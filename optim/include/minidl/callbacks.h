@@ -1,0 +1,99 @@
+// Callbacks for the Trainer, as Keras's: a progress bar, checkpoints, early stopping, a learning-rate
+// schedule, and one made of lambdas.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "minidl/train.h"
+
+namespace minidl {
+
+/// A one-line progress bar on stderr while an epoch runs: batches done, running loss and accuracy, steps per
+/// second, time left. Draws only when stderr is a terminal, at most ten times a second.
+class ProgressBar : public Callback {
+ public:
+  /// `label` goes before "epoch 3/5" (e.g. the mode when several runs share a terminal).
+  explicit ProgressBar(std::string label = {});
+  void on_epoch_begin(Trainer& trainer) override;
+  void on_step_end(Trainer& trainer, const StepResult& step) override;
+  void on_epoch_end(Trainer& trainer, const EpochLogs& logs) override;
+
+ private:
+  std::string label_, prefix_;
+  bool active_;
+  double start_ = 0.0, last_draw_ = -1.0, loss_sum_ = 0.0;
+  int64_t correct_ = 0, samples_ = 0, steps_ = 0;
+};
+
+/// Writes a training checkpoint (Trainer::save) after every epoch, and at the end of training when the file
+/// does not yet hold the final step — so a run of zero steps, or a resumed run that was already finished,
+/// still writes its file.
+class ModelCheckpoint : public Callback {
+ public:
+  explicit ModelCheckpoint(std::string path, Metadata metadata = {});
+  void on_epoch_end(Trainer& trainer, const EpochLogs& logs) override;
+  void on_train_end(Trainer& trainer) override;
+  /// The step the file holds, or -1 while nothing was written.
+  int64_t saved_step() const { return saved_step_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  Metadata metadata_;
+  int64_t saved_step_ = -1;
+};
+
+struct EarlyStoppingOptions {
+  std::string monitor = "val_loss";  ///< loss, accuracy, val_loss or val_accuracy
+  double min_delta = 0.0;            ///< a smaller change is no improvement
+  int patience = 0;                  ///< stop after this many epochs without improvement (at least one)
+  bool restore_best_weights = false; ///< put back the weights of the best epoch when stopping
+};
+
+/// Keras's EarlyStopping: stops training when the monitored value has not improved for `patience` epochs
+/// (accuracies improve upwards, losses downwards).
+class EarlyStopping : public Callback {
+ public:
+  explicit EarlyStopping(EarlyStoppingOptions options = {});
+  void on_train_begin(Trainer& trainer) override;
+  void on_epoch_end(Trainer& trainer, const EpochLogs& logs) override;
+  void on_train_end(Trainer& trainer) override;
+  /// The epoch training stopped after, or 0 when it ran to the end.
+  int stopped_epoch() const { return stopped_epoch_; }
+
+ private:
+  EarlyStoppingOptions options_;
+  double best_ = 0.0;
+  int wait_ = 0, stopped_epoch_ = 0;
+  bool have_best_ = false;
+  std::vector<Tensor> best_weights_;
+};
+
+/// Keras's LearningRateScheduler: at the start of every epoch the learning rate becomes
+/// schedule(epoch, current learning rate), epoch counted from 0.
+class LearningRateScheduler : public Callback {
+ public:
+  explicit LearningRateScheduler(std::function<float(int epoch, float lr)> schedule);
+  void on_epoch_begin(Trainer& trainer) override;
+
+ private:
+  std::function<float(int, float)> schedule_;
+};
+
+/// A callback made of functions (Keras's LambdaCallback); unset ones do nothing.
+struct LambdaCallback : Callback {
+  std::function<void(Trainer&)> train_begin, epoch_begin, after_backward, train_end;
+  std::function<void(Trainer&, const StepResult&)> step_end;
+  std::function<void(Trainer&, const EpochLogs&)> epoch_end;
+
+  void on_train_begin(Trainer& t) override { if (train_begin) train_begin(t); }
+  void on_epoch_begin(Trainer& t) override { if (epoch_begin) epoch_begin(t); }
+  void on_after_backward(Trainer& t) override { if (after_backward) after_backward(t); }
+  void on_step_end(Trainer& t, const StepResult& s) override { if (step_end) step_end(t, s); }
+  void on_epoch_end(Trainer& t, const EpochLogs& l) override { if (epoch_end) epoch_end(t, l); }
+  void on_train_end(Trainer& t) override { if (train_end) train_end(t); }
+};
+
+}  // namespace minidl

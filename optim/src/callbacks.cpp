@@ -1,0 +1,118 @@
+// The Trainer's stock callbacks: progress bar, checkpoints, early stopping, learning-rate schedule.
+#include "minidl/callbacks.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+namespace minidl {
+namespace {
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+}  // namespace
+
+ProgressBar::ProgressBar(std::string label) : label_(std::move(label)), active_(::isatty(STDERR_FILENO)) {}
+
+void ProgressBar::on_epoch_begin(Trainer& trainer) {
+  prefix_ = (label_.empty() ? "" : label_ + " ") + "epoch " + std::to_string(trainer.epoch()) + "/" +
+            std::to_string(trainer.options().epochs);
+  start_ = now();
+  last_draw_ = -1.0;
+  loss_sum_ = 0.0;
+  correct_ = samples_ = steps_ = 0;
+}
+
+void ProgressBar::on_step_end(Trainer& trainer, const StepResult& step) {
+  loss_sum_ += step.loss * static_cast<double>(step.samples);
+  correct_ += step.correct;
+  samples_ += step.samples;
+  ++steps_;
+  if (!active_) return;
+  const int64_t done = trainer.loader().state().next_batch, total = trainer.loader().batches_per_epoch();
+  const double t = now();
+  if (done < total && t - last_draw_ < 0.1) return;  // redraw at most ten times a second
+  last_draw_ = t;
+  constexpr int kWidth = 24;
+  const int filled = total ? static_cast<int>(kWidth * done / total) : kWidth;
+  const double rate = static_cast<double>(steps_) / std::max(t - start_, 1e-9);
+  std::fprintf(stderr, "\r%s [%-*s] %lld/%lld  loss %.4f  accuracy %.4f  %.0f steps/s  ETA %.0f s ", prefix_.c_str(),
+               kWidth, std::string(filled, '=').c_str(), static_cast<long long>(done), static_cast<long long>(total),
+               loss_sum_ / static_cast<double>(samples_), static_cast<double>(correct_) / static_cast<double>(samples_),
+               rate, rate > 0 ? static_cast<double>(total - done) / rate : 0.0);
+  std::fflush(stderr);
+}
+
+void ProgressBar::on_epoch_end(Trainer&, const EpochLogs&) {
+  if (active_ && last_draw_ >= 0) std::fprintf(stderr, "\r\033[K");
+  last_draw_ = -1.0;
+}
+
+ModelCheckpoint::ModelCheckpoint(std::string path, Metadata metadata)
+    : path_(std::move(path)), metadata_(std::move(metadata)) {}
+
+void ModelCheckpoint::on_epoch_end(Trainer& trainer, const EpochLogs&) {
+  trainer.save(path_, metadata_);
+  saved_step_ = trainer.steps_done();
+}
+
+void ModelCheckpoint::on_train_end(Trainer& trainer) {
+  if (saved_step_ == trainer.steps_done()) return;
+  trainer.save(path_, metadata_);
+  saved_step_ = trainer.steps_done();
+}
+
+EarlyStopping::EarlyStopping(EarlyStoppingOptions options) : options_(std::move(options)) {
+  const std::string& m = options_.monitor;
+  if (m != "loss" && m != "accuracy" && m != "val_loss" && m != "val_accuracy")
+    fail("EarlyStopping: unknown monitor '", m, "': choose one of loss, accuracy, val_loss, val_accuracy");
+  if (options_.patience < 0) fail("EarlyStopping: patience must be >= 0, got ", options_.patience);
+  if (!(options_.min_delta >= 0.0)) fail("EarlyStopping: min_delta must be >= 0, got ", options_.min_delta);
+}
+
+void EarlyStopping::on_train_begin(Trainer&) {
+  have_best_ = false;
+  wait_ = stopped_epoch_ = 0;
+  best_weights_.clear();
+}
+
+void EarlyStopping::on_epoch_end(Trainer& trainer, const EpochLogs& logs) {
+  const std::string& m = options_.monitor;
+  if (m.rfind("val_", 0) == 0 && !logs.has_validation)
+    fail("EarlyStopping: monitor '", m, "' needs validation data (TrainerOptions::validation)");
+  const double value = m == "loss" ? logs.loss : m == "accuracy" ? logs.accuracy : m == "val_loss" ? logs.val_loss
+                                                                                                   : logs.val_accuracy;
+  const double sign = m.find("accuracy") != std::string::npos ? 1.0 : -1.0;  // improvement is upwards for accuracy
+  if (!have_best_ || sign * (value - best_) > options_.min_delta) {
+    have_best_ = true;
+    best_ = value;
+    wait_ = 0;
+    if (options_.restore_best_weights) {
+      best_weights_.clear();
+      for (const auto& [name, t] : trainer.model().state()) best_weights_.push_back(t.clone());
+    }
+    return;
+  }
+  if (++wait_ >= options_.patience) {  // Keras 3: `wait` counts the epochs since the best one
+    stopped_epoch_ = logs.epoch;
+    trainer.stop();
+  }
+}
+
+void EarlyStopping::on_train_end(Trainer& trainer) {
+  if (!stopped_epoch_ || !options_.restore_best_weights || best_weights_.empty()) return;
+  const NamedTensors live = trainer.model().state();
+  for (size_t i = 0; i < live.size(); ++i) Tensor(live[i].second).copy_(best_weights_[i]);
+}
+
+LearningRateScheduler::LearningRateScheduler(std::function<float(int, float)> schedule)
+    : schedule_(std::move(schedule)) {
+  if (!schedule_) fail("LearningRateScheduler: the schedule is empty");
+}
+
+void LearningRateScheduler::on_epoch_begin(Trainer& trainer) {
+  Optimizer& optimizer = trainer.optimizer();
+  optimizer.set_learning_rate(schedule_(static_cast<int>(trainer.epoch()) - 1, optimizer.learning_rate()));
+}
+
+}  // namespace minidl

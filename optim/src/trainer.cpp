@@ -1,0 +1,195 @@
+// The Trainer: the one epoch loop in minidl, its callbacks, and training checkpoints that resume exactly.
+#include <algorithm>
+#include <chrono>
+
+#include "minidl/losses.h"
+#include "minidl/train.h"
+
+namespace minidl {
+namespace {
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+// Whether every optimizer parameter is one of the model's (then it can be named after them).
+bool all_in_model(const Optimizer& optimizer, const NamedTensors& named) {
+  for (const Tensor& p : optimizer.parameters())
+    if (std::none_of(named.begin(), named.end(), [&](const auto& e) { return e.second.same(p); })) return false;
+  return true;
+}
+}  // namespace
+
+Trainer::Trainer(Module& model, Optimizer& optimizer, DataLoader& loader, TrainerOptions options)
+    : model_(model), optimizer_(optimizer), loader_(loader), options_(std::move(options)) {
+  if (options_.epochs < 0) fail("Trainer: epochs must be >= 0, got ", options_.epochs);
+  if (options_.max_steps < -1) fail("Trainer: max_steps must be >= 0 (or -1: no limit), got ", options_.max_steps);
+  if (options_.validation_batch_size < 1)
+    fail("Trainer: validation batch size must be >= 1, got ", options_.validation_batch_size);
+  if (!options_.forward) {
+    if (!loader.one_hot())
+      fail("Trainer: the default loss (categorical cross-entropy) needs one-hot targets: construct the DataLoader "
+           "with one_hot = true, or give TrainerOptions::forward");
+    options_.forward = categorical_forward;
+  }
+  const Dataset& data = loader.dataset();
+  const LoaderOptions& lo = loader.options();
+  if (loader.batches_per_epoch() == 0)
+    fail("Trainer: the loader yields no batch: ", data.size(), " samples, batch size ", lo.batch_size,
+         lo.drop_last ? " with drop_last" : "", " — use a smaller batch");
+  const int64_t needed = model.min_training_batch({1, data.features()});
+  const int64_t smallest = std::min(lo.batch_size, loader.last_batch_size());
+  if (smallest < needed)
+    fail("Trainer: ", smallest == lo.batch_size ? "every batch" : "the last batch of each epoch", " holds ", smallest,
+         " sample", smallest == 1 ? "" : "s", " (", data.size(), " samples, batch size ", lo.batch_size,
+         ") but the model needs ", needed, " to train (batch normalisation cannot normalise one sample)",
+         smallest == lo.batch_size ? " — use a larger batch"
+                                   : " — set drop_last, or min_batch_size = 2 to skip only a batch that small");
+  if (all_in_model(optimizer, model.named_parameters())) optimizer.name_parameters(model.named_parameters());
+}
+
+Trainer& Trainer::add_callback(std::shared_ptr<Callback> callback) {
+  MINIDL_ASSERT(callback != nullptr);
+  callbacks_.push_back(std::move(callback));
+  return *this;
+}
+
+bool Trainer::finished() const {
+  if (stop_requested_) return true;
+  if (options_.max_steps >= 0 && steps_done() >= options_.max_steps) return true;
+  const LoaderState s = loader_.state();
+  const bool epoch_open = s.epoch > 0 && s.next_batch < loader_.batches_per_epoch();
+  return s.epoch >= options_.epochs && !epoch_open;
+}
+
+std::vector<EpochLogs> Trainer::fit() {
+  for (auto& c : callbacks_) c->on_train_begin(*this);
+  std::vector<EpochLogs> history;
+  while (!finished()) history.push_back(run_epoch());
+  for (auto& c : callbacks_) c->on_train_end(*this);
+  return history;
+}
+
+StepResult Trainer::step(const Batch& batch) {
+  model_.train();
+  const ForwardResult f = options_.forward(model_, batch);
+  optimizer_.zero_grad();
+  f.loss.backward();
+  for (auto& c : callbacks_) c->on_after_backward(*this);
+  optimizer_.step();
+  const StepResult result{f.loss.item(), count_correct(batch.labels, f.prediction), batch.x.size(0)};
+  for (auto& c : callbacks_) c->on_step_end(*this, result);
+  return result;
+}
+
+EpochLogs Trainer::run_epoch() {
+  const LoaderState s = loader_.state();
+  if (s.epoch == 0 || s.next_batch >= loader_.batches_per_epoch()) loader_.start_epoch();
+  for (auto& c : callbacks_) c->on_epoch_begin(*this);
+  EpochLogs logs;
+  logs.epoch = static_cast<int>(loader_.state().epoch);
+  double loss_sum = 0.0;
+  int64_t correct = 0, samples = 0;
+  const auto start = std::chrono::steady_clock::now();
+  while (!stop_requested_ && (options_.max_steps < 0 || steps_done() < options_.max_steps) && loader_.next(batch_)) {
+    const StepResult r = step(batch_);
+    loss_sum += r.loss * static_cast<double>(r.samples);
+    correct += r.correct;
+    samples += r.samples;
+    ++logs.steps;
+  }
+  logs.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  logs.loss = samples ? loss_sum / static_cast<double>(samples) : 0.0;
+  logs.accuracy = samples ? static_cast<double>(correct) / static_cast<double>(samples) : 0.0;
+  if (options_.validation) {
+    const Evaluation v = evaluate(model_, *options_.validation, options_.validation_batch_size);
+    logs.has_validation = true;
+    logs.val_loss = v.loss;
+    logs.val_accuracy = v.accuracy;
+  }
+  for (auto& c : callbacks_) c->on_epoch_end(*this, logs);
+  return logs;
+}
+
+void Trainer::save(const std::string& path, const Metadata& metadata) const {
+  NamedTensors tensors = model_.state();
+  for (const auto& [name, t] : optimizer_.state()) tensors.emplace_back(kOptimizerStatePrefix + name, t);
+  Metadata m = metadata;
+  for (const auto& [key, value] : optimizer_.config()) m[key] = value;
+  const LoaderOptions& lo = loader_.options();
+  const LoaderState s = loader_.state();
+  m["format"] = kCheckpointFormat;
+  m["trainer.step"] = std::to_string(steps_done());
+  m["trainer.epochs"] = std::to_string(options_.epochs);
+  m["trainer.max_steps"] = std::to_string(options_.max_steps);
+  m["trainer.validation_batch_size"] = std::to_string(options_.validation_batch_size);
+  m["loader.batch_size"] = std::to_string(lo.batch_size);
+  m["loader.shuffle"] = lo.shuffle ? "1" : "0";
+  m["loader.seed"] = std::to_string(lo.seed);
+  m["loader.drop_last"] = lo.drop_last ? "1" : "0";
+  m["loader.min_batch_size"] = std::to_string(lo.min_batch_size);
+  m["loader.size"] = std::to_string(loader_.dataset().size());
+  m["loader.epoch"] = std::to_string(s.epoch);
+  m["loader.next_batch"] = std::to_string(s.next_batch);
+  m["loader.epoch_rng"] = words_text(s.epoch_rng);
+  m["loader.rng"] = words_text(s.rng);
+  for (const auto& [name, generator] : model_.named_generators()) m["rng." + name] = words_text(generator->state());
+  save_safetensors(path, tensors, m);
+}
+
+void Trainer::resume(Checkpoint checkpoint, const std::string& path) {
+  upgrade_checkpoint(checkpoint, path);
+  const std::string source = "checkpoint '" + path + "'";
+  const MetadataReader m(checkpoint.metadata, source);
+  if (!m.has("trainer.step"))
+    fail(source, " holds a model but no training state (no 'trainer.step'): it cannot be resumed — start from its "
+                 "weights instead");
+  // The loader must draw the batches the checkpoint's position refers to.
+  const LoaderOptions& lo = loader_.options();
+  const auto same = [&](const std::string& key, int64_t mine, const char* what) {
+    if (!m.has(key)) return;
+    const int64_t theirs = m.integer(key, INT64_MIN, INT64_MAX);
+    if (theirs != mine)
+      fail(source, " was written with ", what, " ", theirs, " but the loader has ", mine,
+           ": the saved data position would point elsewhere — use the checkpoint's value");
+  };
+  same("loader.batch_size", lo.batch_size, "batch size");
+  same("loader.shuffle", lo.shuffle, "shuffle");
+  same("loader.seed", static_cast<int64_t>(lo.seed), "loader seed");
+  same("loader.drop_last", lo.drop_last, "drop_last");
+  same("loader.min_batch_size", lo.min_batch_size, "min_batch_size");
+  same("loader.size", loader_.dataset().size(), "a training set of size");
+  const std::string optimizer_name = optimizer_.config().at("optimizer.name");
+  if (m.text("optimizer.name") != optimizer_name)
+    fail(source, " holds the state of optimizer '", m.text("optimizer.name"), "', not '", optimizer_name, "'");
+
+  // Validate everything before changing anything: a failed resume leaves the trainer as it was.
+  LoaderState state;
+  state.epoch = m.integer("loader.epoch", 0, int64_t{1} << 40);
+  state.next_batch = m.integer("loader.next_batch", 0, loader_.batches_per_epoch());
+  state.epoch_rng = m.words("loader.epoch_rng");
+  state.rng = m.words("loader.rng");
+  const int64_t step = m.integer("trainer.step", 0, int64_t{1} << 53);
+  std::vector<std::pair<Generator*, std::array<uint64_t, 4>>> generators;
+  for (const auto& [name, generator] : model_.named_generators()) generators.emplace_back(generator, m.words("rng." + name));
+  std::map<std::string, Tensor> slots;
+  for (const auto& [name, t] : checkpoint.tensors)
+    if (starts_with(name, kOptimizerStatePrefix)) slots[name.substr(std::string(kOptimizerStatePrefix).size())] = t;
+
+  // Each load checks everything before it changes anything; the model's and loader's are undone when a
+  // later one fails, so a failed resume leaves the trainer as it was.
+  const LoaderState previous_position = loader_.state();
+  std::vector<Tensor> previous_weights;
+  for (const auto& [name, t] : model_.state()) previous_weights.push_back(t.clone());
+  try {
+    loader_.set_state(state);
+    model_.load_state(checkpoint.tensors);
+    optimizer_.load_state(slots);
+  } catch (const Error& e) {
+    loader_.set_state(previous_position);
+    const NamedTensors live = model_.state();
+    for (size_t i = 0; i < live.size(); ++i) Tensor(live[i].second).copy_(previous_weights[i]);
+    fail(source, ": ", e.what());
+  }
+  optimizer_.set_iterations(step);
+  for (auto& [generator, words] : generators) generator->set_state(words);
+}
+
+}  // namespace minidl
