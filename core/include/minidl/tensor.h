@@ -38,7 +38,7 @@ struct TensorImpl {
   std::shared_ptr<TensorImpl> grad;  // accumulated gradient; for op results, only during backward
   std::shared_ptr<Node> grad_fn;     // the op that made this tensor; released by backward
   /// Set by softmax(): the logits this tensor is the softmax of. Cross-entropy on probabilities uses them to
-  /// take the stable from-logits path, as Keras's fit does (spec §5). Points backwards only: no cycle.
+  /// take the stable from-logits path, as Keras's fit does (docs/keras.md §5). Points backwards only: no cycle.
   std::shared_ptr<TensorImpl> softmax_logits;
 };
 }  // namespace detail
