@@ -191,7 +191,7 @@ TEST_CASE("the graph is freed after backward and when handles go out of scope", 
   CHECK(live_graph_nodes() == before);
 }
 
-TEST_CASE("NoGradGuard stops graph building; detach cuts the graph", "[autograd]") {
+TEST_CASE("NoGradGuard stops graph building — detach cuts the graph", "[autograd]") {
   Tensor w = param({3}, 1);
   {
     const NoGradGuard guard;

@@ -183,7 +183,7 @@ TEST_CASE("registration returns handles that stay valid as more is registered", 
       "module 'twice': the name 'w' is already registered");
 }
 
-TEST_CASE("unnamed layers are named per parent, Keras-style; explicit names are kept", "[layers]") {
+TEST_CASE("unnamed layers are named per parent, Keras-style — explicit names are kept", "[layers]") {
   Sequential a, b;
   for (Sequential* m : {&a, &b}) {
     m->add(std::make_shared<Dense>(3, 3));
@@ -201,7 +201,7 @@ TEST_CASE("unnamed layers are named per parent, Keras-style; explicit names are 
   CHECK(Dense(2, 2).name() == "dense");  // a layer on its own is called by its default name
 }
 
-TEST_CASE("a partial load says what it skipped; one that matches nothing is an error", "[layers]") {
+TEST_CASE("a partial load says what it skipped — one that matches nothing is an error", "[layers]") {
   Generator gen(1);
   const auto model = document_model(gen);
   std::map<std::string, Tensor> other;

@@ -141,7 +141,7 @@ TEST_CASE("the Trainer's loop equals the hand-written one, and fit goes through 
   for (size_t i = 0; i < a.size(); ++i) CHECK(a[i].second.to_vector() == b[i].second.to_vector());
 }
 
-TEST_CASE("callbacks run in order; the hook after backward sees gradients before the step", "[train]") {
+TEST_CASE("callbacks run in order — the hook after backward sees gradients before the step", "[train]") {
   Pieces p(kDocumentModel, {.epochs = 2, .max_steps = 50});
   std::vector<std::string> events;
   auto spy = std::make_shared<LambdaCallback>();
@@ -225,7 +225,7 @@ TEST_CASE("a crafted data position is refused before it is used", "[train]") {
   }
 }
 
-TEST_CASE("a 1-sample last batch is skipped for batch normalisation, with a warning; the Trainer refuses it", "[train]") {
+TEST_CASE("a 1-sample last batch is skipped for batch normalisation, with a warning — the Trainer refuses it", "[train]") {
   const DatasetSplits data = make_synthetic(2001, 10, 3);
   ModelConfig c;
   const auto model = build_model(c);
