@@ -1,5 +1,6 @@
 // Tests of the data layer: IDX round trips (raw and gzip), every bad-input case, datasets by directory,
 // the loader's determinism, coverage, partial batches and resumable state; the real Fashion-MNIST if installed.
+#include <filesystem>
 #include <set>
 #include <sys/stat.h>
 
@@ -80,7 +81,7 @@ TEST_CASE("bad IDX input is refused, naming the file, the expectation and the fi
   CHECK_THROWS_WITH(read_idx(gz, 3), Catch::Contains("'" + gz + "'") && Catch::Contains("truncated gzip stream"));
 }
 
-TEST_CASE("datasets load by directory; mismatches and missing files are explained", "[data]") {
+TEST_CASE("datasets load by directory — mismatches and missing files are explained", "[data]") {
   TempDir dir;
   const DatasetSplits synthetic = make_synthetic(40, 10, 3);
   save_mnist_split(dir.path(), "train", synthetic.train, true);
@@ -89,7 +90,7 @@ TEST_CASE("datasets load by directory; mismatches and missing files are explaine
   CHECK(loaded.train.images == synthetic.train.images);
   CHECK(loaded.train.labels == synthetic.train.labels);
   CHECK(loaded.test.labels == synthetic.test.labels);
-  CHECK(loaded.train.height == 28);
+  CHECK(loaded.train.sample == Shape{28, 28, 1});
 
   CHECK_THROWS_WITH(load_mnist_dir(dir.path(), 5), Catch::Contains("is out of range: expected < 5 classes"));
   save_mnist_split(dir.path(), "t10k", synthetic.train.slice(0, 7), false);
@@ -205,10 +206,123 @@ TEST_CASE("the real Fashion-MNIST has 60000/10000 images of 28x28", "[data]") {
   const DatasetSplits fashion = load_mnist_dir(kFashionMnistDir);
   CHECK(fashion.train.size() == 60000);
   CHECK(fashion.test.size() == 10000);
-  CHECK(fashion.train.height == 28);
-  CHECK(fashion.train.width == 28);
+  CHECK(fashion.train.sample == Shape{28, 28, 1});
   CHECK(fashion.train.images.size() == 60000u * 784u);
   std::vector<int> counts(10);
   for (int32_t l : fashion.train.labels) ++counts[l];
   CHECK(counts == std::vector<int>(10, 6000));  // Fashion-MNIST is balanced
+}
+
+TEST_CASE("CSV data: numeric features, whole-number or text labels, quoting, and a test file mapped to the classes",
+          "[data]") {
+  TempDir dir;
+  write_bytes(dir.file("train.csv"), "\xEF\xBB\xBFx1, \"x,2\" ,species\r\n1.5,2,setosa\n\n-3,4e1,\"virginica\"\n0,0,setosa\n");
+  const Dataset train = load_csv(dir.file("train.csv"), "species");
+  CHECK(train.size() == 3);
+  CHECK(train.sample == Shape{2});
+  CHECK(train.values == std::vector<float>{1.5f, 2, -3, 40, 0, 0});
+  CHECK(train.class_names == std::vector<std::string>{"setosa", "virginica"});
+  CHECK(train.labels == std::vector<int32_t>{0, 1, 0});
+  CHECK(train.num_classes == 2);
+  CHECK_FALSE(train.is_images());
+  write_bytes(dir.file("test.csv"), "species,x1,\"x,2\"\nvirginica,1,1\n");
+  CHECK(load_csv(dir.file("test.csv"), "species", &train).labels == std::vector<int32_t>{1});
+  write_bytes(dir.file("odd.csv"), "species,x1,x2\nversicolor,1,1\n");
+  CHECK_THROWS_WITH(load_csv(dir.file("odd.csv"), "species", &train),
+                    Catch::Contains("label 'versicolor' of row 1 is not a class of the training data"));
+  write_bytes(dir.file("numbers.csv"), "a,label\n1,0\n2,3\n");
+  const Dataset numbers = load_csv(dir.file("numbers.csv"), "label");
+  CHECK(numbers.num_classes == 4);
+  CHECK(numbers.class_names.empty());
+  // New samples, with or without the label column.
+  CHECK(load_csv_features(dir.file("test.csv"), "species", 2).to_vector() == std::vector<float>{1, 1});
+  write_bytes(dir.file("new.csv"), "x1,x2\n5,6\n7,8\n");
+  CHECK(load_csv_features(dir.file("new.csv"), "species", 2).shape() == Shape{2, 2});
+}
+
+TEST_CASE("malformed CSV rows are refused naming the file, line and column", "[data]") {
+  TempDir dir;
+  const auto error = [&](const std::string& text, const std::string& label = "label") {
+    write_bytes(dir.file("d.csv"), text);
+    try {
+      load_csv(dir.file("d.csv"), label);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string f = "'" + dir.file("d.csv") + "'";
+  CHECK(error("a,b,label\n1,2,0\n3,x,1\n") == f + " line 3, column 2 ('b'): 'x' is not a finite number");
+  CHECK(error("a,b,label\n1,,0\n") == f + " line 2, column 2 ('b'): empty, expected a number");
+  CHECK(error("a,b,label\n1,2\n") == f + " line 2: 2 fields, expected 3 as the header has");
+  CHECK(error("a,b,label\n1,nan,0\n") == f + " line 2, column 2 ('b'): 'nan' is not a finite number");
+  CHECK(error("a,b,label\n\"1,2,0\n") == f + " line 2: a quoted field is not closed");
+  CHECK(error("a,b,class\n1,2,0\n") == f + ": no column is named 'label' (the columns: a, b, class) — name the label "
+                                           "column with --label");
+  CHECK(error("a,b,label\n") == f + " has a header but no rows");
+  CHECK(error("") == f + " is empty: expected a header line naming the columns");
+  CHECK(error("label\n1\n") == f + ": no feature column besides the label 'label'");
+  CHECK(error("a,label\n1,\n") == f + " line 2, column 2 ('label'): the label is empty");
+}
+
+TEST_CASE("a DataSpec names IDX directories or CSV files, with a test file or a validation split", "[data]") {
+  TempDir dir;
+  std::string csv = "f,label\n";
+  for (int i = 0; i < 10; ++i) csv += std::to_string(i) + "," + std::to_string(i % 2) + "\n";
+  write_bytes(dir.file("t.csv"), csv);
+  DataSpec spec{.train = dir.file("t.csv"), .validation_split = 0.3};
+  CHECK(spec.is_csv());
+  const DatasetSplits s = load_data(spec);
+  CHECK(s.train.size() == 7);
+  CHECK(s.test.size() == 3);
+  CHECK(s.test.values == std::vector<float>{7, 8, 9});
+  spec.validation_split = 0.0;
+  CHECK_THROWS_WITH(load_data(spec), Catch::Contains("a CSV training file needs test data: --test FILE, or "
+                                                     "--validation-split F"));
+  const DataSpec back = DataSpec::from_metadata(MetadataReader(DataSpec{.train = dir.file("t.csv"), .test = dir.file("t.csv")}.to_metadata(), "x"));
+  CHECK(back.test == std::filesystem::canonical(dir.file("t.csv")).string());
+  // Images of any size and any number of classes: 16x16, 3 classes.
+  DatasetSplits small = make_synthetic(30, 9, 2);
+  for (Dataset* d : {&small.train, &small.test}) {
+    Dataset resized;
+    resized.sample = {16, 16, 1};
+    for (int64_t i = 0; i < d->size(); ++i) {
+      for (int64_t y = 0; y < 16; ++y)
+        for (int64_t x = 0; x < 16; ++x) resized.images.push_back(d->images[i * 784 + (y + 6) * 28 + x + 6]);
+      resized.labels.push_back(d->labels[i] % 3);
+    }
+    *d = resized;
+  }
+  save_mnist_split(dir.path(), "train", small.train, true);
+  save_mnist_split(dir.path(), "t10k", small.test, false);
+  const DatasetSplits loaded = load_data({.train = dir.path()});
+  CHECK(loaded.train.sample == Shape{16, 16, 1});
+  CHECK(loaded.train.num_classes == 3);
+  CHECK(loaded.test.num_classes == 3);
+  CHECK_FALSE(DataSpec{.train = dir.path()}.is_csv());
+}
+
+TEST_CASE("image files: grayscale PNG and PGM read back their pixels — others are refused", "[data]") {
+  TempDir dir;
+  const Image image{2, 3, {0, 10, 20, 100, 200, 255}};
+  write_png(dir.file("a.png"), image);
+  const Image png = read_image(dir.file("a.png"));
+  CHECK(png.height == 2);
+  CHECK(png.width == 3);
+  CHECK(png.pixels == image.pixels);
+  write_bytes(dir.file("b.pgm"), std::string("P5\n# a comment\n3 2\n255\n") + std::string(image.pixels.begin(), image.pixels.end()));
+  CHECK(read_image(dir.file("b.pgm")).pixels == image.pixels);
+  write_bytes(dir.file("c.pgm"), "P2 3 2 15\n0 1 2\n3 14 15\n");
+  CHECK(read_image(dir.file("c.pgm")).pixels == std::vector<uint8_t>{0, 17, 34, 51, 238, 255});
+  write_bytes(dir.file("d.pgm"), std::string("P5 2 1 65535\n") + std::string("\xff\xff\x80\x00", 4));
+  CHECK(read_image(dir.file("d.pgm")).pixels == std::vector<uint8_t>{255, 128});
+  write_bytes(dir.file("short.pgm"), "P5 30 20 255\nabc");
+  CHECK_THROWS_WITH(read_image(dir.file("short.pgm")), Catch::Contains("holds fewer pixels than its 30x20 header says"));
+  write_bytes(dir.file("huge.pgm"), "P5 100000 100000 255\n");
+  CHECK_THROWS_WITH(read_image(dir.file("huge.pgm")), Catch::Contains("bad PGM size 100000x100000"));
+  write_bytes(dir.file("x.txt"), "hello");
+  CHECK_THROWS_WITH(read_image(dir.file("x.txt")), Catch::Contains("is neither a PNG nor a grayscale PGM"));
+  std::string broken = read_bytes(dir.file("a.png"));
+  write_bytes(dir.file("broken.png"), broken.substr(0, broken.size() / 2));
+  CHECK_THROWS_WITH(read_image(dir.file("broken.png")), Catch::Contains("broken.png"));
 }

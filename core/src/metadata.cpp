@@ -93,7 +93,10 @@ std::string words_text(const std::array<uint64_t, 4>& w) {
 
 std::string shape_text(const Shape& shape) {
   std::string s;
-  for (int i = 0; i < shape.rank(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+  for (int i = 0; i < shape.rank(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(shape[i]);
+  }
   return s;
 }
 

@@ -25,7 +25,7 @@ std::string find_file(const std::string& dir, const std::string& name) {
 }
 
 // One split; labels checked against num_classes when it is > 0, else counted from them (max label + 1).
-Dataset load_split(const std::string& dir, const std::string& prefix, int32_t num_classes, std::string* labels_file) {
+Dataset load_split(const std::string& dir, const std::string& prefix, int32_t num_classes) {
   const std::string images_path = find_file(dir, prefix + "-images-idx3-ubyte");
   const std::string labels_path = find_file(dir, prefix + "-labels-idx1-ubyte");
   IdxArray images = read_idx(images_path, 3);
@@ -34,8 +34,7 @@ Dataset load_split(const std::string& dir, const std::string& prefix, int32_t nu
     fail("'", images_path, "' holds ", images.dims[0], " images but '", labels_path, "' holds ", labels.dims[0],
          " labels; they must match");
   Dataset data;
-  data.height = images.dims[1];
-  data.width = images.dims[2];
+  data.sample = {images.dims[1], images.dims[2], 1};
   data.images = std::move(images.values);
   data.labels.resize(labels.values.size());
   int32_t largest = 0;
@@ -47,7 +46,6 @@ Dataset load_split(const std::string& dir, const std::string& prefix, int32_t nu
     largest = std::max(largest, data.labels[i]);
   }
   data.num_classes = num_classes > 0 ? num_classes : largest + 1;
-  *labels_file = labels_path;
   return data;
 }
 }  // namespace
@@ -58,21 +56,20 @@ std::string default_data_dir() {
 }
 
 DatasetSplits load_mnist_dir(const std::string& dir, int32_t num_classes) {
-  std::string train_labels, test_labels;
-  DatasetSplits s{load_split(dir, "train", num_classes, &train_labels), load_split(dir, "t10k", num_classes, &test_labels)};
-  if (s.test.height != s.train.height || s.test.width != s.train.width)
-    fail("'", dir, "': the test images are ", s.test.height, "x", s.test.width, " but the training images are ",
-         s.train.height, "x", s.train.width, "; they must match");
-  if (s.test.num_classes > s.train.num_classes)
-    fail("'", test_labels, "' has label ", s.test.num_classes - 1, " but the training labels ('", train_labels,
-         "') go up to ", s.train.num_classes - 1, ": a class the model never trains on");
-  s.test.num_classes = s.train.num_classes;
+  DatasetSplits s{load_split(dir, "train", num_classes), load_split(dir, "t10k", num_classes)};
+  if (!(s.test.sample == s.train.sample))
+    fail("'", dir, "': the test images are ", s.test.sample.str(), " but the training images are ",
+         s.train.sample.str(), "; they must match");
+  // The class count covers both sets: a class only the test set has still gets an output (that never trains).
+  s.train.num_classes = s.test.num_classes = std::max(s.train.num_classes, s.test.num_classes);
   return s;
 }
 
 void save_mnist_split(const std::string& dir, const std::string& prefix, const Dataset& data, bool gzip) {
+  if (!data.is_images() || data.sample.rank() != 3 || data.sample[2] != 1)
+    fail("save_mnist_split: MNIST files hold grayscale images [height, width, 1], not samples of shape ", data.sample.str());
   const std::string ext = gzip ? ".gz" : "";
-  write_idx(dir + "/" + prefix + "-images-idx3-ubyte" + ext, {{data.size(), data.height, data.width}, data.images},
+  write_idx(dir + "/" + prefix + "-images-idx3-ubyte" + ext, {{data.size(), data.sample[0], data.sample[1]}, data.images},
             gzip);
   IdxArray labels{{data.size()}, {}};
   for (int32_t l : data.labels) labels.values.push_back(static_cast<uint8_t>(l));
@@ -83,10 +80,11 @@ Dataset Dataset::slice(int64_t begin, int64_t end) const {
   if (begin < 0 || end > size() || begin > end)
     fail("Dataset::slice: [", begin, ", ", end, ") is out of range for ", size(), " samples");
   Dataset out;
-  out.height = height;
-  out.width = width;
+  out.sample = sample;
   out.num_classes = num_classes;
-  out.images.assign(images.begin() + begin * features(), images.begin() + end * features());
+  out.class_names = class_names;
+  if (is_images()) out.images.assign(images.begin() + begin * features(), images.begin() + end * features());
+  else out.values.assign(values.begin() + begin * features(), values.begin() + end * features());
   out.labels.assign(labels.begin() + begin, labels.begin() + end);
   return out;
 }
@@ -94,6 +92,7 @@ Dataset Dataset::slice(int64_t begin, int64_t end) const {
 Tensor Dataset::to_tensor() const {
   Tensor x = Tensor::empty({size(), features()});
   float* dst = x.data();
+  if (!is_images()) std::copy(values.begin(), values.end(), dst);
   for (size_t i = 0; i < images.size(); ++i) dst[i] = images[i] * (1.0f / 255.0f);
   return x;
 }

@@ -57,14 +57,19 @@ bool DataLoader::next(Batch& batch) {
     reuse_or_allocate(batch.one_hot, {rows, data_.num_classes});
     batch.one_hot.fill_(0.0f);
   }
-  // One pass over the rows this batch needs: uint8 → float in [0, 1]. (__restrict: a uint8_t pointer may
-  // alias anything, which would otherwise keep the conversion from vectorising.)
+  // One pass over the rows this batch needs: uint8 → float in [0, 1], or the values as they are. (__restrict:
+  // a uint8_t pointer may alias anything, which would otherwise keep the conversion from vectorising.)
+  const bool images = data_.is_images();
   internal::parallel_for(rows, features, [&](int64_t first, int64_t last) {
     for (int64_t r = first; r < last; ++r) {
       const int32_t row = order_[begin + r];
-      const uint8_t* __restrict src = data_.images.data() + static_cast<int64_t>(row) * features;
       float* __restrict dst = batch.x.data() + r * features;
-      for (int64_t j = 0; j < features; ++j) dst[j] = static_cast<float>(src[j]) * (1.0f / 255.0f);
+      if (images) {
+        const uint8_t* __restrict src = data_.images.data() + static_cast<int64_t>(row) * features;
+        for (int64_t j = 0; j < features; ++j) dst[j] = static_cast<float>(src[j]) * (1.0f / 255.0f);
+      } else {
+        std::copy_n(data_.values.data() + static_cast<int64_t>(row) * features, features, dst);
+      }
       batch.labels[r] = data_.labels[row];
       if (one_hot_) batch.one_hot.data()[r * data_.num_classes + batch.labels[r]] = 1.0f;
     }
@@ -80,9 +85,12 @@ void DataLoader::prefetch_next_batch() const {
   if (state_.next_batch >= batches_per_epoch()) return;
   const int64_t begin = state_.next_batch * options_.batch_size;
   const int64_t rows = std::min(options_.batch_size, data_.size() - begin), features = data_.features();
+  const int64_t bytes = features * (data_.is_images() ? 1 : static_cast<int64_t>(sizeof(float)));
+  const auto* base = data_.is_images() ? reinterpret_cast<const char*>(data_.images.data())
+                                       : reinterpret_cast<const char*>(data_.values.data());
   for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t* src = data_.images.data() + static_cast<int64_t>(order_[begin + r]) * features;
-    for (int64_t j = 0; j < features; j += 64) __builtin_prefetch(src + j);
+    const char* src = base + static_cast<int64_t>(order_[begin + r]) * bytes;
+    for (int64_t j = 0; j < bytes; j += 64) __builtin_prefetch(src + j);
   }
 }
 

@@ -10,3 +10,4 @@
 #include "minidl/random.h"
 #include "minidl/shape.h"
 #include "minidl/tensor.h"
+#include "minidl/version.h"

@@ -1,5 +1,6 @@
-// MNIST-style data: the IDX file format (raw or gzip), datasets by directory, a synthetic generator, and a
-// batch loader with Keras's fit semantics (seeded shuffle every epoch, partial last batch kept).
+// Data: datasets of images (IDX files, MNIST-style, any size) or tables (CSV), where a data set comes from
+// (DataSpec, which checkpoints record), image files (PNG, PGM), a synthetic generator, and a batch loader
+// with Keras's fit semantics (seeded shuffle every epoch, partial last batch kept).
 #pragma once
 
 #include <array>
@@ -7,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "minidl/metadata.h"
 #include "minidl/random.h"
 #include "minidl/tensor.h"
 
@@ -25,19 +27,23 @@ IdxArray read_idx(const std::string& path, int expected_rank);
 /// Writes an IDX file of unsigned bytes, gzip-compressed when `gzip`, atomically.
 void write_idx(const std::string& path, const IdxArray& array, bool gzip);
 
-/// Images kept as uint8 (47 MB for 60,000 28×28 images) and integer labels.
+/// Samples and their integer labels: images kept as uint8 pixels (47 MB for 60,000 28×28 images) and scaled
+/// to [0, 1] as they are batched, or tables kept as floats and used as they are.
 struct Dataset {
-  std::vector<uint8_t> images;  // [size, features] row-major
-  std::vector<int32_t> labels;  // [size]
-  int64_t height = 28, width = 28;
+  std::vector<uint8_t> images;  ///< [size, features] row-major pixels (image data), or empty
+  std::vector<float> values;    ///< [size, features] row-major numbers (tabular data), or empty
+  std::vector<int32_t> labels;  ///< [size], in [0, num_classes)
+  Shape sample{28, 28, 1};      ///< one sample: [height, width, channels] (channels last), or [features]
   int32_t num_classes = 10;
+  /// The classes' names when the data names them (a CSV's text labels, in class order); else empty.
+  std::vector<std::string> class_names;
+
   int64_t size() const { return static_cast<int64_t>(labels.size()); }
-  int64_t features() const { return height * width; }
-  /// One sample's shape: [height, width, 1] (grayscale images, channels last).
-  Shape sample_shape() const { return {height, width, 1}; }
+  int64_t features() const { return sample.numel(); }
+  bool is_images() const { return values.empty(); }
   /// Rows [begin, end) as a new dataset.
   Dataset slice(int64_t begin, int64_t end) const;
-  /// All images as floats in [0, 1], [size, features], and the labels.
+  /// All samples as floats (pixels / 255, or the values), [size, features].
   Tensor to_tensor() const;
 };
 
@@ -50,12 +56,49 @@ inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mni
 /// $MINIDL_DATA if set, else kFashionMnistDir.
 std::string default_data_dir();
 /// Loads train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-... from `dir` (Fashion-MNIST and
-/// MNIST alike, any image size). The class count is num_classes, or with 0 the largest training label + 1
-/// (the test labels must not go beyond it). A missing file gives an error with the fix (install the package
+/// MNIST alike, any image size). The class count is num_classes, or with 0 the largest label of either set + 1. A missing file gives an error with the fix (install the package
 /// or pass --data DIR).
 DatasetSplits load_mnist_dir(const std::string& dir, int32_t num_classes = 0);
 /// Writes a dataset split as the two standard files (prefix "train" or "t10k") into `dir`.
 void save_mnist_split(const std::string& dir, const std::string& prefix, const Dataset& data, bool gzip);
+
+/// Reads a CSV table (RFC 4180 quoting): a header naming the columns, one sample per line, the label in the
+/// column named `label`, every other column a number (a feature). Labels that are all whole numbers >= 0 are
+/// class indices (classes: the largest + 1); otherwise each distinct text is a class, in sorted order, named
+/// in class_names. With `train` (reading a test file), the columns must be the same, text labels must be among
+/// its classes, and whole-number labels may add classes (num_classes covers both). Errors name the file, the
+/// line and the column.
+Dataset load_csv(const std::string& path, const std::string& label, const Dataset* train = nullptr);
+/// The features of a CSV file of new samples, [rows, features]: every column but `label` (which may be absent).
+Tensor load_csv_features(const std::string& path, const std::string& label, int64_t features);
+
+/// Where a data set comes from, as flags give it and checkpoints record it, so that evaluate and predict need
+/// nothing but the checkpoint.
+struct DataSpec {
+  std::string train{};            ///< a directory of MNIST-format IDX files, or a CSV file
+  std::string test{};             ///< a CSV test file; empty: the IDX directory's t10k files, or the split
+  std::string label = "label";    ///< the CSV label column
+  double validation_split = 0.0;  ///< > 0: the last fraction of `train` is the test set (Keras)
+
+  /// True when `train` names a file (CSV) rather than a directory.
+  bool is_csv() const;
+  Metadata to_metadata() const;  ///< data.train (absolute), data.test, data.label, data.validation_split
+  static DataSpec from_metadata(const MetadataReader& metadata);
+};
+
+/// Loads the training and test sets a spec names. A CSV training file needs a test file or a validation split.
+DatasetSplits load_data(const DataSpec& spec);
+
+/// A grayscale image file, PNG (through libpng) or binary/ASCII PGM: its pixels row by row, as uint8.
+struct Image {
+  int64_t height = 0, width = 0;
+  std::vector<uint8_t> pixels;
+};
+/// Reads a PNG or PGM file (by its first bytes). Throws naming the file for anything else, a colour image, or
+/// a file that is not what it claims.
+Image read_image(const std::string& path);
+/// Writes a grayscale PNG, atomically.
+void write_png(const std::string& path, const Image& image);
 
 /// A learnable, seeded MNIST-like set: each class is a noisy, randomly shifted copy of its own random
 /// stroke pattern, 28×28 uint8. For tests and a run without any install.

@@ -1,0 +1,110 @@
+// Image files: PNG through libpng's simplified API, PGM (P5 binary and P2 text) read here; grayscale only.
+#include <png.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "minidl/atomic_file.h"
+#include "minidl/data.h"
+#include "minidl/error.h"
+
+namespace minidl {
+namespace {
+constexpr int64_t kMaxPixels = int64_t{1} << 28;  // 256 Mpixels: far beyond any image a classifier takes
+
+Image read_png(const std::string& path) {
+  png_image png{};
+  png.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_file(&png, path.c_str())) fail("'", path, "': not a readable PNG (", png.message, ")");
+  struct Free {
+    png_image& p;
+    ~Free() { png_image_free(&p); }
+  } free_png{png};
+  if (png.format & PNG_FORMAT_FLAG_COLOR)
+    fail("'", path, "' is a colour image; the model takes grayscale images (convert it first, e.g. "
+                    "`convert in.png -colorspace Gray out.png`)");
+  if (int64_t{png.width} * int64_t{png.height} > kMaxPixels)
+    fail("'", path, "': ", png.width, "x", png.height, " is too large an image");
+  Image image{png.height, png.width, {}};
+  // 8-bit gray; an alpha channel is composited onto black, the background of MNIST-style images.
+  png.format = PNG_FORMAT_GRAY;
+  image.pixels.resize(PNG_IMAGE_SIZE(png));
+  const png_color black{0, 0, 0};
+  if (!png_image_finish_read(&png, &black, image.pixels.data(), 0, nullptr))
+    fail("'", path, "': a broken PNG (", png.message, ")");
+  return image;
+}
+
+// PGM: "P5" (binary) or "P2" (text), width, height and maxval separated by whitespace, "#" comments between
+// them, then the pixels, one or two bytes each (maxval > 255: big-endian). Scaled to 0..255.
+Image read_pgm(const std::string& path, const std::string& bytes) {
+  size_t at = 2;
+  const auto number = [&](const char* what) -> int64_t {
+    while (at < bytes.size() && (std::isspace(static_cast<unsigned char>(bytes[at])) || bytes[at] == '#')) {
+      if (bytes[at] == '#') at = bytes.find('\n', at);
+      else ++at;
+      if (at == std::string::npos) at = bytes.size();
+    }
+    int64_t v = 0;
+    const size_t start = at;
+    while (at < bytes.size() && bytes[at] >= '0' && bytes[at] <= '9' && at - start < 9) v = v * 10 + (bytes[at++] - '0');
+    if (at == start || (at < bytes.size() && !std::isspace(static_cast<unsigned char>(bytes[at]))))
+      fail("'", path, "': the PGM header's ", what, " is not a number");
+    return v;
+  };
+  const bool binary = bytes[1] == '5';
+  const int64_t width = number("width"), height = number("height"), maxval = number("maxval");
+  if (width < 1 || height < 1 || width * height > kMaxPixels) fail("'", path, "': bad PGM size ", width, "x", height);
+  if (maxval < 1 || maxval > 65535) fail("'", path, "': PGM maxval ", maxval, " is outside 1..65535");
+  const int64_t count = width * height, sample_bytes = maxval > 255 ? 2 : 1;
+  ++at;  // the single whitespace after maxval
+  if (binary && static_cast<int64_t>(bytes.size()) - static_cast<int64_t>(at) < count * sample_bytes)
+    fail("'", path, "': the PGM holds fewer pixels than its ", width, "x", height, " header says");
+  Image image{height, width, std::vector<uint8_t>(static_cast<size_t>(count))};
+  for (int64_t i = 0; i < count; ++i) {
+    int64_t v;
+    if (binary) {
+      const auto byte = [&](int64_t k) { return static_cast<int64_t>(static_cast<uint8_t>(bytes[at + k])); };
+      v = sample_bytes == 2 ? byte(2 * i) * 256 + byte(2 * i + 1) : byte(i);
+    } else {
+      v = number("pixel");
+    }
+    if (v > maxval) fail("'", path, "': pixel ", i, " is ", v, ", above maxval ", maxval);
+    image.pixels[static_cast<size_t>(i)] = static_cast<uint8_t>((v * 255 + maxval / 2) / maxval);
+  }
+  return image;
+}
+}  // namespace
+
+Image read_image(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open '", path, "': ", std::strerror(errno));
+  char head[8] = {};
+  in.read(head, 8);
+  if (in.gcount() == 8 && std::memcmp(head, "\x89PNG\r\n\x1a\n", 8) == 0) return read_png(path);
+  if (in.gcount() >= 2 && head[0] == 'P' && (head[1] == '5' || head[1] == '2')) {
+    in.seekg(0);
+    const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    return read_pgm(path, bytes);
+  }
+  fail("'", path, "' is neither a PNG nor a grayscale PGM (P5 or P2) image");
+}
+
+void write_png(const std::string& path, const Image& image) {
+  if (image.height < 1 || image.width < 1 || static_cast<int64_t>(image.pixels.size()) != image.height * image.width)
+    fail("write_png '", path, "': ", image.pixels.size(), " pixels for a ", image.width, "x", image.height, " image");
+  write_file_atomically(path, [&](const std::string& tmp) {
+    png_image png{};
+    png.version = PNG_IMAGE_VERSION;
+    png.width = static_cast<png_uint_32>(image.width);
+    png.height = static_cast<png_uint_32>(image.height);
+    png.format = PNG_FORMAT_GRAY;
+    if (!png_image_write_to_file(&png, tmp.c_str(), 0, image.pixels.data(), 0, nullptr))
+      fail("cannot write '", tmp, "': ", png.message);
+  });
+}
+
+}  // namespace minidl
