@@ -3,6 +3,7 @@
 
 #include "minidl/functional.h"
 #include "minidl/layers.h"
+#include "minidl/onnx.h"
 #include "minidl/ops.h"
 
 namespace minidl {
@@ -39,8 +40,30 @@ Tensor Dense::forward(const Tensor& x) {
   return z;
 }
 
+std::string Dense::export_onnx(OnnxGraph& graph, const std::string& input, const Shape&) const {
+  // Gemm: Y = X · kernel + bias, the kernel as Keras stores it, [in, units].
+  const std::string y = graph.node("Gemm", {input, graph.constant(name() + "/kernel", kernel_), graph.constant(name() + "/bias", bias_)},
+                                   name() + "/gemm");
+  switch (activation_) {
+    case Activation::relu: return graph.node("Relu", {y}, name() + "/relu");
+    case Activation::softmax: return graph.node("Softmax", {y}, name() + "/softmax", {OnnxAttribute::integer("axis", -1)});
+    case Activation::none: break;
+  }
+  return y;
+}
+
 Tensor ReLU::forward(const Tensor& x) { return relu(x); }
 Tensor Softmax::forward(const Tensor& x) { return softmax(x); }
+
+std::string ReLU::export_onnx(OnnxGraph& graph, const std::string& input, const Shape&) const {
+  return graph.node("Relu", {input}, name());
+}
+
+std::string Softmax::export_onnx(OnnxGraph& graph, const std::string& input, const Shape&) const {
+  return graph.node("Softmax", {input}, name(), {OnnxAttribute::integer("axis", -1)});
+}
+
+std::string Dropout::export_onnx(OnnxGraph&, const std::string& input, const Shape&) const { return input; }
 
 Dropout::Dropout(float rate, uint64_t seed, std::string name)
     : Module(std::move(name)), rate_(rate), generator_(seed) {

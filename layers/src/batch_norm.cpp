@@ -9,6 +9,7 @@
 #include "minidl/internal/column_sums.h"
 #include "minidl/internal/parallel.h"
 #include "minidl/layers.h"
+#include "minidl/onnx.h"
 
 namespace minidl {
 namespace {
@@ -185,6 +186,19 @@ int64_t BatchNormalization::min_training_batch(const Shape& input) const {
   // H×W), not when it holds one value per channel. A frozen layer uses its moving statistics.
   const int64_t per_sample = input.rank() > 1 ? input.numel() / std::max<int64_t>(input[0], 1) / features_ : 1;
   return trainable() && per_sample < 2 ? 2 : 1;
+}
+
+std::string BatchNormalization::export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const {
+  if (input_shape.rank() != 2)
+    fail("BatchNormalization '", name(), "': ONNX export of a ", input_shape.rank(), "-D input is not supported");
+  // Inference form: BatchNormalization(X, scale, B, mean, var) with the moving statistics (ONNX takes [N, C]).
+  const Tensor scale = gamma_.defined() ? gamma_ : Tensor::ones({features_});
+  const Tensor shift = beta_.defined() ? beta_ : Tensor::zeros({features_});
+  return graph.node("BatchNormalization",
+                    {input, graph.constant(name() + "/gamma", scale), graph.constant(name() + "/beta", shift),
+                     graph.constant(name() + "/moving_mean", moving_mean_),
+                     graph.constant(name() + "/moving_variance", moving_variance_)},
+                    name(), {OnnxAttribute::real("epsilon", options_.epsilon)});
 }
 
 std::string BatchNormalization::summary_note() const {

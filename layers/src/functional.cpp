@@ -51,6 +51,12 @@ Shape MomentsNormalization::output_shape(const Shape& input) const {
   return input;
 }
 
+std::string MomentsNormalization::export_onnx(OnnxGraph&, const std::string&, const Shape&) const {
+  fail("layer '", name(), "' normalises every batch with that batch's own statistics (manual mode): it has no "
+       "moving statistics, so no inference form to export — a prediction would depend on the other samples in its "
+       "batch. Train with --norm running or batchwise to export.");
+}
+
 Tensor MomentsNormalization::forward(const Tensor& x) {
   output_shape(x.shape());
   if (x.size(0) < 2)

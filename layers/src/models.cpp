@@ -187,6 +187,11 @@ Metadata ModelConfig::to_metadata() const {
              {"model.epsilon", exact_text(epsilon)},
              {"model.seed", std::to_string(seed)}};
   if (momentum) m["model.momentum"] = exact_text(*momentum);
+  if (!class_names.empty()) {
+    std::string names;  // one per line: CSV labels never hold a line break
+    for (const std::string& n : class_names) names += (names.empty() ? "" : "\n") + n;
+    m["model.class_names"] = names;
+  }
   return m;
 }
 
@@ -203,6 +208,12 @@ ModelConfig ModelConfig::from_metadata(const MetadataReader& m) {
   c.epsilon = static_cast<float>(m.number("model.epsilon", 1e-12, 1e3));
   c.seed = static_cast<uint64_t>(m.integer("model.seed", 0, INT64_MAX));
   if (m.has("model.momentum")) c.momentum = static_cast<float>(m.number("model.momentum", 0.0, 1.0));
+  if (m.has("model.class_names")) {
+    c.class_names = split(m.text("model.class_names"), '\n');
+    if (static_cast<int64_t>(c.class_names.size()) != c.classes)
+      m.fail_at("model.class_names", "names " + std::to_string(c.class_names.size()) + " classes, but model.classes is " +
+                                         std::to_string(c.classes));
+  }
   return c;
 }
 

@@ -73,6 +73,10 @@ std::string Module::default_name() const {
 int64_t Module::min_training_batch(const Shape&) const { return 1; }
 double Module::product_flops(const Shape&) const { return 0.0; }
 
+std::string Module::export_onnx(OnnxGraph&, const std::string&, const Shape&) const {
+  fail("layer '", name(), "' (", type_name(), ") has no ONNX form");
+}
+
 void Module::check_new_name(const std::string& name) const {
   if (name.empty() || name.find('/') != std::string::npos)
     fail("module '", this->name(), "': bad name '", name, "' (names are non-empty and contain no '/')");

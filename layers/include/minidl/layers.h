@@ -17,6 +17,7 @@ class Dense : public Module {
   Tensor forward(const Tensor& x) override;
   Shape output_shape(const Shape& input) const override;
   double product_flops(const Shape& input) const override;
+  std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
   std::string type_name() const override { return "Dense"; }
   Tensor& kernel() { return kernel_; }
   Tensor& bias() { return bias_; }
@@ -32,6 +33,7 @@ class ReLU : public Module {
  public:
   explicit ReLU(std::string name = {}) : Module(std::move(name)) {}
   Tensor forward(const Tensor& x) override;
+  std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
   std::string type_name() const override { return "ReLU"; }
 };
 
@@ -40,6 +42,7 @@ class Softmax : public Module {
  public:
   explicit Softmax(std::string name = {}) : Module(std::move(name)) {}
   Tensor forward(const Tensor& x) override;
+  std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
   std::string type_name() const override { return "Softmax"; }
 };
 
@@ -50,6 +53,8 @@ class Dropout : public Module {
  public:
   explicit Dropout(float rate, uint64_t seed = 0, std::string name = {});
   Tensor forward(const Tensor& x) override;
+  /// Inference form: the identity, so nothing is added.
+  std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
   std::string type_name() const override { return "Dropout"; }
   float rate() const { return rate_; }
 
@@ -78,6 +83,7 @@ class BatchNormalization : public Module {
   Tensor forward(const Tensor& x) override;
   Shape output_shape(const Shape& input) const override;
   int64_t min_training_batch(const Shape& input) const override;
+  std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
   std::string type_name() const override { return "BatchNormalization"; }
   std::string summary_note() const override;
   const BatchNormalizationOptions& options() const { return options_; }
@@ -102,6 +108,8 @@ class MomentsNormalization : public Module {
   Tensor forward(const Tensor& x) override;
   Shape output_shape(const Shape& input) const override;
   int64_t min_training_batch(const Shape&) const override { return 2; }
+  /// Refuses: it always normalises with the statistics of the batch it is given, so it has no inference form.
+  std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
   std::string type_name() const override { return "MomentsNormalization"; }
   /// Named like the BatchNormalization it stands in for, so the three modes share tensor names.
   std::string default_name() const override { return "batch_normalization"; }

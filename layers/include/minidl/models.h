@@ -56,6 +56,8 @@ struct ModelConfig {
   Shape input_shape{28, 28, 1};
   /// The number of classes: the model must end with that many outputs and a softmax (0: not checked).
   int64_t classes = 10;
+  /// The classes' names, when the data names them (a CSV's text labels), in class order; else empty.
+  std::vector<std::string> class_names;
   /// BatchNormalization momentum (Keras convention); unset: 0.99, or 0 in batchwise mode.
   std::optional<float> momentum;
   float epsilon = 1e-3f;  ///< normalisation epsilon

@@ -13,6 +13,8 @@
 
 namespace minidl {
 
+class OnnxGraph;
+
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 using NamedGenerators = std::vector<std::pair<std::string, Generator*>>;
 
@@ -57,6 +59,9 @@ class Module {
 
   /// FLOPs of the matrix products in a forward pass on `input` (2 per multiply-add), for benchmarks.
   virtual double product_flops(const Shape& input) const;
+  /// Adds the layer's inference form to an ONNX graph, reading the value `input` of shape `input_shape`
+  /// (batch axis first); returns the name of its output value. Throws for a layer that has no inference form.
+  virtual std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const;
 
   /// The explicit name, or default_name() while no parent has named the module.
   std::string name() const { return name_.empty() ? default_name() : name_; }
