@@ -166,7 +166,7 @@ int bench_command(int argc, char** argv) {
       "model", "measure this model (at batch 32 and 256) instead of the document's configurations",
       cxxopts::value<std::string>())("norm", "what each bn becomes, with --model", cxxopts::value<std::string>()->default_value("running"))(
       "match", "only configurations whose name contains this text", cxxopts::value<std::string>()->default_value(""))(
-      "data", "directory with the MNIST-format files", cxxopts::value<std::string>()->default_value(default_data_dir()))(
+      "data", "a directory of MNIST-format files", cxxopts::value<std::string>()->default_value(default_data_dir()))(
       "h,help", "show this help");
   const auto f = parse_flags(options, argc, argv, "minidl bench --thread-counts 1,2");
   std::vector<int> thread_counts;
@@ -179,12 +179,14 @@ int bench_command(int argc, char** argv) {
   const int64_t steps = f["steps"].as<int64_t>();
   if (steps < 1) fail("--steps must be >= 1, got ", steps);
 
-  const DatasetSplits data = load_data(f["data"].as<std::string>());
+  DataSpec spec;
+  spec.train = f["data"].as<std::string>();
+  const DatasetSplits data = load_logged(spec);
   const auto config = [&](std::string name, int64_t batch, NormMode norm, int64_t hidden, std::string description) {
     ModelConfig m;
     m.description = description.empty() ? document_model_description(hidden, data.train.num_classes) : description;
     m.norm = norm;
-    m.input_shape = data.train.sample_shape();
+    m.input_shape = data.train.sample;
     m.classes = data.train.num_classes;
     return BenchConfig{std::move(name), m, batch, description.empty() ? hidden : 0};
   };

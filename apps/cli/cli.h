@@ -15,6 +15,8 @@ int compare_command(int argc, char** argv);
 int gradcheck_command(int argc, char** argv);
 int bench_command(int argc, char** argv);
 int summary_command(int argc, char** argv);
+int predict_command(int argc, char** argv);
+int export_command(int argc, char** argv);
 
 /// Parses a command's flags; on --help prints the help with an example and exits 0; rejects stray arguments
 /// with the list of valid flags.

@@ -8,8 +8,12 @@
 namespace minidl::cli {
 
 void add_common_flags(cxxopts::Options& options) {
-  options.add_options("common")("data", "directory with the MNIST-format files (or set MINIDL_DATA)",
+  options.add_options("common")("data", "a directory of MNIST-format files (or set MINIDL_DATA), or a CSV file",
                                 cxxopts::value<std::string>()->default_value(default_data_dir()))(
+      "test", "a CSV test file (with a CSV --data)", cxxopts::value<std::string>())(
+      "label", "the CSV label column", cxxopts::value<std::string>()->default_value("label"))(
+      "validation-split", "hold out this last fraction of the training data as the test set",
+      cxxopts::value<double>()->default_value("0"))(
       "threads", "OpenMP threads (0: the default)", cxxopts::value<int>()->default_value("0"))(
       "seed", "seed for initial weights, dropout and shuffling", cxxopts::value<uint64_t>()->default_value("1"))(
       "h,help", "show this help");

@@ -146,7 +146,7 @@ int compare_command(int argc, char** argv) {
   for (std::string item; std::getline(list, item, ',');) modes.push_back(parse_norm_mode(item));
   if (f.count("norm")) fail("compare trains every mode in --modes: give --modes instead of --norm");
 
-  const DatasetSplits data = load_data(f["data"].as<std::string>());
+  const DatasetSplits data = load_logged(data_spec_from_flags(f));
   const RunConfig config = run_config_from_flags(f, data.train);
   std::vector<ModeResult> results;
   for (NormMode mode : modes) results.push_back(run_mode(mode, config, data));

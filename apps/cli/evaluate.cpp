@@ -23,10 +23,7 @@ int evaluate_command(int argc, char** argv) {
 
   const std::string path = f["model"].as<std::string>();
   const LoadedModel loaded = load_model(path);
-  const auto recorded = loaded.checkpoint.metadata.find("data.dir");
-  if (!f.count("data") && recorded == loaded.checkpoint.metadata.end())
-    fail("checkpoint '", path, "' does not record the data it was trained on (written by minidl 0.1): pass --data DIR");
-  const DatasetSplits data = load_data(f.count("data") ? f["data"].as<std::string>() : recorded->second);
+  const DatasetSplits data = load_logged(data_spec_for(f, loaded.checkpoint.metadata, path, true));
   check_data_fits(loaded.config, data.test, "in '" + path + "'");
   const Evaluation e = evaluate(*loaded.model, data.test, batch_size, f["batch-statistics"].as<bool>());
   if (f["json"].as<bool>())

@@ -17,7 +17,7 @@ int gradcheck_command(int argc, char** argv) {
   apply_threads(f);
   const int64_t batch_size = f["batch-size"].as<int64_t>();
   if (batch_size < 1) fail("--batch-size must be >= 1, got ", batch_size);
-  const DatasetSplits data = load_data(f["data"].as<std::string>());
+  const DatasetSplits data = load_logged(data_spec_from_flags(f));
   const ModelConfig config = model_config_from_flags(f, data.train);
   const auto model = build_model(config);
   const int64_t needed = model->min_training_batch({1, data.train.features()});

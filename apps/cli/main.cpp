@@ -15,6 +15,8 @@ Usage: minidl <command> [flags]      (minidl <command> --help for its flags)
 Commands:
   train      train a model (--model, default the document's: dense:64,relu,bn,dense:10,softmax)
   evaluate   test loss and accuracy of a saved model
+  predict    class probabilities of a saved model for images, a CSV, or its test data
+  export     a saved model as an ONNX file
   summary    a model's layers, output shapes and parameter counts, as Keras prints them
   compare    train every normalisation mode from the same initial weights; one table side by side
   gradcheck  finite-difference check of the whole model's gradients
@@ -24,6 +26,7 @@ Examples:
   minidl compare --epochs 5 --out results
   minidl train --model dense:256,relu,bn,dense:128,relu,bn,dense:10,softmax --epochs 3 --save model.safetensors
   minidl evaluate --model model.safetensors
+  minidl predict --model model.safetensors --first 5
 )";
 }  // namespace
 
@@ -43,7 +46,10 @@ int main(int argc, char** argv) {
     if (command == "gradcheck") return minidl::cli::gradcheck_command(argc - 1, argv + 1);
     if (command == "bench") return minidl::cli::bench_command(argc - 1, argv + 1);
     if (command == "summary") return minidl::cli::summary_command(argc - 1, argv + 1);
-    spdlog::error("unknown command '{}': choose one of train, evaluate, summary, compare, gradcheck, bench", command);
+    if (command == "predict") return minidl::cli::predict_command(argc - 1, argv + 1);
+    if (command == "export") return minidl::cli::export_command(argc - 1, argv + 1);
+    spdlog::error("unknown command '{}': choose one of train, evaluate, predict, export, summary, compare, gradcheck, "
+                  "bench", command);
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
   }

@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
-#include <filesystem>
 
 namespace minidl::cli {
 namespace {
@@ -26,8 +25,28 @@ std::string text(const std::string& v) { return v; }
 
 Metadata RunConfig::to_metadata() const {
   Metadata m = model.to_metadata();
-  m["data.dir"] = data_dir;
+  m.merge(data.to_metadata());
   return m;
+}
+
+DataSpec data_spec_from_flags(const cxxopts::ParseResult& f) {
+  DataSpec spec;
+  spec.train = flag<std::string>(f, "data", default_data_dir());
+  spec.test = flag<std::string>(f, "test", "");
+  spec.label = flag<std::string>(f, "label", "label");
+  spec.validation_split = flag<double>(f, "validation-split", 0.0);
+  if (!(spec.validation_split >= 0.0 && spec.validation_split < 1.0))
+    fail("--validation-split must be in [0, 1), got ", spec.validation_split);
+  return spec;
+}
+
+DataSpec data_spec_for(const cxxopts::ParseResult& f, const Metadata& checkpoint, const std::string& path, bool required) {
+  if (f.count("data") || !checkpoint.count("data.train")) {
+    if (required && !f.count("data"))
+      fail("checkpoint '", path, "' does not record the data it was trained on (written by minidl 0.1): pass --data");
+    return data_spec_from_flags(f);
+  }
+  return DataSpec::from_metadata(MetadataReader(checkpoint, "checkpoint '" + path + "'"));
 }
 
 void add_model_flags(cxxopts::Options& options) {
@@ -48,8 +67,9 @@ ModelConfig model_config_from_flags(const cxxopts::ParseResult& f, const Dataset
   if (hidden < 1) fail("--hidden must be >= 1, got ", hidden);
   c.description = f.count("model") ? f["model"].as<std::string>() : document_model_description(hidden, train.num_classes);
   c.norm = parse_norm_mode(flag<std::string>(f, "norm", "running"));
-  c.input_shape = train.sample_shape();
+  c.input_shape = train.sample;
   c.classes = train.num_classes;
+  c.class_names = train.class_names;
   if (f.count("momentum")) c.momentum = f["momentum"].as<float>();
   if (c.momentum && !(*c.momentum >= 0.0f && *c.momentum <= 1.0f))
     fail("--momentum must be in [0, 1] (Keras convention: the weight on the old moving value), got ", *c.momentum);
@@ -70,7 +90,7 @@ RunConfig run_config_from_flags(const cxxopts::ParseResult& f, const Dataset& tr
   r.shuffle = !flag<bool>(f, "no-shuffle", false);
   r.drop_last = flag<bool>(f, "drop-last", false);
   r.eval_batch_size = flag<int64_t>(f, "eval-batch-size", 32);
-  r.data_dir = absolute_dir(flag<std::string>(f, "data", default_data_dir()));
+  r.data = data_spec_from_flags(f);
   if (r.epochs < 1) fail("--epochs must be >= 1, got ", r.epochs);
   if (r.max_steps < -1) fail("--steps must be >= 0, got ", r.max_steps);
   if (r.batch_size < 1) fail("--batch-size must be >= 1, got ", r.batch_size);
@@ -93,14 +113,14 @@ RunConfig resumed_run_config(const cxxopts::ParseResult& f, const Checkpoint& ch
   saved.drop_last = m.has("loader.drop_last") && m.boolean("loader.drop_last");
   if (m.has("trainer.validation_batch_size"))
     saved.eval_batch_size = m.integer("trainer.validation_batch_size", 1, int64_t{1} << 40);
-  saved.data_dir = f.count("data") || !m.has("data.dir") ? absolute_dir(f["data"].as<std::string>()) : m.text("data.dir");
+  saved.data = data_spec_for(f, upgraded.metadata, path, false);
 
   // Flags the checkpoint fixes may be repeated with the same value (the same command line resumes), never
   // changed. Their values are read as a fresh run would read them, here with the checkpoint's data shapes.
   Dataset shapes;
-  shapes.height = saved.model.input_shape.numel();
-  shapes.width = 1;
+  shapes.sample = saved.model.input_shape;
   shapes.num_classes = static_cast<int32_t>(saved.model.classes);
+  shapes.class_names = saved.model.class_names;
   const RunConfig given = run_config_from_flags(f, shapes);
   const auto check = [&](const char* name, bool given_flag, const auto& mine, const auto& theirs) {
     if (given_flag && !(mine == theirs))
@@ -117,7 +137,15 @@ RunConfig resumed_run_config(const cxxopts::ParseResult& f, const Checkpoint& ch
   check("lr", f.count("lr"), given.learning_rate, saved.learning_rate);
   check("no-shuffle", f.count("no-shuffle"), !given.shuffle, !saved.shuffle);
   check("drop-last", f.count("drop-last"), given.drop_last, saved.drop_last);
-  check("data", f.count("data") && m.has("data.dir"), given.data_dir, m.has("data.dir") ? m.text("data.dir") : "");
+  if (m.has("data.train")) {
+    const Metadata given_data = given.data.to_metadata();
+    check("data", f.count("data"), given_data.at("data.train"), m.text("data.train"));
+    check("test", f.count("test"), given.data.test.empty() ? "" : given_data.at("data.test"),
+          m.has("data.test") ? m.text("data.test") : "");
+    check("label", f.count("label"), given.data.label, saved.data.label);
+    check("validation-split", f.count("validation-split"), given_data.at("data.validation_split"),
+          m.text("data.validation_split"));
+  }
   // What may change: how long to train, and how to evaluate.
   saved.epochs = f.count("epochs") ? given.epochs : saved.epochs;
   saved.max_steps = given.max_steps;
@@ -127,12 +155,13 @@ RunConfig resumed_run_config(const cxxopts::ParseResult& f, const Checkpoint& ch
 
 void check_data_fits(const ModelConfig& model, const Dataset& data, const std::string& model_source) {
   if (data.features() != model.input_shape.numel() || data.num_classes > model.classes)
-    fail("the model ", model_source, " takes ", shape_text(model.input_shape), " inputs with ", model.classes,
-         " classes; the data has ", data.height, "x", data.width, " images with ", data.num_classes, " classes");
+    fail("the model ", model_source, " takes samples of shape ", model.input_shape.str(), " in ", model.classes,
+         " classes; the data has samples of shape ", data.sample.str(), " in ", data.num_classes, " classes");
 }
 
 Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {
   check_data_fits(c.model, data.train, "'" + c.model.description + "'");
+  check_data_fits(c.model, data.test, "'" + c.model.description + "'");
   model = build_model(c.model);
   optimizer = std::make_unique<Adam>(model->named_parameters(true), AdamOptions{.learning_rate = c.learning_rate});
   loader = std::make_unique<DataLoader>(
@@ -145,15 +174,9 @@ Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {
                                                      .validation_batch_size = c.eval_batch_size});
 }
 
-DatasetSplits load_data(const std::string& dir) {
-  spdlog::info("loading data from {}", dir);
-  return load_mnist_dir(dir);
-}
-
-std::string absolute_dir(const std::string& dir) {
-  std::error_code error;
-  const std::filesystem::path path = std::filesystem::weakly_canonical(std::filesystem::absolute(dir), error);
-  return error ? dir : path.string();
+DatasetSplits load_logged(const DataSpec& spec) {
+  spdlog::info("loading data from {}{}", spec.train, spec.test.empty() ? "" : " and " + spec.test);
+  return load_data(spec);
 }
 
 }  // namespace minidl::cli

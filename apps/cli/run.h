@@ -23,11 +23,17 @@ struct RunConfig {
   bool shuffle = true;
   bool drop_last = false;
   int64_t eval_batch_size = 32;
-  std::string data_dir;
+  DataSpec data;
 
   /// What a checkpoint records beyond the Trainer's own keys: the model and the data.
   Metadata to_metadata() const;
 };
+
+/// The data the flags name: --data (an IDX directory or a CSV file), --test, --label, --validation-split.
+DataSpec data_spec_from_flags(const cxxopts::ParseResult& flags);
+/// The data a command uses when it has a checkpoint: the flags' when --data is given, else the checkpoint's
+/// (refused when the checkpoint does not record it and `required`; else the flags' defaults).
+DataSpec data_spec_for(const cxxopts::ParseResult& flags, const Metadata& checkpoint, const std::string& path, bool required);
 
 /// Adds --model, --hidden, --norm, --momentum, --epsilon.
 void add_model_flags(cxxopts::Options& options);
@@ -52,9 +58,7 @@ struct Run {
 
 /// Throws unless the data's samples have the model's input size and its labels fit the model's classes.
 void check_data_fits(const ModelConfig& model, const Dataset& data, const std::string& model_source);
-/// Loads MNIST-format data from --data (default $MINIDL_DATA or Fashion-MNIST), logging where from.
-DatasetSplits load_data(const std::string& dir);
-/// The directory as the checkpoint records it (absolute).
-std::string absolute_dir(const std::string& dir);
+/// Loads the data a spec names, logging where from.
+DatasetSplits load_logged(const DataSpec& spec);
 
 }  // namespace minidl::cli

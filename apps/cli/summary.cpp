@@ -21,7 +21,7 @@ int summary_command(int argc, char** argv) {
     model = loaded.model;
   } else {
     // The input shape and class count come from the data, as for training.
-    config = model_config_from_flags(f, load_data(f["data"].as<std::string>()).train);
+    config = model_config_from_flags(f, load_logged(data_spec_from_flags(f)).train);
     model = build_model(config);
   }
   std::printf("%s (norm %s, input %s)\n%s", config.description.c_str(), to_string(config.norm).c_str(),

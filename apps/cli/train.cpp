@@ -42,7 +42,7 @@ int train_command(int argc, char** argv) {
   if (!checkpoint_path.empty()) checkpoint = load_safetensors(checkpoint_path);
   std::optional<RunConfig> resumed;
   if (f.count("resume")) resumed = resumed_run_config(f, *checkpoint, checkpoint_path);
-  const DatasetSplits data = load_data(resumed ? resumed->data_dir : f["data"].as<std::string>());
+  const DatasetSplits data = load_logged(resumed ? resumed->data : data_spec_from_flags(f));
   const RunConfig config = resumed ? *resumed : run_config_from_flags(f, data.train);
   Run run(config, data);
   if (resumed) run.trainer->resume(*checkpoint, checkpoint_path);

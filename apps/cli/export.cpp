@@ -1,0 +1,23 @@
+// `minidl export`: a saved model as an ONNX file (opset 13) that ONNX runtimes load: pixels / 255 in,
+// softmax probabilities out, batch normalisation with its moving statistics.
+#include <spdlog/spdlog.h>
+
+#include "cli.h"
+#include "minidl/onnx.h"
+
+namespace minidl::cli {
+
+int export_command(int argc, char** argv) {
+  cxxopts::Options options("minidl export", "Write a saved model as an ONNX file");
+  options.add_options()("model", "the checkpoint (safetensors)", cxxopts::value<std::string>())(
+      "out", "the ONNX file to write", cxxopts::value<std::string>())("h,help", "show this help");
+  const auto f = parse_flags(options, argc, argv, "minidl export --model model.safetensors --out model.onnx");
+  if (!f.count("model") || !f.count("out")) fail("--model FILE and --out FILE.onnx are required");
+  const LoadedModel loaded = load_model(f["model"].as<std::string>());
+  export_onnx(*loaded.model, f["out"].as<std::string>());
+  spdlog::info("wrote {}: input [N,{}] float32 (pixels / 255), output probabilities [N,{}]", f["out"].as<std::string>(),
+               shape_text(loaded.model->input_shape()), loaded.config.classes);
+  return 0;
+}
+
+}  // namespace minidl::cli

@@ -1,0 +1,77 @@
+// Checks minidl's ONNX export in ONNX Runtime: for each model, train it briefly, export it, and compare ONNX
+// Runtime's probabilities with `minidl predict`'s on the first 100 test images (within 1e-5); a manual-mode
+// model must be refused. Exit 0: agreed; 1: disagreed or failed; 77: skipped (ONNX Runtime or data missing).
+// Usage: node check.js MINIDL DATA_DIR WORK_DIR
+'use strict';
+const { execFileSync, spawnSync } = require('child_process');
+const fs = require('fs');
+const path = require('path');
+const zlib = require('zlib');
+
+const [minidl, dataDir, workDir] = process.argv.slice(2);
+let ort;
+try {
+  ort = require('onnxruntime-node');
+} catch (e) {
+  console.log('SKIPPED: onnxruntime-node is not installed (.ci/deps installs it: npm ci --ignore-scripts in tests/onnx)');
+  process.exit(77);
+}
+const images = ['t10k-images-idx3-ubyte.gz', 't10k-images-idx3-ubyte'].map((f) => path.join(dataDir, f)).find(fs.existsSync);
+if (!images) {
+  console.log(`SKIPPED: no MNIST-format test images in ${dataDir}`);
+  process.exit(77);
+}
+
+// The first n test images as float32 pixels / 255, [n, height·width], read from the IDX file.
+function testImages(n) {
+  let bytes = fs.readFileSync(images);
+  if (images.endsWith('.gz')) bytes = zlib.gunzipSync(bytes);
+  const count = bytes.readUInt32BE(4), height = bytes.readUInt32BE(8), width = bytes.readUInt32BE(12);
+  n = Math.min(n, count);
+  const pixels = new Float32Array(n * height * width);
+  for (let i = 0; i < pixels.length; ++i) pixels[i] = bytes[16 + i] * (1 / 255);
+  return { pixels, n, height, width };
+}
+
+function run(args) {
+  return execFileSync(minidl, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+async function check(description, norm, inputShape) {
+  const checkpoint = path.join(workDir, `${norm}.safetensors`), onnx = path.join(workDir, `${norm}.onnx`);
+  run(['train', '--model', description, '--norm', norm, '--epochs', '1', '--steps', '200', '--save', checkpoint, '--data', dataDir]);
+  run(['export', '--model', checkpoint, '--out', onnx]);
+  const expected = run(['predict', '--model', checkpoint, '--first', '100', '--json', '--data', dataDir])
+    .trim().split('\n').map((line) => JSON.parse(line).probabilities);
+  const { pixels, n, height, width } = testImages(100);
+  const session = await ort.InferenceSession.create(onnx);
+  const dims = inputShape === 'flat' ? [n, height * width] : [n, height, width, 1];
+  const result = await session.run({ input: new ort.Tensor('float32', pixels, dims) });
+  const got = result.probabilities;
+  const classes = got.dims[1];
+  let worst = 0;
+  for (let i = 0; i < n; ++i)
+    for (let c = 0; c < classes; ++c) worst = Math.max(worst, Math.abs(got.data[i * classes + c] - expected[i][c]));
+  console.log(`${description} (${norm}): ${n} images, largest difference ${worst.toExponential(2)}`);
+  if (got.dims[0] !== n || expected.length !== n || !(worst <= 1e-5)) {
+    console.log('FAILED: ONNX Runtime and minidl predict disagree');
+    process.exitCode = 1;
+  }
+}
+
+(async () => {
+  fs.mkdirSync(workDir, { recursive: true });
+  await check('dense:32,relu,bn,dense:10,softmax', 'running', 'flat');
+  await check('dense:32,relu,dropout:0.2,bn,dense:16,relu,bn,dense:10,softmax', 'batchwise', 'flat');
+  const checkpoint = path.join(workDir, 'manual.safetensors');
+  run(['train', '--model', 'dense:16,relu,bn,dense:10,softmax', '--norm', 'manual', '--epochs', '1', '--steps', '5',
+    '--save', checkpoint, '--data', dataDir]);
+  const refused = spawnSync(minidl, ['export', '--model', checkpoint, '--out', path.join(workDir, 'manual.onnx')], { encoding: 'utf8' });
+  if (refused.status !== 1 || !refused.stderr.includes('no moving statistics')) {
+    console.log(`FAILED: exporting a manual-mode model should be refused; got status ${refused.status}: ${refused.stderr}`);
+    process.exitCode = 1;
+  }
+})().catch((e) => {
+  console.log(`FAILED: ${e.stack || e}`);
+  process.exitCode = 1;
+});
