@@ -227,16 +227,22 @@ TEST_CASE("shape mismatches raise minidl::Error naming the op and both shapes", 
   CHECK_THROWS_WITH(clip(c, 1.0f, 0.0f), "clip: lower bound 1 is above upper bound 0");
 }
 
-TEST_CASE("gradcheck skips elements whose perturbation crosses a kink", "[autograd]") {
-  // relu at 0.004: a step of 1e-2 crosses the kink, so that element cannot be judged by finite differences.
+TEST_CASE("gradcheck differentiates the branch autodiff took, even a step away from a kink", "[autograd]") {
+  // relu at 0.004: a step of 1e-2 crosses the kink; the perturbed evaluations replay the unperturbed branch, so
+  // the difference is the slope of the piece autodiff differentiated (1), and every element is judged.
   const Tensor x = Tensor::from({3}, {0.004f, 0.5f, -0.7f}).set_requires_grad();
   const GradcheckResult r = gradcheck([](const Inputs& v) { return relu(v[0]); }, {x});
-  CHECK(r.skipped == std::vector<int64_t>{1});
-  CHECK(r.ok);
-  const Tensor y = Tensor::from({2}, {0.004f, 0.5f}).set_requires_grad();
-  CHECK(gradcheck([](const Inputs& v) { return clip(v[0], 0.0f, 1.0f); }, {y}).skipped == std::vector<int64_t>{1});
-  CHECK(gradcheck([](const Inputs& v) { return maximum(v[0], Tensor::scalar(0.5f)); }, {y}).skipped ==
-        std::vector<int64_t>{1});
+  CHECK(r.checked == std::vector<int64_t>{3});
+  CHECK(r.worst < 1e-6);
+  const Tensor y = Tensor::from({3}, {0.004f, 0.5f, 1.003f}).set_requires_grad();
+  CHECK(gradcheck([](const Inputs& v) { return clip(v[0], 0.0f, 1.0f); }, {y}).worst < 1e-6);
+  CHECK(gradcheck([](const Inputs& v) { return maximum(v[0], Tensor::scalar(0.5f)); }, {y}).worst < 1e-6);
+  // A backward that takes the wrong side of the kink is still caught: here relu's gradient as if x were negative.
+  const auto wrong_relu = [](const Inputs& v) {
+    Tensor out = relu(v[0].detach());
+    return record(out, "wrong_relu", {v[0]}, [](BackwardContext&) {});
+  };
+  CHECK_FALSE(gradcheck(wrong_relu, {x}).ok);
   CHECK_FALSE(detail::kink_watch());  // off again afterwards
 }
 

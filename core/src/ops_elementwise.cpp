@@ -114,12 +114,17 @@ Tensor unary(const char* name, const Tensor& x, F f, DF df) {
 }
 }  // namespace
 
-// Tells a watching gradcheck which branch each element of a kinked op took.
-template <class Branch>
-void report_branches(const Tensor& x, Branch branch) {
+// Under a watching gradcheck, a kinked op records which branch each output element takes, and replays those
+// branches in the perturbed evaluations: out[i] = pick(i, branch[i]). Returns true when it has replayed.
+template <class Branch, class Pick>
+bool replay_branches(const Tensor& out, Branch branch, Pick pick) {
   detail::KinkWatch* watch = detail::kink_watch();
-  if (!watch) return;
-  for (int64_t i = 0, n = x.numel(); i < n; ++i) watch->add(branch(i));
+  if (!watch) return false;
+  const std::vector<uint32_t>& b = watch->branches(out.numel(), branch);
+  if (!watch->replaying()) return false;
+  float* po = const_cast<Tensor&>(out).data();
+  for (int64_t i = 0, n = out.numel(); i < n; ++i) po[i] = pick(i, b[static_cast<size_t>(i)]);
+  return true;
 }
 
 Tensor add(const Tensor& a, const Tensor& b) {
@@ -147,12 +152,19 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 Tensor maximum(const Tensor& a, const Tensor& b) {
-  if (detail::KinkWatch* watch = detail::kink_watch())
-    internal::for_each_broadcast(internal::broadcast("maximum", a.shape(), b.shape()),
-                                 [&](int64_t, int64_t ia, int64_t ib) { watch->add(a.data()[ia] >= b.data()[ib]); });
-  return binary(
+  Tensor out = binary(
       "maximum", a, b, [](float x, float y) { return x >= y ? x : y; },
       [](float x, float y) { return x >= y ? 1.0f : 0.0f; }, [](float x, float y) { return x >= y ? 0.0f : 1.0f; });
+  if (detail::kink_watch()) {
+    // Which operand each output came from, by output index.
+    const internal::Broadcast bc = internal::broadcast("maximum", a.shape(), b.shape());
+    std::vector<int64_t> from_a(static_cast<size_t>(out.numel())), from_b(from_a.size());
+    internal::for_each_broadcast(bc, [&](int64_t o, int64_t ia, int64_t ib) { from_a[o] = ia, from_b[o] = ib; });
+    replay_branches(
+        out, [&](int64_t o) { return a.data()[from_a[o]] >= b.data()[from_b[o]] ? 1u : 0u; },
+        [&](int64_t o, uint32_t takes_a) { return takes_a ? a.data()[from_a[o]] : b.data()[from_b[o]]; });
+  }
+  return out;
 }
 
 Tensor neg(const Tensor& x) {
@@ -188,17 +200,25 @@ Tensor pow(const Tensor& x, float exponent) {
 }
 
 Tensor relu(const Tensor& x) {
-  report_branches(x, [&](int64_t i) { return x.data()[i] > 0.0f; });
-  return unary(
+  Tensor out = unary(
       "relu", x, [](float v) { return v > 0.0f ? v : 0.0f; }, [](float v, float) { return v > 0.0f ? 1.0f : 0.0f; });
+  const float* px = x.data();
+  replay_branches(
+      out, [&](int64_t i) { return px[i] > 0.0f ? 1u : 0u; },
+      [&](int64_t i, uint32_t positive) { return positive ? px[i] : 0.0f; });
+  return out;
 }
 
 Tensor clip(const Tensor& x, float lo, float hi) {
   if (!(lo <= hi)) fail("clip: lower bound ", lo, " is above upper bound ", hi);
-  report_branches(x, [&](int64_t i) { return (x.data()[i] < lo) + 2 * (x.data()[i] > hi); });
-  return unary(
+  Tensor out = unary(
       "clip", x, [lo, hi](float v) { return v < lo ? lo : (v > hi ? hi : v); },
       [lo, hi](float v, float) { return (v >= lo && v <= hi) ? 1.0f : 0.0f; });
+  const float* px = x.data();
+  replay_branches(
+      out, [&](int64_t i) { return px[i] < lo ? 1u : px[i] > hi ? 2u : 0u; },
+      [&](int64_t i, uint32_t side) { return side == 1 ? lo : side == 2 ? hi : px[i]; });
+  return out;
 }
 
 Tensor add_scalar(const Tensor& x, float s) {
