@@ -1,7 +1,8 @@
-// Side program for `minidl bench` (built only when Debian's libtorch-dev is installed): the document's model
-// and training step with the PyTorch C++ API, configured as Keras (BatchNorm momentum 1 − 0.99, epsilon 1e-3;
-// Adam epsilon 1e-7), batches gathered from a uint8 set and scaled as minidl's loader does.
-// Usage: minidl_bench_libtorch MODE BATCH HIDDEN THREADS STEPS   → prints steps per second.
+// Side program for `minidl bench` (built only when Debian's libtorch-dev is installed): a model description,
+// read with minidl's own parser, built with the PyTorch C++ API and configured as Keras (BatchNorm momentum
+// 1 − Keras's, epsilon 1e-3; Adam epsilon 1e-7), trained on batches gathered from a uint8 set and scaled as
+// minidl's loader does. Images are NCHW here, libtorch's native layout.
+// Usage: minidl_bench_libtorch DESCRIPTION NORM BATCH THREADS STEPS HEIGHT WIDTH CLASSES  → prints steps per second.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -10,57 +11,118 @@
 #include <string>
 #include <vector>
 
+#include "minidl/models.h"
+
 namespace {
-struct Model : torch::nn::Module {
-  Model(const std::string& mode, int64_t hidden) : mode(mode) {
-    dense = register_module("dense", torch::nn::Linear(784, hidden));
-    if (mode == "running" || mode == "batchwise")
-      bn = register_module("bn", torch::nn::BatchNorm1d(torch::nn::BatchNorm1dOptions(hidden).eps(1e-3).momentum(
-                                     mode == "running" ? 0.01 : 1.0)));
-    if (mode == "manual") {
-      gamma = register_parameter("gamma", torch::ones({hidden}));
-      beta = register_parameter("beta", torch::zeros({hidden}));
-    }
-    dense_1 = register_module("dense_1", torch::nn::Linear(hidden, 10));
+// The document's Example 3 as a torch module: batch statistics over every axis but the channels.
+struct ManualNorm : torch::nn::Module {
+  explicit ManualNorm(int64_t c) {
+    gamma = register_parameter("gamma", torch::ones({c}));
+    beta = register_parameter("beta", torch::zeros({c}));
   }
   torch::Tensor forward(torch::Tensor x) {
-    x = torch::relu(dense->forward(x));
-    if (bn) x = bn->forward(x);
-    if (mode == "manual") {
-      const auto mean = x.mean(0), variance = (x - mean.detach()).square().mean(0);
-      const auto inv = torch::rsqrt(variance + 1e-3) * gamma;
-      x = x * inv + (beta - mean * inv);
-    }
-    return dense_1->forward(x);  // logits; the loss applies log_softmax, as Keras's fit does for a softmax output
+    const std::vector<int64_t> axes = x.dim() == 2 ? std::vector<int64_t>{0} : std::vector<int64_t>{0, 2, 3};
+    std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+    shape[1] = x.size(1);
+    const auto mean = x.mean(axes, true), variance = (x - mean.detach()).square().mean(axes, true);
+    const auto inv = torch::rsqrt(variance + 1e-3) * gamma.view(shape);
+    return x * inv + (beta.view(shape) - mean * inv);
   }
-  std::string mode;
-  torch::nn::Linear dense{nullptr}, dense_1{nullptr};
-  torch::nn::BatchNorm1d bn{nullptr};
   torch::Tensor gamma, beta;
 };
+
+// "3" or "3x5" → {3, 5}.
+std::array<int64_t, 2> pair_of(const std::string& text) {
+  const size_t x = text.find('x');
+  return x == std::string::npos ? std::array<int64_t, 2>{std::stoll(text), std::stoll(text)}
+                                : std::array<int64_t, 2>{std::stoll(text.substr(0, x)), std::stoll(text.substr(x + 1))};
+}
+
+std::string option(const minidl::LayerSpec& spec, const std::string& key, const std::string& fallback) {
+  for (const auto& [k, v] : spec.options)
+    if (k == key) return v;
+  return fallback;
+}
+
+// Builds the description's layers into `net`; `shape` is one sample's shape, [C, H, W] or [F], updated as it goes.
+void build(torch::nn::Sequential& net, const std::string& description, const std::string& norm, std::vector<int64_t> shape) {
+  for (const minidl::LayerSpec& spec : minidl::parse_model_description(description)) {
+    const std::string& k = spec.kind;
+    if (k == "dense") {
+      int64_t in = 1;
+      for (int64_t d : shape) in *= d;
+      const int64_t units = std::stoll(spec.values[0]);
+      net->push_back(torch::nn::Linear(in, units));
+      shape = {units};
+    } else if (k == "relu") {
+      net->push_back(torch::nn::ReLU());
+    } else if (k == "dropout") {
+      net->push_back(torch::nn::Dropout(std::stod(spec.values[0])));
+    } else if (k == "softmax") {
+      // the loss applies log_softmax to the logits, as Keras's fit does for a softmax output
+    } else if (k == "bn" && norm == "manual") {
+      net->push_back(ManualNorm(shape[0]));
+    } else if (k == "bn" && norm != "none") {
+      const double momentum = norm == "batchwise" ? 1.0 : 0.01;
+      if (shape.size() == 1) net->push_back(torch::nn::BatchNorm1d(torch::nn::BatchNorm1dOptions(shape[0]).eps(1e-3).momentum(momentum)));
+      else net->push_back(torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(shape[0]).eps(1e-3).momentum(momentum)));
+    } else if (k == "conv") {
+      const size_t x = spec.values[0].find('x');
+      const int64_t filters = std::stoll(spec.values[0].substr(0, x));
+      const auto kernel = pair_of(spec.values[0].substr(x + 1)), strides = pair_of(option(spec, "strides", "1"));
+      const bool same = option(spec, "padding", "valid") == "same";
+      const std::array<int64_t, 2> pad = {same ? kernel[0] / 2 : 0, same ? kernel[1] / 2 : 0};
+      net->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(shape[0], filters, {kernel[0], kernel[1]})
+                                           .stride({strides[0], strides[1]}).padding({pad[0], pad[1]})
+                                           .bias(option(spec, "bias", "1") == "1")));
+      shape = {filters, (shape[1] + 2 * pad[0] - kernel[0]) / strides[0] + 1, (shape[2] + 2 * pad[1] - kernel[1]) / strides[1] + 1};
+    } else if (k == "maxpool" || k == "avgpool") {
+      const auto pool = pair_of(spec.values[0]), strides = pair_of(option(spec, "strides", spec.values[0]));
+      if (k == "maxpool") net->push_back(torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions({pool[0], pool[1]}).stride({strides[0], strides[1]})));
+      else net->push_back(torch::nn::AvgPool2d(torch::nn::AvgPool2dOptions({pool[0], pool[1]}).stride({strides[0], strides[1]})));
+      shape = {shape[0], (shape[1] - pool[0]) / strides[0] + 1, (shape[2] - pool[1]) / strides[1] + 1};
+    } else if (k == "gap") {
+      net->push_back(torch::nn::AdaptiveAvgPool2d(torch::nn::AdaptiveAvgPool2dOptions(1)));
+      net->push_back(torch::nn::Flatten());
+      shape = {shape[0]};
+    } else if (k == "flatten") {
+      net->push_back(torch::nn::Flatten());
+      int64_t n = 1;
+      for (int64_t d : shape) n *= d;
+      shape = {n};
+    } else {
+      throw std::runtime_error("minidl_bench_libtorch: no torch form for layer kind '" + k + "'");
+    }
+  }
+}
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 6) {
-    std::fprintf(stderr, "usage: %s MODE BATCH HIDDEN THREADS STEPS\n", argv[0]);
+  if (argc != 9) {
+    std::fprintf(stderr, "usage: %s DESCRIPTION NORM BATCH THREADS STEPS HEIGHT WIDTH CLASSES\n", argv[0]);
     return 2;
   }
-  const std::string mode = argv[1];
-  const int64_t batch = std::stoll(argv[2]), hidden = std::stoll(argv[3]), steps = std::stoll(argv[5]);
+  const std::string description = argv[1], norm = argv[2];
+  const int64_t batch = std::stoll(argv[3]), steps = std::stoll(argv[5]), height = std::stoll(argv[6]),
+                width = std::stoll(argv[7]), classes = std::stoll(argv[8]);
   torch::set_num_threads(std::stoi(argv[4]));
   torch::manual_seed(1);
-  const torch::Tensor images = torch::randint(0, 256, {60000, 784}, torch::kUInt8);
-  const torch::Tensor labels = torch::randint(0, 10, {60000}, torch::kLong);
-  Model model(mode, hidden);
-  torch::optim::Adam adam(model.parameters(), torch::optim::AdamOptions(1e-3).eps(1e-7));
+  const bool images = minidl::parse_model_description(description).front().kind != "dense";
+  torch::nn::Sequential net;
+  build(net, description, norm, images ? std::vector<int64_t>{1, height, width} : std::vector<int64_t>{height * width});
+  constexpr int64_t kSamples = 60000;
+  const torch::Tensor data = torch::randint(0, 256, {kSamples, height * width}, torch::kUInt8);
+  const torch::Tensor labels = torch::randint(0, classes, {kSamples}, torch::kLong);
+  torch::optim::Adam adam(net->parameters(), torch::optim::AdamOptions(1e-3).eps(1e-7));
   int64_t cursor = 0;
-  torch::Tensor order = torch::randperm(60000, torch::kLong);
+  torch::Tensor order = torch::randperm(kSamples, torch::kLong);
   const auto step = [&] {
-    if (cursor + batch > 60000) cursor = 0, order = torch::randperm(60000, torch::kLong);
+    if (cursor + batch > kSamples) cursor = 0, order = torch::randperm(kSamples, torch::kLong);
     const auto index = order.slice(0, cursor, cursor + batch);
     cursor += batch;
-    const auto x = images.index_select(0, index).to(torch::kFloat).div_(255.0);
-    const auto loss = torch::nll_loss(torch::log_softmax(model.forward(x), 1), labels.index_select(0, index));
+    auto x = data.index_select(0, index).to(torch::kFloat).div_(255.0);
+    if (images) x = x.view({batch, 1, height, width});
+    const auto loss = torch::nll_loss(torch::log_softmax(net->forward(x), 1), labels.index_select(0, index));
     adam.zero_grad();
     loss.backward();
     adam.step();
@@ -70,7 +132,7 @@ int main(int argc, char** argv) {
   for (int repeat = 0; repeat < 5; ++repeat) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < steps; ++i) step();
-    rates.push_back(steps / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    rates.push_back(static_cast<double>(steps) / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(rates.begin(), rates.end());
   std::printf("%.3f\n", rates[rates.size() / 2]);

@@ -25,7 +25,6 @@ struct BenchConfig {
   std::string name;
   ModelConfig model;
   int64_t batch;
-  int64_t hidden;  // the document's model's hidden width, for the libtorch side program; 0: another model
 };
 
 struct Measurement {
@@ -146,9 +145,11 @@ Measurement train_steps(const BenchConfig& c, const Dataset& data, int64_t steps
 double libtorch_steps_per_second(const std::string& program, const BenchConfig& c, int threads, int64_t steps) {
   // OpenBLAS (libtorch's BLAS on Debian) starts its own threads unless told: pin it to the same count.
   const std::string pin = "OPENBLAS_NUM_THREADS=" + std::to_string(threads) + " OMP_NUM_THREADS=" + std::to_string(threads);
-  if (c.hidden == 0) return NAN;
-  const std::string command = pin + " " + program + " " + to_string(c.model.norm) + " " + std::to_string(c.batch) + " " +
-                              std::to_string(c.hidden) + " " + std::to_string(threads) + " " + std::to_string(steps);
+  const Shape& in = c.model.input_shape;
+  const std::string command = pin + " " + program + " '" + c.model.description + "' " + to_string(c.model.norm) + " " +
+                              std::to_string(c.batch) + " " + std::to_string(threads) + " " + std::to_string(steps) + " " +
+                              std::to_string(in[0]) + " " + std::to_string(in.rank() > 1 ? in[1] : 1) + " " +
+                              std::to_string(c.model.classes);
   std::FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return NAN;
   double rate = NAN;
@@ -182,28 +183,34 @@ int bench_command(int argc, char** argv) {
   DataSpec spec;
   spec.train = f["data"].as<std::string>();
   const DatasetSplits data = load_logged(spec);
-  const auto config = [&](std::string name, int64_t batch, NormMode norm, int64_t hidden, std::string description) {
+  const auto config = [&](std::string name, int64_t batch, NormMode norm, const std::string& description) {
     ModelConfig m;
-    m.description = description.empty() ? document_model_description(hidden, data.train.num_classes) : description;
+    m.description = description;
     m.norm = norm;
     m.input_shape = data.train.sample;
     m.classes = data.train.num_classes;
-    return BenchConfig{std::move(name), m, batch, description.empty() ? hidden : 0};
+    return BenchConfig{std::move(name), m, batch};
   };
+  const std::string document = document_model_description(64, data.train.num_classes);
+  const std::string cnn = "conv:32x3,bn,relu,maxpool:2,conv:64x3,bn,relu,maxpool:2,flatten,dense:" +
+                          std::to_string(data.train.num_classes) + ",softmax";
   const bool quick = f["quick"].as<bool>();
   std::vector<BenchConfig> configs;
   if (f.count("model")) {
     const std::string model = f["model"].as<std::string>();
     const NormMode norm = parse_norm_mode(f["norm"].as<std::string>());
     for (int64_t batch : quick ? std::vector<int64_t>{32} : std::vector<int64_t>{32, 256})
-      configs.push_back(config(model + ", batch " + std::to_string(batch), batch, norm, 0, model));
+      configs.push_back(config(model + ", batch " + std::to_string(batch), batch, norm, model));
   } else {
-    configs.push_back(config("document model, batch 32", 32, NormMode::running, 64, ""));
+    configs.push_back(config("document model, batch 32", 32, NormMode::running, document));
     if (!quick) {
-      configs.push_back(config("document model, batch 256", 256, NormMode::running, 64, ""));
-      configs.push_back(config("batch 1024, hidden 1024", 1024, NormMode::running, 1024, ""));
+      configs.push_back(config("document model, batch 256", 256, NormMode::running, document));
+      configs.push_back(config("batch 1024, hidden 1024", 1024, NormMode::running,
+                               document_model_description(1024, data.train.num_classes)));
       for (NormMode m : {NormMode::batchwise, NormMode::manual, NormMode::none})
-        configs.push_back(config("batch 32, mode " + to_string(m), 32, m, 64, ""));
+        configs.push_back(config("batch 32, mode " + to_string(m), 32, m, document));
+      configs.push_back(config("BN CNN, batch 32", 32, NormMode::running, cnn));
+      configs.push_back(config("BN CNN, batch 128", 128, NormMode::running, cnn));
     }
   }
   const std::string match = f["match"].as<std::string>();
@@ -221,12 +228,14 @@ int bench_command(int argc, char** argv) {
               "GFLOP/s", "GEMM peak", "ratio", "peak RSS", "libtorch s/ep");
   for (int threads : thread_counts) {
     for (const BenchConfig& c : configs) {
-      const Measurement m = in_child(threads, [&] { return train_steps(c, data.train, c.batch >= 1024 ? steps / 10 + 1 : steps); });
+      // Steps scaled so that a repeat does about as much work as 200 steps of the document's model at batch 32.
+      const int64_t n = std::max<int64_t>(steps / 10 + 1, static_cast<int64_t>(static_cast<double>(steps) * 3e7 /
+                        std::max(1.0, build_model(c.model)->training_product_flops({c.batch, data.train.features()}))));
+      const Measurement m = in_child(threads, [&] { return train_steps(c, data.train, std::min(n, steps)); });
       const double epoch_steps = std::ceil(static_cast<double>(data.train.size()) / static_cast<double>(c.batch));
       std::string torch = "not installed";
-      if (have_libtorch && c.hidden == 0) torch = "n/a";
-      if (have_libtorch && c.hidden > 0) {
-        const double rate = libtorch_steps_per_second(libtorch, c, threads, c.batch >= 1024 ? steps / 10 + 1 : steps);
+      if (have_libtorch) {
+        const double rate = libtorch_steps_per_second(libtorch, c, threads, std::min(n, steps));
         char buf[32];
         std::snprintf(buf, sizeof buf, "%.3f", epoch_steps / rate);
         torch = std::isnan(rate) ? "failed" : buf;

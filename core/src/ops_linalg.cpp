@@ -193,6 +193,14 @@ void gemm(const MatrixArg& a, const MatrixArg& b, float* out, bool accumulate) {
   }
 }
 
+void bias_gradient(const float* g, int64_t rows, int64_t units, float* db, bool fresh) {
+  thread_local std::vector<double> t_sums;  // reused across steps
+  t_sums.assign(static_cast<size_t>(units), 0.0);
+  double* sums = t_sums.data();
+  parallel_for(units, rows, [&](int64_t k0, int64_t k1) { add_column_sums(g + k0, rows, units, k1 - k0, sums + k0); });
+  for (int64_t k = 0; k < units; ++k) db[k] = fresh ? static_cast<float>(sums[k]) : db[k] + static_cast<float>(sums[k]);
+}
+
 }  // namespace internal
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) {
@@ -228,10 +236,6 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose
   });
 }
 
-namespace {
-thread_local std::vector<double> t_bias_sums;  // the bias gradient's sums, reused across steps
-}  // namespace
-
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   if (x.dim() != 2 || w.dim() != 2) fail("linear: expects 2-D x and w, got ", x.shape().str(), " x ", w.shape().str());
   if (x.size(1) != w.size(0)) fail("linear: inner dimensions differ: ", x.shape().str(), " x ", w.shape().str());
@@ -262,16 +266,8 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
       internal::gemm({x.data(), x.size(0), x.size(1), true}, G, dw, !fresh);
     }
     if (c.num_inputs() == 3 && c.needs_grad(2)) {
-      // Column sums streamed row by row in double, columns split between threads (column_sums.h).
-      const int64_t rows = g.size(0), units = g.size(1);
-      t_bias_sums.assign(static_cast<size_t>(units), 0.0);
-      double* sums = t_bias_sums.data();
-      internal::parallel_for(units, rows, [&](int64_t k0, int64_t k1) {
-        internal::add_column_sums(g.data() + k0, rows, units, k1 - k0, sums + k0);
-      });
       float* db = c.grad_for_write(2, &fresh);
-      for (int64_t k = 0; k < units; ++k)
-        db[k] = fresh ? static_cast<float>(sums[k]) : db[k] + static_cast<float>(sums[k]);
+      internal::bias_gradient(g.data(), g.size(0), g.size(1), db, fresh);
     }
   };
   return b.defined() ? record(out, "linear", {x, w, b}, backward) : record(out, "linear", {x, w}, backward);

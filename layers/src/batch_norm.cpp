@@ -9,6 +9,7 @@
 #include "minidl/internal/column_sums.h"
 #include "minidl/internal/parallel.h"
 #include "minidl/layers.h"
+#include "minidl/conv_layers.h"
 #include "minidl/onnx.h"
 
 namespace minidl {
@@ -189,16 +190,20 @@ int64_t BatchNormalization::min_training_batch(const Shape& input) const {
 }
 
 std::string BatchNormalization::export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const {
-  if (input_shape.rank() != 2)
-    fail("BatchNormalization '", name(), "': ONNX export of a ", input_shape.rank(), "-D input is not supported");
-  // Inference form: BatchNormalization(X, scale, B, mean, var) with the moving statistics (ONNX takes [N, C]).
+  if (input_shape.rank() != 2 && input_shape.rank() != 4)
+    fail("BatchNormalization '", name(), "': ONNX export takes [N, C] or images [N, H, W, C], got ", input_shape.str());
+  // Inference form: BatchNormalization(X, scale, B, mean, var) with the moving statistics, over ONNX's channel
+  // axis 1 ([N, C], or images as [N, C, H, W]).
   const Tensor scale = gamma_.defined() ? gamma_ : Tensor::ones({features_});
   const Tensor shift = beta_.defined() ? beta_ : Tensor::zeros({features_});
-  return graph.node("BatchNormalization",
-                    {input, graph.constant(name() + "/gamma", scale), graph.constant(name() + "/beta", shift),
-                     graph.constant(name() + "/moving_mean", moving_mean_),
-                     graph.constant(name() + "/moving_variance", moving_variance_)},
-                    name(), {OnnxAttribute::real("epsilon", options_.epsilon)});
+  const auto normalise = [&](const std::string& x) {
+    return graph.node("BatchNormalization",
+                      {x, graph.constant(name() + "/gamma", scale), graph.constant(name() + "/beta", shift),
+                       graph.constant(name() + "/moving_mean", moving_mean_),
+                       graph.constant(name() + "/moving_variance", moving_variance_)},
+                      name() + "/normalize", {OnnxAttribute::real("epsilon", options_.epsilon)});
+  };
+  return input_shape.rank() == 2 ? normalise(input) : export_channels_first(graph, input, name(), normalise);
 }
 
 std::string BatchNormalization::summary_note() const {

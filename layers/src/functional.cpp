@@ -2,6 +2,8 @@
 // MomentsNormalization layer built from them.
 #include "minidl/functional.h"
 
+#include <numeric>
+
 #include "minidl/layers.h"
 #include "minidl/ops.h"
 
@@ -46,9 +48,14 @@ MomentsNormalization::MomentsNormalization(int64_t features, float epsilon, std:
 }
 
 Shape MomentsNormalization::output_shape(const Shape& input) const {
-  if (input.rank() != 2 || input[1] != features_)
-    fail("MomentsNormalization '", name(), "': expects input [batch, ", features_, "], got ", input.str());
+  if (input.rank() < 2 || input[input.rank() - 1] != features_)
+    fail("MomentsNormalization '", name(), "': expects ", features_, " features on the last axis, got ", input.str());
   return input;
+}
+
+int64_t MomentsNormalization::min_training_batch(const Shape& input) const {
+  // Statistics over every axis but the last: an image's positions suffice, one vector per sample does not.
+  return input.rank() > 2 && input.numel() / std::max<int64_t>(input[0], 1) / features_ >= 2 ? 1 : 2;
 }
 
 std::string MomentsNormalization::export_onnx(OnnxGraph&, const std::string&, const Shape&) const {
@@ -59,10 +66,13 @@ std::string MomentsNormalization::export_onnx(OnnxGraph&, const std::string&, co
 
 Tensor MomentsNormalization::forward(const Tensor& x) {
   output_shape(x.shape());
-  if (x.size(0) < 2)
-    fail("MomentsNormalization '", name(), "': normalising with batch statistics needs at least 2 samples, got ",
-         x.size(0), " (one sample normalises to 0 and the output is just beta) — use a larger (evaluation) batch");
-  const auto [mean, variance] = moments(x, {0});
+  if (x.numel() / features_ < 2)
+    fail("MomentsNormalization '", name(), "': normalising with batch statistics needs at least 2 values per channel, got ",
+         x.numel() / features_, " (one value normalises to 0 and the output is just beta) — use a larger (evaluation) batch");
+  // tf.nn.moments over every axis but the channels: [0] for [N, C], [0, 1, 2] for images.
+  std::vector<int> axes(static_cast<size_t>(x.dim() - 1));
+  std::iota(axes.begin(), axes.end(), 0);
+  const auto [mean, variance] = moments(x, axes);
   return batch_normalization(x, mean, variance, beta_, gamma_, epsilon_);
 }
 

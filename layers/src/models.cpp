@@ -2,6 +2,8 @@
 // metadata. docs/models.md documents what is accepted here.
 #include "minidl/models.h"
 
+#include "minidl/conv_layers.h"
+
 #include <cmath>
 #include <cstdlib>
 #include <mutex>
@@ -34,6 +36,41 @@ Shape with_batch(const Shape& sample) {
 }
 
 std::vector<LayerKind> builtin_kinds();
+
+// "3" → {3, 3}, "3x5" → {3, 5}: a window or stride, height by width.
+std::array<int64_t, 2> pair_of(const LayerArgs& a, const std::string& text, const char* what) {
+  const std::vector<std::string> parts = split(text, 'x');
+  std::array<int64_t, 2> out{};
+  for (size_t i = 0; i < 2; ++i) {
+    const std::string& p = parts[std::min(i, parts.size() - 1)];
+    char* end = nullptr;
+    const long long v = std::strtoll(p.c_str(), &end, 10);
+    if (parts.size() > 2 || p.empty() || *end != '\0' || v < 1 || v > 4096)
+      a.fail(std::string(what) + " must be N or HxW with whole numbers in [1, 4096], got '" + text + "'");
+    out[i] = v;
+  }
+  return out;
+}
+
+Padding padding_of(const LayerArgs& a) {
+  const std::string p = a.option("padding").value_or("valid");
+  if (p != "valid" && p != "same") a.fail("padding must be valid or same, got '" + p + "'");
+  return p == "same" ? Padding::same : Padding::valid;
+}
+
+// Convolution and pooling take images: [H, W, C] per sample.
+void require_images(const LayerArgs& a) {
+  if (a.input.rank() != 3)
+    a.fail(a.spec.kind + " takes images [height, width, channels], but its input is " + a.input.str() +
+           " per sample — convolution and pooling go before flatten, on image data");
+}
+
+std::shared_ptr<Module> make_pooling(const LayerArgs& a, Pooling2D::Kind kind) {
+  require_images(a);
+  const auto pool = pair_of(a, a.spec.values[0], "pool size");
+  const auto strides = a.option("strides") ? pair_of(a, *a.option("strides"), "strides") : pool;
+  return std::make_shared<Pooling2D>(kind, pool, strides, padding_of(a));
+}
 
 std::mutex g_kinds_mutex;
 std::vector<LayerKind>& kinds() {
@@ -90,6 +127,37 @@ std::vector<LayerKind> builtin_kinds() {
                  return std::make_shared<BatchNormalization>(channels,
                                                              BatchNormalizationOptions{.momentum = momentum, .epsilon = epsilon});
                }});
+  k.push_back({"conv", {"conv2d"}, "conv:FILTERSxK[xK2][:strides=S[xS2]][:padding=valid|same][:bias=1|0]",
+               "Keras Conv2D(FILTERS, (K, K2)): a KxK2 kernel over channels-last images, glorot_uniform", 1, 1,
+               {"strides", "padding", "bias"}, true, [](const LayerArgs& a) -> std::shared_ptr<Module> {
+                 require_images(a);
+                 const std::vector<std::string> parts = split(a.spec.values[0], 'x');
+                 if (parts.size() < 2 || parts.size() > 3) a.fail("expected FILTERSxK or FILTERSxKxK2, got '" + a.spec.values[0] + "'");
+                 char* end = nullptr;
+                 const long long filters = std::strtoll(parts[0].c_str(), &end, 10);
+                 if (parts[0].empty() || *end != '\0' || filters < 1 || filters > (1 << 16))
+                   a.fail("filters must be a whole number in [1, 65536], got '" + parts[0] + "'");
+                 const auto kernel = pair_of(a, parts.size() == 2 ? parts[1] : parts[1] + "x" + parts[2], "kernel size");
+                 const std::string bias = a.option("bias").value_or("1");
+                 if (bias != "0" && bias != "1") a.fail("bias must be 1 or 0, got '" + bias + "'");
+                 const Conv2DOptions options{a.option("strides") ? pair_of(a, *a.option("strides"), "strides")
+                                                                 : std::array<int64_t, 2>{1, 1},
+                                             padding_of(a), bias == "1"};
+                 return std::make_shared<Conv2D>(a.input[2], filters, kernel, options, a.gen);
+               }});
+  k.push_back({"maxpool", {"max_pooling2d"}, "maxpool:P[xP2][:strides=S[xS2]][:padding=valid|same]",
+               "Keras MaxPooling2D(P): the maximum of each window (strides default to P)", 1, 1, {"strides", "padding"},
+               true, [](const LayerArgs& a) { return make_pooling(a, Pooling2D::Kind::max); }});
+  k.push_back({"avgpool", {"average_pooling2d"}, "avgpool:P[xP2][:strides=S[xS2]][:padding=valid|same]",
+               "Keras AveragePooling2D(P): the mean of each window, padding not counted", 1, 1, {"strides", "padding"},
+               true, [](const LayerArgs& a) { return make_pooling(a, Pooling2D::Kind::average); }});
+  k.push_back({"gap", {"global_average_pooling2d"}, "gap", "Keras GlobalAveragePooling2D: the mean over height and width",
+               0, 0, {}, true, [](const LayerArgs& a) -> std::shared_ptr<Module> {
+                 require_images(a);
+                 return std::make_shared<GlobalAveragePooling2D>();
+               }});
+  k.push_back({"flatten", {}, "flatten", "Keras Flatten: one vector per sample (channels-last order)", 0, 0, {}, true,
+               [](const LayerArgs&) -> std::shared_ptr<Module> { return std::make_shared<Flatten>(); }});
   return k;
 }
 }  // namespace

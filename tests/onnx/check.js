@@ -38,7 +38,8 @@ function run(args) {
 }
 
 async function check(description, norm, inputShape) {
-  const checkpoint = path.join(workDir, `${norm}.safetensors`), onnx = path.join(workDir, `${norm}.onnx`);
+  const name = `${norm}-${inputShape}-${description.length}`;
+  const checkpoint = path.join(workDir, `${name}.safetensors`), onnx = path.join(workDir, `${name}.onnx`);
   run(['train', '--model', description, '--norm', norm, '--epochs', '1', '--steps', '200', '--save', checkpoint, '--data', dataDir]);
   run(['export', '--model', checkpoint, '--out', onnx]);
   const expected = run(['predict', '--model', checkpoint, '--first', '100', '--json', '--data', dataDir])
@@ -63,6 +64,10 @@ async function check(description, norm, inputShape) {
   fs.mkdirSync(workDir, { recursive: true });
   await check('dense:32,relu,bn,dense:10,softmax', 'running', 'flat');
   await check('dense:32,relu,dropout:0.2,bn,dense:16,relu,bn,dense:10,softmax', 'batchwise', 'flat');
+  // Convolutional models take [N, 28, 28, 1] (channels last); the export transposes to ONNX's NCHW and back.
+  await check('conv:8x3,bn,relu,maxpool:2,conv:16x3,bn,relu,maxpool:2,flatten,dense:10,softmax', 'running', 'images');
+  await check('conv:8x5:padding=same:strides=2,bn,relu,avgpool:3:strides=2:padding=same,conv:12x3:bias=0,gap,dense:10,softmax',
+    'running', 'images');
   const checkpoint = path.join(workDir, 'manual.safetensors');
   run(['train', '--model', 'dense:16,relu,bn,dense:10,softmax', '--norm', 'manual', '--epochs', '1', '--steps', '5',
     '--save', checkpoint, '--data', dataDir]);

@@ -2,6 +2,7 @@
 // Each op's forward and backward live together in core/src/ops_*.cpp.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <initializer_list>
 #include <span>
@@ -52,6 +53,29 @@ Tensor transpose(const Tensor& x, int axis0 = -2, int axis1 = -1);
 
 /// Fused x·w + b for x [N,K], w [K,M], b [M] (b may be undefined): one output, one backward.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b);
+
+// Convolution and pooling on images [N, H, W, C] (channels last), as Keras's layers.
+enum class Padding {
+  valid,  ///< only windows that fit inside the input
+  same,   ///< ceil(size / stride) outputs, zero padding split evenly (the extra one after)
+};
+/// A window sliding over images: its size, strides, the output size and the padding before it.
+struct Window2d {
+  int64_t kh = 1, kw = 1, sh = 1, sw = 1, out_h = 0, out_w = 0, pad_top = 0, pad_left = 0;
+};
+/// The window of `size` at `strides` over images shaped like x; throws naming `op` when it does not fit.
+Window2d window2d(const char* op, const Shape& x, std::array<int64_t, 2> size, std::array<int64_t, 2> strides,
+                  Padding padding);
+/// x [N,H,W,C] convolved with kernel [kh,kw,C,F] (+ bias [F], may be undefined) → [N,Ho,Wo,F], through im2col and
+/// the packed matrix product.
+Tensor conv2d(const Tensor& x, const Tensor& kernel, const Tensor& bias, std::array<int64_t, 2> strides = {1, 1},
+              Padding padding = Padding::valid);
+/// The maximum of each window (of the positions inside the input); NaN propagates. Gradient to the first maximum.
+Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> size, std::array<int64_t, 2> strides,
+                  Padding padding = Padding::valid);
+/// The mean of each window over the positions inside the input (padding not counted).
+Tensor avg_pool2d(const Tensor& x, std::array<int64_t, 2> size, std::array<int64_t, 2> strides,
+                  Padding padding = Padding::valid);
 
 // Neural-network ops on the last axis.
 /// Stable: subtracts the row max. The result remembers its logits (see softmax_logits_of).

@@ -107,7 +107,7 @@ class MomentsNormalization : public Module {
                                 std::string name = {});
   Tensor forward(const Tensor& x) override;
   Shape output_shape(const Shape& input) const override;
-  int64_t min_training_batch(const Shape&) const override { return 2; }
+  int64_t min_training_batch(const Shape& input) const override;
   /// Refuses: it always normalises with the statistics of the batch it is given, so it has no inference form.
   std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
   std::string type_name() const override { return "MomentsNormalization"; }

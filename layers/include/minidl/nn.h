@@ -1,6 +1,7 @@
 // Everything for building and training models in one include: the core, layers, functional forms, losses.
 #pragma once
 
+#include "minidl/conv_layers.h"
 #include "minidl/core.h"
 #include "minidl/functional.h"
 #include "minidl/layers.h"

@@ -1,4 +1,4 @@
-// Shared numeric kernels used by ops and layers: the matrix product.
+// Shared numeric kernels used by ops and layers: the matrix product and the bias gradient.
 #pragma once
 
 #include <cstdint>
@@ -18,5 +18,9 @@ struct MatrixArg {
 
 /// out [M,N] = op(a)·op(b), or out += op(a)·op(b) with accumulate.
 void gemm(const MatrixArg& a, const MatrixArg& b, float* out, bool accumulate);
+
+/// db [units] = (fresh ? 0 : db) + the column sums of g [rows, units], summed in double in row order with the
+/// columns split between threads (so never dependent on the thread count).
+void bias_gradient(const float* g, int64_t rows, int64_t units, float* db, bool fresh);
 
 }  // namespace minidl::internal
