@@ -60,6 +60,8 @@ void build(torch::nn::Sequential& net, const std::string& description, const std
       net->push_back(torch::nn::Dropout(std::stod(spec.values[0])));
     } else if (k == "softmax") {
       // the loss applies log_softmax to the logits, as Keras's fit does for a softmax output
+    } else if (k == "bn" && norm == "none") {
+      // no normalisation
     } else if (k == "bn" && norm == "manual") {
       net->push_back(ManualNorm(shape[0]));
     } else if (k == "bn" && norm != "none") {
