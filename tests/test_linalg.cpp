@@ -1,8 +1,10 @@
-// Tests of the matrix products large enough to take the threaded paths (packed GEMM, the thin transposed
-// product, column chunks for few rows): values against a double-precision reference for every transpose
-// combination and awkward sizes, accumulation into a bias, and bit-identical results for 1 and 2 threads.
+// Tests of minidl's matrix product (core/src/gemm.cpp): every micro-kernel this CPU has and every path of the
+// driver (B read in place or packed, a transposed A packed or read in place, partial tiles, several depth
+// blocks, accumulation, k = 0) against a double-precision reference; the threaded shapes for every transpose;
+// accumulation into a bias; and bit-identical results for 1 and 2 threads.
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <tuple>
@@ -10,6 +12,7 @@
 
 #include "helpers.h"
 #include "minidl/core.h"
+#include "minidl/internal/kernels.h"
 
 using namespace minidl;
 
@@ -61,11 +64,12 @@ Tensor with_threads(int threads, F f) {
   return t;
 }
 
-// (m, n, k) above the 8 MFLOP threading threshold, chosen to reach each path: packed GEMM with sizes that are
-// no multiple of the kernel's 48x4 tile, two depth blocks (k > 520), thin results (n = 10), few rows (m = 20),
-// and a small result of a long product (10 x 10, k = 50,000), thin both ways.
+// (m, n, k) above the 8 MFLOP threading threshold, chosen to reach each path: sizes that are no multiple of any
+// kernel's tile, several depth blocks (k > 256), thin results (n = 10), few rows (m = 20), wide results whose
+// transposed A is packed (n ≥ 128), and a small result of a long product (10 x 10, k = 50,000).
 const std::vector<std::tuple<int64_t, int64_t, int64_t>> kShapes = {
-    {301, 203, 517}, {131, 97, 1100}, {700, 10, 900}, {20, 900, 700}, {1000, 13, 640}, {10, 10, 50000}};
+    {301, 203, 517}, {131, 97, 1100}, {700, 10, 900}, {20, 900, 700}, {1000, 13, 640}, {10, 10, 50000},
+    {150, 300, 400}};
 }  // namespace
 
 TEST_CASE("threaded matrix products equal a double-precision reference for every transpose", "[linalg]") {
@@ -78,6 +82,45 @@ TEST_CASE("threaded matrix products equal a double-precision reference for every
         const Tensor b = Tensor::uniform(tb ? Shape{n, k} : Shape{k, n}, -1, 1, gen);
         require_close(matmul(a, b, ta, tb), reference(a, b, ta, tb));
       }
+}
+
+TEST_CASE("every micro-kernel this CPU has, on every path of the driver, equals the reference", "[linalg]") {
+  // (m, n, k): one element; partial tiles in both directions; k·n below and above the in-place limit for B;
+  // a transposed A wide enough to be packed; several depth blocks.
+  const std::vector<std::tuple<int64_t, int64_t, int64_t>> shapes = {
+      {1, 1, 1}, {13, 33, 7}, {37, 70, 300}, {50, 200, 700}, {25, 1100, 129}, {200, 130, 600}};
+  const std::string detected = internal::gemm_kernel_name();
+  int kernels = 0;
+  for (const char* kernel : {"avx512", "avx2", "portable"}) {
+    if (!internal::use_gemm_kernel(kernel)) {
+      WARN("this CPU has no " << kernel << " kernel: not tested here");
+      continue;
+    }
+    ++kernels;
+    for (const auto& [m, n, k] : shapes)
+      for (const bool ta : {false, true})
+        for (const bool tb : {false, true})
+          for (const bool accumulate : {false, true}) {
+            INFO(kernel << ": m " << m << " n " << n << " k " << k << " transpose_a " << ta << " transpose_b " << tb
+                        << " accumulate " << accumulate);
+            Generator gen(static_cast<uint64_t>(m * 5 + n * 3 + k));
+            const Tensor a = Tensor::uniform(ta ? Shape{k, m} : Shape{m, k}, -1, 1, gen);
+            const Tensor b = Tensor::uniform(tb ? Shape{n, k} : Shape{k, n}, -1, 1, gen);
+            const Tensor start = Tensor::uniform({n}, -1, 1, gen);  // what accumulate adds onto, in every row
+            Tensor c = Tensor::empty({m, n});
+            for (int64_t i = 0; i < m; ++i) std::copy_n(start.data(), n, c.data() + i * n);
+            internal::gemm({a.data(), a.size(0), a.size(1), ta}, {b.data(), b.size(0), b.size(1), tb}, c.data(), accumulate);
+            require_close(c, reference(a, b, ta, tb, accumulate ? start : Tensor()));
+          }
+    // k = 0: a sum of nothing.
+    Tensor c = Tensor::full({3, 4}, 5.0f);
+    internal::gemm({nullptr, 3, 0, false}, {nullptr, 0, 4, false}, c.data(), true);
+    CHECK(c.to_vector() == std::vector<float>(12, 5.0f));
+    internal::gemm({nullptr, 3, 0, false}, {nullptr, 0, 4, false}, c.data(), false);
+    CHECK(c.to_vector() == std::vector<float>(12, 0.0f));
+  }
+  CHECK(kernels >= 1);
+  REQUIRE(internal::use_gemm_kernel(detected.substr(0, detected.find(' '))));  // back to this CPU's best
 }
 
 TEST_CASE("a large linear accumulates its product onto the bias", "[linalg]") {

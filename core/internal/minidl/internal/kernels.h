@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace minidl::internal {
 
@@ -16,8 +17,14 @@ struct MatrixArg {
   MatrixArg flipped() const { return {data, rows, cols, !transposed}; }
 };
 
-/// out [M,N] = op(a)·op(b), or out += op(a)·op(b) with accumulate.
+/// out [M,N] = op(a)·op(b), or out += op(a)·op(b) with accumulate (core/src/gemm.cpp). Every output element is
+/// summed over k in the same order whatever the thread count; products of 1 MFLOP and more use the OpenMP team.
 void gemm(const MatrixArg& a, const MatrixArg& b, float* out, bool accumulate);
+/// The micro-kernel gemm uses on this CPU: "avx512 12x32", "avx2 6x16" or "portable 4x8".
+const char* gemm_kernel_name();
+/// For tests: use the kernel named "avx512", "avx2" or "portable" from now on; false (nothing changed) when this
+/// CPU lacks it.
+bool use_gemm_kernel(const std::string& name);
 
 /// db [units] = (fresh ? 0 : db) + the column sums of g [rows, units], summed in double in row order with the
 /// columns split between threads (so never dependent on the thread count).
