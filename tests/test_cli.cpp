@@ -222,10 +222,11 @@ TEST_CASE("gradcheck passes on the whole model in every mode", "[cli]") {
 }
 
 TEST_CASE("the same seed gives bit-identical weights with --threads 1 and 2", "[cli]") {
-  // Batch 512 and hidden 512 take every parallel path: the split GEMM, the batch-norm kernels, the loader, Adam.
+  // Batch 512 and hidden 1400 take every parallel path: the threaded GEMM, the batch-norm kernels, the loader, and
+  // Adam (over a million parameters).
   TempDir dir;
   for (const std::string mode : {"running", "manual"}) {
-    const std::string common = "train --norm " + mode + " --epochs 2 --batch-size 512 --hidden 512 " + data_flag();
+    const std::string common = "train --norm " + mode + " --epochs 2 --batch-size 512 --hidden 1400 " + data_flag();
     REQUIRE(minidl_cli(common + " --threads 1 --save " + dir.file("one"), dir).status == 0);
     REQUIRE(minidl_cli(common + " --threads 2 --save " + dir.file("two"), dir).status == 0);
     CHECK(read_bytes(dir.file("one")) == read_bytes(dir.file("two")));

@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <set>
 
+#include <omp.h>
+
 #include "helpers.h"
 
 using namespace minidl;
@@ -108,4 +110,17 @@ TEST_CASE("uniform, normal and permutations have the right distribution", "[tens
   std::set<uint64_t> seen;
   for (int i = 0; i < 1000; ++i) seen.insert(gen.below(3));
   CHECK(seen == std::set<uint64_t>{0, 1, 2});
+}
+
+TEST_CASE("flushing denormals turns subnormal results into zero on every thread, and is restored", "[tensor]") {
+  volatile float tiny = 1e-30f, small = 1e-10f;  // their product, 1e-40, is subnormal
+  {
+    const FlushDenormalGuard guard;
+    CHECK(tiny * small == 0.0f);
+    int flushed = 0;
+#pragma omp parallel reduction(+ : flushed)
+    flushed += (tiny * small == 0.0f) ? 1 : 0;
+    CHECK(flushed == omp_get_max_threads());
+  }
+  CHECK(tiny * small != 0.0f);  // the previous setting is back
 }

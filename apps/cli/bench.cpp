@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "minidl/autograd.h"
+#include "minidl/denormal.h"
 #include "minidl/ops.h"
 
 namespace minidl::cli {
@@ -102,6 +103,7 @@ class GemmPeak {
 };
 
 Measurement train_steps(const BenchConfig& c, const Dataset& data, int64_t steps) {
+  const FlushDenormalGuard flush;  // as the Trainer does
   const auto model_ptr = build_model(c.model);
   Sequential& model = *model_ptr;
   Adam adam(model.parameters());

@@ -15,21 +15,22 @@ void last_axis(const char* op, const Tensor& x, int64_t* rows, int64_t* cols) {
   *rows = *cols ? x.numel() / *cols : 0;
 }
 
-// y = exp(x - max) / sum(exp(x - max)) row by row, or its log when `log_space`.
+// y = exp(x - max) / sum(exp(x - max)) row by row, or its log when `log_space`. Each exponential once, in float
+// (x - max <= 0, so it lies in (0, 1]), summed in double.
 void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, bool log_space) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* in = x + r * cols;
     float* out = y + r * cols;
     const float max = *std::max_element(in, in + cols);
     double total = 0.0;
-    for (int64_t c = 0; c < cols; ++c) total += std::exp(static_cast<double>(in[c] - max));
+    for (int64_t c = 0; c < cols; ++c) total += out[c] = std::exp(in[c] - max);
     if (log_space) {
       // (x - max) first: exact for nearby values, where max + log(total) would round at the scale of max.
       const float log_total = static_cast<float>(std::log(total));
       for (int64_t c = 0; c < cols; ++c) out[c] = (in[c] - max) - log_total;
     } else {
-      const double inv = 1.0 / total;
-      for (int64_t c = 0; c < cols; ++c) out[c] = static_cast<float>(std::exp(static_cast<double>(in[c] - max)) * inv);
+      const float inv = static_cast<float>(1.0 / total);
+      for (int64_t c = 0; c < cols; ++c) out[c] *= inv;
     }
   }
 }
@@ -116,15 +117,17 @@ float cross_entropy_rows(const float* z, int64_t rows, int64_t cols, float* prob
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = z + r * cols;
     const float max = *std::max_element(row, row + cols);
+    float* p = probs + r * cols;
     double sum_exp = 0.0;
-    for (int64_t c = 0; c < cols; ++c) sum_exp += std::exp(static_cast<double>(row[c] - max));
+    for (int64_t c = 0; c < cols; ++c) sum_exp += p[c] = std::exp(row[c] - max);  // once each, in (0, 1]
     const double log_sum = std::log(sum_exp);
+    const float inv = static_cast<float>(1.0 / sum_exp);
     double loss = 0.0;
     for (int64_t c = 0; c < cols; ++c) {
       const double t = target(r, c);
       // logsumexp(z) − z_c = log_sum − (z_c − max), weighted by the target mass on c
       if (t != 0.0) loss += t * (log_sum - (row[c] - max));
-      probs[r * cols + c] = static_cast<float>(std::exp(static_cast<double>(row[c] - max) - log_sum));
+      p[c] *= inv;
     }
     total += loss;
   }

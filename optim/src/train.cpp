@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "minidl/autograd.h"
+#include "minidl/denormal.h"
 #include "minidl/losses.h"
 
 namespace minidl {
@@ -58,6 +59,7 @@ std::vector<EpochLogs> fit(Module& model, Optimizer& optimizer, const Dataset& d
 }
 
 Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool batch_statistics) {
+  const FlushDenormalGuard flush;
   const ModeGuard mode(model, batch_statistics);
   const NoGradGuard no_grad;
   // Training-mode forwards update moving statistics as a side effect: keep a copy to put back.
@@ -86,6 +88,7 @@ Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool
 Tensor predict(Module& model, const Tensor& x, int64_t batch_size) {
   if (x.dim() < 2) fail("predict: expects inputs [N, ...], got ", x.shape().str());
   if (batch_size <= 0) fail("predict: batch size must be > 0, got ", batch_size);
+  const FlushDenormalGuard flush;
   const ModeGuard inference(model, false);
   const NoGradGuard no_grad;
   const int64_t n = x.size(0), per_sample = n ? x.numel() / n : 0;

@@ -3,6 +3,7 @@
 
 #include "minidl/atomic_file.h"
 #include "minidl/autograd.h"
+#include "minidl/denormal.h"
 #include "minidl/error.h"
 #include "minidl/gradcheck.h"
 #include "minidl/metadata.h"

@@ -80,8 +80,15 @@ class Adam : public Optimizer {
 
  private:
   void init();
+  /// One parameter's part of the single pass over all of them: its arrays and where it starts in the concatenation.
+  struct Segment {
+    float *theta, *m, *v, *v_max;
+    const float* g;
+    int64_t begin, n;
+  };
   AdamOptions options_;
   std::vector<Tensor> m_, v_, v_hat_;
+  std::vector<Segment> segments_;  // reused every step
 };
 
 struct SGDOptions {

@@ -74,7 +74,9 @@ struct TrainerOptions {
 };
 
 /// The training loop: steps over a DataLoader's batches, epochs, callbacks, and training checkpoints that
-/// resume exactly. The model, optimizer and loader must outlive it.
+/// resume exactly. The model, optimizer and loader must outlive it. fit() and run_epoch() flush subnormal floats
+/// to zero while they run (minidl/denormal.h); a loop of your own around step() or train_step() should hold a
+/// FlushDenormalGuard too.
 class Trainer {
  public:
   /// Checks what can be checked before the first step: the loader gives one-hot targets when the default
