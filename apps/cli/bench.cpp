@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include "cli.h"
 #include "minidl/autograd.h"
 #include "minidl/denormal.h"
+#include "minidl/losses.h"
 #include "minidl/ops.h"
 
 namespace minidl::cli {
@@ -33,7 +35,11 @@ struct Measurement {
   double gflops = 0.0;        // the step's matrix products per second of train_step alone (median)
   double peak_gflops = 0.0;  // median of the 1024^3 products timed between the step repeats
   double peak_rss_mb = 0.0;  // of the training steps, read before any peak product ran
+  // With --phases: median seconds per step of each phase, in the order of kPhases.
+  std::array<double, 5> phases{};
 };
+
+constexpr std::array<const char*, 5> kPhases = {"loader", "forward", "loss", "backward", "optimizer"};
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
@@ -102,15 +108,53 @@ class GemmPeak {
   std::vector<double> rates_;
 };
 
-Measurement train_steps(const BenchConfig& c, const Dataset& data, int64_t steps) {
+// The steps of train_step, each phase timed apart (a clock read costs ~20 ns against a step of >= 100 us).
+class PhasedStep {
+ public:
+  PhasedStep(Sequential& model, Optimizer& optimizer) : model_(model), optimizer_(optimizer) {}
+  void operator()(DataLoader& loader, Batch& batch) {
+    double t = now();
+    const auto lap = [&](int phase) {
+      const double t1 = now();
+      seconds_[phase] += t1 - t;
+      t = t1;
+    };
+    if (!loader.next(batch)) {
+      loader.start_epoch();
+      loader.next(batch);
+    }
+    lap(0);
+    model_.train();
+    const Tensor prediction = model_.forward(batch.x);
+    lap(1);
+    const Tensor loss = categorical_crossentropy(batch.one_hot, prediction);
+    (void)count_correct(batch.labels, prediction);
+    lap(2);
+    optimizer_.zero_grad();
+    loss.backward();
+    lap(3);
+    optimizer_.step();
+    lap(4);
+  }
+  std::array<double, 5> take() { return std::exchange(seconds_, {}); }
+
+ private:
+  Sequential& model_;
+  Optimizer& optimizer_;
+  std::array<double, 5> seconds_{};
+};
+
+Measurement train_steps(const BenchConfig& c, const Dataset& data, int64_t steps, bool phased) {
   const FlushDenormalGuard flush;  // as the Trainer does
   const auto model_ptr = build_model(c.model);
   Sequential& model = *model_ptr;
   Adam adam(model.parameters());
   DataLoader loader(data, {.batch_size = c.batch, .drop_last = true}, true);
   Batch batch;
+  PhasedStep phased_step(model, adam);
   double in_train_step = 0.0;  // seconds inside train_step: forward, backward and Adam
   const auto step = [&] {
+    if (phased) return phased_step(loader, batch);
     if (!loader.next(batch)) {
       loader.start_epoch();
       loader.next(batch);
@@ -121,9 +165,11 @@ Measurement train_steps(const BenchConfig& c, const Dataset& data, int64_t steps
   };
   loader.start_epoch();
   for (int i = 0; i < 20; ++i) step();  // warm-up: caches, allocator, page faults
+  phased_step.take();
   // Peak and steps take turns, so a noisy neighbour weighs on both alike; memory is read after the first
   // repeat, when the step has allocated all it ever will and before the peak's matrices exist.
   std::vector<double> per_step, per_train_step;
+  std::array<std::vector<double>, 5> per_phase;
   double rss = 0.0;
   std::optional<GemmPeak> peak;
   for (int repeat = 0; repeat < 5; ++repeat) {
@@ -131,6 +177,9 @@ Measurement train_steps(const BenchConfig& c, const Dataset& data, int64_t steps
     const double t0 = now();
     for (int64_t i = 0; i < steps; ++i) step();
     per_step.push_back((now() - t0) / static_cast<double>(steps));
+    const auto phases = phased_step.take();
+    for (size_t p = 0; p < phases.size(); ++p) per_phase[p].push_back(phases[p] / static_cast<double>(steps));
+    if (phased) in_train_step = phases[1] + phases[2] + phases[3] + phases[4];
     per_train_step.push_back(in_train_step / static_cast<double>(steps));
     if (repeat == 0) {
       rss = peak_rss_mb();
@@ -140,7 +189,9 @@ Measurement train_steps(const BenchConfig& c, const Dataset& data, int64_t steps
     peak->sample(3);
   }
   const double flops = model.training_product_flops({c.batch, data.features()});
-  return {median(per_step), flops / median(per_train_step) / 1e9, peak->median_gflops(), rss};
+  Measurement m{median(per_step), flops / median(per_train_step) / 1e9, peak->median_gflops(), rss};
+  for (size_t p = 0; p < kPhases.size(); ++p) m.phases[p] = median(per_phase[p]);
+  return m;
 }
 
 // The libtorch side program, if it was built (only when libtorch-dev is installed): its steps/s, or NaN.
@@ -166,6 +217,7 @@ int bench_command(int argc, char** argv) {
   options.add_options()("thread-counts", "comma-separated OpenMP thread counts", cxxopts::value<std::string>()->default_value("1,2"))(
       "steps", "timed steps per repeat (5 repeats, median)", cxxopts::value<int64_t>()->default_value("200"))(
       "quick", "only batch 32")(
+      "phases", "also time each phase of the step (loader, forward, loss, backward, optimizer)")(
       "model", "measure this model (at batch 32 and 256) instead of the document's configurations",
       cxxopts::value<std::string>())("norm", "what each bn becomes, with --model", cxxopts::value<std::string>()->default_value("running"))(
       "match", "only configurations whose name contains this text", cxxopts::value<std::string>()->default_value(""))(
@@ -197,6 +249,7 @@ int bench_command(int argc, char** argv) {
   const std::string cnn = "conv:32x3,bn,relu,maxpool:2,conv:64x3,bn,relu,maxpool:2,flatten,dense:" +
                           std::to_string(data.train.num_classes) + ",softmax";
   const bool quick = f["quick"].as<bool>();
+  const bool phased = f["phases"].as<bool>();
   std::vector<BenchConfig> configs;
   if (f.count("model")) {
     const std::string model = f["model"].as<std::string>();
@@ -233,7 +286,7 @@ int bench_command(int argc, char** argv) {
       // Steps scaled so that a repeat does about as much work as 200 steps of the document's model at batch 32.
       const int64_t n = std::max<int64_t>(steps / 10 + 1, static_cast<int64_t>(static_cast<double>(steps) * 3e7 /
                         std::max(1.0, build_model(c.model)->training_product_flops({c.batch, data.train.features()}))));
-      const Measurement m = in_child(threads, [&] { return train_steps(c, data.train, std::min(n, steps)); });
+      const Measurement m = in_child(threads, [&] { return train_steps(c, data.train, std::min(n, steps), phased); });
       const double epoch_steps = std::ceil(static_cast<double>(data.train.size()) / static_cast<double>(c.batch));
       std::string torch = "not installed";
       if (have_libtorch) {
@@ -245,6 +298,11 @@ int bench_command(int argc, char** argv) {
       std::printf("%-*s %7d %9.0f %9.3f %8.1f %10.1f %5.0f%% %7.0f MB %12s\n", static_cast<int>(width), c.name.c_str(), threads,
                   1.0 / m.step_seconds, m.step_seconds * epoch_steps, m.gflops, m.peak_gflops,
                   100.0 * m.gflops / m.peak_gflops, m.peak_rss_mb, torch.c_str());
+      if (phased) {
+        std::printf("    us per step:");
+        for (size_t p = 0; p < kPhases.size(); ++p) std::printf(" %s %.1f", kPhases[p], m.phases[p] * 1e6);
+        std::printf("\n");
+      }
       std::fflush(stdout);
     }
   }
