@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <sys/wait.h>
 
-#include "helpers.h"
+#include "cli_helpers.h"
 #include "minidl/checkpoint.h"
 #include "minidl/data.h"
 #include "minidl/models.h"
@@ -17,35 +17,10 @@ using minidl::test::TempDir;
 using minidl::test::read_bytes;
 using minidl::test::write_bytes;
 
-namespace {
-struct Run {
-  int status;
-  std::string out, err;
-};
-
-// Runs `minidl <args>` with stdout and stderr captured.
-Run minidl_cli(const std::string& args, const TempDir& dir) {
-  const std::string out = dir.file("stdout"), err = dir.file("stderr");
-  const std::string command = std::string(MINIDL_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
-  const int raw = std::system(command.c_str());
-  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, read_bytes(out), read_bytes(err)};
-}
-
-// A synthetic MNIST-format directory shared by the tests of this file.
-const TempDir& data_dir() {
-  static TempDir dir;
-  static const bool written = [] {
-    const DatasetSplits s = make_synthetic(640, 200, 21);
-    save_mnist_split(dir.path(), "train", s.train, true);
-    save_mnist_split(dir.path(), "t10k", s.test, true);
-    return true;
-  }();
-  (void)written;
-  return dir;
-}
-
-std::string data_flag() { return "--data " + data_dir().path(); }
-}  // namespace
+using minidl::test::data_dir;
+using minidl::test::data_flag;
+using minidl::test::minidl_cli;
+using minidl::test::Run;
 
 TEST_CASE("train --json prints one object per epoch — evaluate reproduces the accuracy", "[cli]") {
   TempDir dir;

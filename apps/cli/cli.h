@@ -24,6 +24,9 @@ cxxopts::ParseResult parse_flags(cxxopts::Options& options, int argc, char** arg
 
 /// Adds the flags every command understands: --data, --threads, --seed, --help.
 void add_common_flags(cxxopts::Options& options);
+/// Refuses a checkpoint holding NaN or infinite values, naming the tensor (a diverged run's weights would give
+/// NaN or, worse, plausible-looking numbers).
+void refuse_non_finite(const Checkpoint& checkpoint, const std::string& path);
 /// Applies --threads (OpenMP threads; 0 keeps the default).
 void apply_threads(const cxxopts::ParseResult& flags);
 

@@ -58,6 +58,14 @@ cxxopts::ParseResult parse_flags(cxxopts::Options& options, int argc, char** arg
   }
 }
 
+void refuse_non_finite(const Checkpoint& checkpoint, const std::string& path) {
+  NamedTensors tensors(checkpoint.tensors.begin(), checkpoint.tensors.end());
+  const std::string found = first_non_finite(tensors);
+  if (!found.empty())
+    fail("checkpoint '", path, "': tensor ", found, ": the run that wrote it diverged — use an earlier checkpoint, "
+         "or train again with a smaller --lr");
+}
+
 void apply_threads(const cxxopts::ParseResult& flags) {
   const int threads = flags["threads"].as<int>();
   if (threads < 0) fail("--threads must be >= 0, got ", threads);

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -26,9 +27,20 @@ struct ModeResult {
   double seconds_per_epoch = 0.0;             // median
 };
 
-ModeResult run_mode(NormMode mode, RunConfig config, const DatasetSplits& data) {
+// The evaluations every mode ends with: inference at batch 32, batch statistics at 1000 and at 32.
+constexpr std::array<std::pair<int64_t, bool>, 3> kEvaluations = {{{32, false}, {1000, true}, {32, true}}};
+
+// Builds a mode's run and checks, before any mode trains, that its final evaluations can run.
+std::unique_ptr<Run> prepare_mode(NormMode mode, RunConfig config, const DatasetSplits& data) {
   config.model.norm = mode;
-  Run run(config, data);  // same seed: the same initial Dense weights in every mode
+  auto run = std::make_unique<Run>(config, data);  // same seed: the same initial weights in every mode
+  for (const auto& [batch, statistics] : kEvaluations)
+    check_evaluation(*run->model, data.test, batch, statistics,
+                     "compare's evaluation of mode " + to_string(mode) + " at batch size");
+  return run;
+}
+
+ModeResult run_mode(NormMode mode, Run& run, const DatasetSplits& data) {
   ModeResult result{mode, {}, {}, {}, {}, {}};
   run.trainer->add_callback(std::make_shared<ProgressBar>(to_string(mode)));
   auto log = std::make_shared<LambdaCallback>();
@@ -40,9 +52,9 @@ ModeResult run_mode(NormMode mode, RunConfig config, const DatasetSplits& data) 
   run.trainer->add_callback(log);
   result.history = run.trainer->fit();
   Sequential& model = *run.model;
-  result.inference = evaluate(model, data.test, 32);
-  result.batch_1000 = evaluate(model, data.test, 1000, true);
-  result.batch_32 = evaluate(model, data.test, 32, true);
+  result.inference = evaluate(model, data.test, kEvaluations[0].first, kEvaluations[0].second);
+  result.batch_1000 = evaluate(model, data.test, kEvaluations[1].first, kEvaluations[1].second);
+  result.batch_32 = evaluate(model, data.test, kEvaluations[2].first, kEvaluations[2].second);
   const StatisticsGap gap = moving_statistics_gap(model, population_statistics(model, data.train));
   result.mean_gap = gap.mean;
   result.variance_gap = gap.variance;
@@ -146,10 +158,23 @@ int compare_command(int argc, char** argv) {
   for (std::string item; std::getline(list, item, ',');) modes.push_back(parse_norm_mode(item));
   if (f.count("norm")) fail("compare trains every mode in --modes: give --modes instead of --norm");
 
+  if (f.count("out")) {  // before any training: a run must not be lost to an unwritable directory
+    const std::string dir = f["out"].as<std::string>();
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) fail("--out '", dir, "': cannot create the directory: ", ec.message());
+    for (const char* file : {"compare.csv", "compare.json", "curves.svg"}) check_writable(dir + "/" + file, "--out");
+  }
+
   const DatasetSplits data = load_logged(data_spec_from_flags(f));
   const RunConfig config = run_config_from_flags(f, data.train);
+  std::vector<std::unique_ptr<Run>> runs;
+  for (NormMode mode : modes) runs.push_back(prepare_mode(mode, config, data));
   std::vector<ModeResult> results;
-  for (NormMode mode : modes) results.push_back(run_mode(mode, config, data));
+  for (size_t i = 0; i < modes.size(); ++i) {
+    results.push_back(run_mode(modes[i], *runs[i], data));
+    runs[i].reset();
+  }
   std::printf("%s", table(results).c_str());
   std::printf("\n%s, %d epochs, batch %lld, seed %llu. Test accuracy: inference mode (moving statistics) and with each "
               "test batch normalised by its own statistics. Moving gap: relative L2 distance between the moving "

@@ -23,9 +23,12 @@ int evaluate_command(int argc, char** argv) {
 
   const std::string path = f["model"].as<std::string>();
   const LoadedModel loaded = load_model(path);
+  refuse_non_finite(loaded.checkpoint, path);
   const DatasetSplits data = load_logged(data_spec_for(f, loaded.checkpoint.metadata, path, true));
   check_data_fits(loaded.config, data.test, "in '" + path + "'");
-  const Evaluation e = evaluate(*loaded.model, data.test, batch_size, f["batch-statistics"].as<bool>());
+  const bool batch_statistics = f["batch-statistics"].as<bool>();
+  check_evaluation(*loaded.model, data.test, batch_size, batch_statistics, "--batch-size");
+  const Evaluation e = evaluate(*loaded.model, data.test, batch_size, batch_statistics);
   if (f["json"].as<bool>())
     std::printf("%s\n", nlohmann::ordered_json{{"loss", e.loss}, {"accuracy", e.accuracy}}.dump().c_str());
   else

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli.h"
+#include "minidl/atomic_file.h"
 #include "minidl/onnx.h"
 
 namespace minidl::cli {
@@ -13,7 +14,9 @@ int export_command(int argc, char** argv) {
       "out", "the ONNX file to write", cxxopts::value<std::string>())("h,help", "show this help");
   const auto f = parse_flags(options, argc, argv, "minidl export --model model.safetensors --out model.onnx");
   if (!f.count("model") || !f.count("out")) fail("--model FILE and --out FILE.onnx are required");
+  check_writable(f["out"].as<std::string>(), "--out");
   const LoadedModel loaded = load_model(f["model"].as<std::string>());
+  refuse_non_finite(loaded.checkpoint, f["model"].as<std::string>());
   export_onnx(*loaded.model, f["out"].as<std::string>());
   spdlog::info("wrote {}: input [N,{}] float32 (pixels / 255), output probabilities [N,{}]", f["out"].as<std::string>(),
                shape_text(loaded.model->input_shape()), loaded.config.classes);

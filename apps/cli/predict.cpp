@@ -46,6 +46,7 @@ int predict_command(int argc, char** argv) {
   const int64_t top = f["top"].as<int64_t>(), batch_size = f["batch-size"].as<int64_t>();
   const std::string path = f["model"].as<std::string>();
   const LoadedModel loaded = load_model(path);
+  refuse_non_finite(loaded.checkpoint, path);
   const ModelConfig& config = loaded.config;
   if (top < 1 || top > config.classes) fail("--top must be in [1, ", config.classes, "], got ", top);
   if (batch_size < 1) fail("--batch-size must be >= 1, got ", batch_size);

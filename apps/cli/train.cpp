@@ -26,7 +26,9 @@ int train_command(int argc, char** argv) {
       "init", "start from the weights in this safetensors file", cxxopts::value<std::string>())(
       "resume", "continue exactly from a checkpoint written by --save (the same command line may be repeated)",
       cxxopts::value<std::string>())("log", "write one JSON object per epoch to this file", cxxopts::value<std::string>())(
-      "json", "print one JSON object per epoch on stdout");
+      "json", "print one JSON object per epoch on stdout")(
+      "keep-going-on-nan", "go on training when a step's loss is NaN or infinite (by default training stops there, "
+                           "keeps the last checkpoint and exits with status 3)");
   add_model_flags(options);
   add_common_flags(options);
   const auto f = parse_flags(options, argc, argv,
@@ -34,12 +36,18 @@ int train_command(int argc, char** argv) {
                              "--save model.safetensors");
   apply_threads(f);
   if (f.count("init") && f.count("resume")) fail("--init and --resume exclude each other: resume already has weights");
+  // Output paths are checked before any data is read or any step is run: a run must not be lost to a typo.
+  for (const char* output : {"save", "log"})
+    if (f.count(output)) check_writable(f[output].as<std::string>(), std::string("--") + output);
 
   std::optional<Checkpoint> checkpoint;
   const std::string checkpoint_path = f.count("resume") ? f["resume"].as<std::string>()
                                       : f.count("init")  ? f["init"].as<std::string>()
                                                          : "";
-  if (!checkpoint_path.empty()) checkpoint = load_safetensors(checkpoint_path);
+  if (!checkpoint_path.empty()) {
+    checkpoint = load_safetensors(checkpoint_path);
+    refuse_non_finite(*checkpoint, checkpoint_path);
+  }
   std::optional<RunConfig> resumed;
   if (f.count("resume")) resumed = resumed_run_config(f, *checkpoint, checkpoint_path);
   const DatasetSplits data = load_logged(resumed ? resumed->data : data_spec_from_flags(f));
@@ -75,10 +83,34 @@ int train_command(int argc, char** argv) {
   std::shared_ptr<ModelCheckpoint> saver;
   if (f.count("save")) trainer.add_callback(saver = std::make_shared<ModelCheckpoint>(f["save"].as<std::string>(), config.to_metadata()));
 
+  const auto interrupt = std::make_shared<StopOnSignal>();
+  trainer.add_callback(interrupt);
+  if (f["keep-going-on-nan"].as<bool>()) trainer.options().on_non_finite = OnNonFinite::keep_going;
+
   spdlog::info("training {} (norm {}) for {} epochs{}", config.model.description, to_string(config.model.norm),
                config.epochs, config.max_steps >= 0 ? ", at most " + std::to_string(config.max_steps) + " steps" : "");
-  trainer.fit();
+  try {
+    trainer.fit();
+  } catch (const NonFiniteLoss& e) {
+    spdlog::error("{}", e.what());
+    if (saver && saver->saved_step() >= 0)
+      spdlog::error("{} still holds step {}, the last checkpoint written before the loss stopped being finite",
+                    saver->path(), saver->saved_step());
+    else if (saver)
+      spdlog::error("nothing was saved to {}: no epoch ended before the loss stopped being finite", saver->path());
+    spdlog::error("try a smaller --lr (this run: {:g}), or --keep-going-on-nan to train on regardless",
+                  config.learning_rate);
+    return 3;
+  }
   if (saver) spdlog::info("saved {} (step {})", saver->path(), saver->saved_step());
+  if (interrupt->signal() != 0) {
+    if (saver)
+      spdlog::info("interrupted at step {}; to continue exactly: minidl train --resume {} (with the epochs or steps "
+                   "you want in all)", trainer.steps_done(), saver->path());
+    else
+      spdlog::warn("interrupted at step {}; nothing was saved (no --save)", trainer.steps_done());
+    return 128 + interrupt->signal();
+  }
   return 0;
 }
 

@@ -200,8 +200,10 @@ Tensor pow(const Tensor& x, float exponent) {
 }
 
 Tensor relu(const Tensor& x) {
+  // NaN propagates (as PyTorch's relu): a NaN weight must not hide behind a finite, normal-looking loss.
   Tensor out = unary(
-      "relu", x, [](float v) { return v > 0.0f ? v : 0.0f; }, [](float v, float) { return v > 0.0f ? 1.0f : 0.0f; });
+      "relu", x, [](float v) { return v > 0.0f || v != v ? v : 0.0f; },
+      [](float v, float) { return v > 0.0f ? 1.0f : 0.0f; });
   const float* px = x.data();
   replay_branches(
       out, [&](int64_t i) { return px[i] > 0.0f ? 1u : 0u; },

@@ -79,12 +79,26 @@ IdxArray read_idx(const std::string& path, int expected_rank) {
     const int64_t d = (int64_t{b[0]} << 24) | (int64_t{b[1]} << 16) | (int64_t{b[2]} << 8) | b[3];
     if (d == 0) fail("'", path, "': dimension ", axis, " is zero");
     array.dims.push_back(d);
-    payload *= d;
-    if (payload > kMaxPayload)
+    if (__builtin_mul_overflow(payload, d, &payload) || payload > kMaxPayload)
       fail("'", path, "': header claims more than ", kMaxPayload, " bytes of payload — a corrupt header");
   }
-  array.values.resize(static_cast<size_t>(payload));
-  const int64_t got = read_bytes(file.get(), path, array.values.data(), payload);
+  // What the header claims is checked against the file before memory is taken for it: a raw file must hold
+  // exactly that many bytes; a gzip stream is read in growing pieces, so a small file claiming gigabytes fails
+  // after reading what it really holds.
+  const int64_t header_bytes = 4 + 4 * static_cast<int64_t>(expected_rank);
+  const int64_t raw_payload = static_cast<int64_t>(info.st_size) - header_bytes;
+  if (gzdirect(file.get()) && raw_payload < payload)
+    fail("'", path, "': payload is shorter than the header says: expected ", payload, " bytes, found ", raw_payload);
+  if (gzdirect(file.get()) && raw_payload > payload)
+    fail("'", path, "': payload is longer than the header says: expected ", payload, " bytes, found more");
+  int64_t got = 0;
+  for (int64_t piece = int64_t{16} << 20; got < payload; piece *= 2) {
+    const int64_t want = std::min(payload - got, piece);
+    array.values.resize(static_cast<size_t>(got + want));
+    const int64_t n = read_bytes(file.get(), path, array.values.data() + got, want);
+    got += n;
+    if (n < want) break;
+  }
   if (got < payload)
     fail("'", path, "': payload is shorter than the header says: expected ", payload, " bytes, found ", got);
   uint8_t extra;

@@ -71,6 +71,7 @@ std::string Module::default_name() const {
 }
 
 int64_t Module::min_training_batch(const Shape&) const { return 1; }
+int64_t Module::min_inference_batch(const Shape&) const { return 1; }
 double Module::product_flops(const Shape&) const { return 0.0; }
 
 std::string Module::export_onnx(OnnxGraph&, const std::string&, const Shape&) const {
@@ -258,14 +259,22 @@ Shape Sequential::output_shape(const Shape& input) const {
   return s;
 }
 
-int64_t Sequential::min_training_batch(const Shape& input) const {
+int64_t Sequential::largest_over_layers(const Shape& input, int64_t (Module::*needed_by)(const Shape&) const) const {
   Shape s = declared(input);
   int64_t needed = 1;
   for (const auto& layer : children()) {
-    needed = std::max(needed, layer->min_training_batch(s));
+    needed = std::max(needed, ((*layer).*needed_by)(s));
     s = layer->output_shape(s);
   }
   return needed;
+}
+
+int64_t Sequential::min_training_batch(const Shape& input) const {
+  return largest_over_layers(input, &Module::min_training_batch);
+}
+
+int64_t Sequential::min_inference_batch(const Shape& input) const {
+  return largest_over_layers(input, &Module::min_inference_batch);
 }
 
 double Sequential::product_flops(const Shape& input) const {

@@ -1,7 +1,10 @@
-// The Trainer's stock callbacks: progress bar, checkpoints, early stopping, learning-rate schedule.
+// The Trainer's stock callbacks: progress bar, checkpoints, early stopping, learning-rate schedule, stop on signal.
 #include "minidl/callbacks.h"
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <chrono>
 #include <cmath>
@@ -113,6 +116,60 @@ LearningRateScheduler::LearningRateScheduler(std::function<float(int, float)> sc
 void LearningRateScheduler::on_epoch_begin(Trainer& trainer) {
   Optimizer& optimizer = trainer.optimizer();
   optimizer.set_learning_rate(schedule_(static_cast<int>(trainer.epoch()) - 1, optimizer.learning_rate()));
+}
+
+namespace {
+// Signal state is process-wide: the handler may only touch a sig_atomic_t and call async-signal-safe functions.
+volatile std::sig_atomic_t g_stop_signal = 0;
+bool g_installed = false;
+struct sigaction g_previous_int {}, g_previous_term {};
+
+extern "C" void on_stop_signal(int sig) {
+  if (g_stop_signal != 0) {  // the second one: the default action, at once
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+    return;
+  }
+  g_stop_signal = sig;
+  static const char message[] = "\nminidl: interrupted: finishing the current step, then stopping (interrupt again to quit at once)\n";
+  const ssize_t ignored = ::write(STDERR_FILENO, message, sizeof message - 1);
+  (void)ignored;
+}
+}  // namespace
+
+StopOnSignal::~StopOnSignal() { restore(); }
+
+void StopOnSignal::on_train_begin(Trainer&) {
+  if (g_installed) fail("StopOnSignal: another StopOnSignal is already active in this process");
+  signal_ = 0;
+  g_stop_signal = 0;
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  ::sigaction(SIGINT, &action, &g_previous_int);
+  ::sigaction(SIGTERM, &action, &g_previous_term);
+  g_installed = installed_ = true;
+}
+
+void StopOnSignal::on_step_end(Trainer& trainer, const StepResult&) {
+  if (g_stop_signal == 0) return;
+  signal_ = g_stop_signal;
+  trainer.stop();
+}
+
+void StopOnSignal::on_epoch_end(Trainer& trainer, const EpochLogs&) { on_step_end(trainer, {}); }
+
+void StopOnSignal::on_train_end(Trainer&) {
+  if (g_stop_signal != 0) signal_ = g_stop_signal;
+  restore();
+}
+
+void StopOnSignal::restore() {
+  if (!installed_) return;
+  ::sigaction(SIGINT, &g_previous_int, nullptr);
+  ::sigaction(SIGTERM, &g_previous_term, nullptr);
+  g_installed = installed_ = false;
 }
 
 }  // namespace minidl

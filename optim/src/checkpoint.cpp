@@ -69,9 +69,15 @@ Checkpoint load_safetensors(const std::string& path) {
   }
   if (!header.is_object()) throw bad("the header is not a JSON object");
 
+  // Every entry is checked against the file, and the ranges against each other, before any tensor is allocated.
   Checkpoint checkpoint;
   const uint64_t data_size = file_size - 8 - header_size;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  struct Entry {
+    std::string name;
+    Shape dims;
+    uint64_t begin, end;
+  };
+  std::vector<Entry> entries;
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") {
       if (!entry.is_object()) throw bad("__metadata__ is not an object of strings");
@@ -90,29 +96,34 @@ Checkpoint load_safetensors(const std::string& path) {
       throw bad("tensor '", name, "' has shape ", json_text(shape), ", expected a list of at most ", kMaxRank, " sizes");
     if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned())
       throw bad("tensor '", name, "' has data_offsets ", offsets.dump(), ", expected [begin, end]");
-    Shape dims;
-    uint64_t count = 1;
+    Entry e{name, {}, offsets[0].get<uint64_t>(), offsets[1].get<uint64_t>()};
+    // The size in checked arithmetic (a product that wraps around would pass every later check): the product of
+    // the non-zero sizes, in bytes; it must then equal the entry's range, which lies inside the file's data.
+    uint64_t bytes = sizeof(float);
+    bool empty = false;
     for (const auto& d : shape) {
       if (!d.is_number_unsigned()) throw bad("tensor '", name, "' has shape ", json_text(shape), " with a bad size");
-      dims.push_back(d.get<int64_t>());
-      count *= d.get<uint64_t>();
-      if (count > data_size) throw bad("tensor '", name, "' has shape ", json_text(shape), ", larger than the file's data");
+      const uint64_t size = d.get<uint64_t>();
+      if (size == 0) {
+        empty = true;
+      } else if (__builtin_mul_overflow(bytes, size, &bytes) || bytes > (uint64_t{1} << 62)) {
+        throw bad("tensor '", name, "' has shape ", json_text(shape), ", larger than the file's data (", data_size,
+                  " bytes)");
+      }
+      e.dims.push_back(static_cast<int64_t>(size));
     }
-    const uint64_t begin = offsets[0], end = offsets[1];
-    if (begin > end || end > data_size)
-      throw bad("tensor '", name, "' has data_offsets [", begin, ",", end, "] outside the ", data_size,
+    if (empty) bytes = 0;
+    if (e.begin > e.end || e.end > data_size)
+      throw bad("tensor '", name, "' has data_offsets [", e.begin, ",", e.end, "] outside the ", data_size,
                 " bytes of data — truncated file?");
-    if (end - begin != count * sizeof(float))
-      throw bad("tensor '", name, "' has shape ", json_text(shape), " (", count * sizeof(float), " bytes) but ",
-                end - begin, " bytes of data");
-    ranges.emplace_back(begin, end);
-    Tensor t = Tensor::empty(dims);
-    in.seekg(static_cast<std::streamoff>(8 + header_size + begin));
-    in.read(reinterpret_cast<char*>(t.data()), static_cast<std::streamsize>(end - begin));
-    if (!in) throw bad("cannot read the data of tensor '", name, "'");
-    checkpoint.tensors.emplace(name, std::move(t));
+    if (e.end - e.begin != bytes)
+      throw bad("tensor '", name, "' has shape ", json_text(shape), " (", bytes, " bytes) but ", e.end - e.begin,
+                " bytes of data");
+    entries.push_back(std::move(e));
   }
   // The ranges must tile the data exactly: no overlap, no gap, nothing after the last tensor.
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  for (const Entry& e : entries) ranges.emplace_back(e.begin, e.end);
   std::sort(ranges.begin(), ranges.end());
   uint64_t expected = 0;
   for (const auto& [begin, end] : ranges) {
@@ -120,6 +131,13 @@ Checkpoint load_safetensors(const std::string& path) {
     expected = end;
   }
   if (expected != data_size) throw bad("the file has ", data_size - expected, " bytes after the last tensor");
+  for (const Entry& e : entries) {
+    Tensor t = Tensor::empty(e.dims);
+    in.seekg(static_cast<std::streamoff>(8 + header_size + e.begin));
+    in.read(reinterpret_cast<char*>(t.data()), static_cast<std::streamsize>(e.end - e.begin));
+    if (!in) throw bad("cannot read the data of tensor '", e.name, "'");
+    checkpoint.tensors.emplace(e.name, std::move(t));
+  }
   return checkpoint;
 }
 

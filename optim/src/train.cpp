@@ -58,7 +58,24 @@ std::vector<EpochLogs> fit(Module& model, Optimizer& optimizer, const Dataset& d
   return trainer.fit();
 }
 
+void check_evaluation(const Module& model, const Dataset& data, int64_t batch_size, bool batch_statistics,
+                      const std::string& what) {
+  if (batch_size < 1) fail(what, " must be >= 1, got ", batch_size);
+  if (data.size() == 0) return;
+  const Shape one{1, data.features()};
+  const int64_t needed = batch_statistics ? model.min_training_batch(one) : model.min_inference_batch(one);
+  const int64_t rest = data.size() % batch_size;
+  const int64_t smallest = std::min(batch_size, rest == 0 ? batch_size : rest);
+  if (smallest >= needed) return;
+  fail(what, " ", batch_size, " gives ", smallest == batch_size ? "batches" : "a last batch", " of ", smallest,
+       " sample", smallest == 1 ? "" : "s", " (", data.size(), " sample", data.size() == 1 ? "" : "s",
+       " to evaluate), but the model normalises each evaluated batch with that batch's own statistics",
+       batch_statistics ? "" : " (manual mode has no moving statistics)", " and needs at least ", needed,
+       " — choose a batch size, or a number of samples, that leaves no batch that small");
+}
+
 Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool batch_statistics) {
+  check_evaluation(model, data, batch_size, batch_statistics, "evaluate: batch size");
   const FlushDenormalGuard flush;
   const ModeGuard mode(model, batch_statistics);
   const NoGradGuard no_grad;

@@ -1,9 +1,12 @@
 // The Trainer: the one epoch loop in minidl, its callbacks, and training checkpoints that resume exactly.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
+#include "minidl/autograd.h"
 #include "minidl/denormal.h"
 #include "minidl/losses.h"
+#include "minidl/ops.h"
 #include "minidl/train.h"
 
 namespace minidl {
@@ -17,6 +20,73 @@ bool all_in_model(const Optimizer& optimizer, const NamedTensors& named) {
   return true;
 }
 }  // namespace
+
+std::string first_non_finite(const NamedTensors& tensors) {
+  for (const auto& [name, t] : tensors) {
+    const float* p = t.data();
+    for (int64_t i = 0; i < t.numel(); ++i)
+      if (!std::isfinite(p[i]))
+        return detail::concat("'", name, "' holds ", p[i], " (element ", i, " of ", t.numel(), ")");
+  }
+  return {};
+}
+
+namespace {
+bool all_finite(const Tensor& t) {
+  const float* p = t.data();
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (!std::isfinite(p[i])) return false;
+  return true;
+}
+
+float largest_magnitude(const NamedTensors& tensors) {
+  float m = 0.0f;
+  for (const auto& [name, t] : tensors)
+    for (int64_t i = 0; i < t.numel(); ++i) m = std::max(m, std::fabs(t.data()[i]));
+  return m;
+}
+}  // namespace
+
+std::string find_non_finite(Module& model, const Tensor& x) {
+  // Weights first; moving statistics last, since the failed step's own forward pass has already updated them.
+  if (std::string weight = first_non_finite(model.named_parameters()); !weight.empty()) return "the model's weight " + weight;
+  if (!all_finite(x)) return "the input batch";
+  auto* sequential = dynamic_cast<Sequential*>(&model);
+  if (!sequential) return {};
+  // Replay the forward pass layer by layer; training-mode forwards update moving statistics and draw from
+  // generators, so both are put back afterwards.
+  std::vector<std::pair<Tensor, Tensor>> buffers;
+  for (const Tensor& b : model.buffers()) buffers.emplace_back(b, b.clone());
+  std::vector<std::pair<Generator*, std::array<uint64_t, 4>>> generators;
+  for (const auto& [name, g] : model.named_generators()) generators.emplace_back(g, g->state());
+  std::string found;
+  {
+    const NoGradGuard no_grad;
+    const ModeGuard mode(model, true);
+    const Shape& declared = sequential->input_shape();
+    Tensor h = x;
+    if (declared.rank() > 0) {
+      std::vector<int64_t> batched{x.size(0)};
+      batched.insert(batched.end(), declared.begin(), declared.end());
+      h = reshape(x, batched);
+    }
+    for (const auto& layer : sequential->children()) {
+      h = layer->forward(h);
+      if (!all_finite(h)) {
+        const NamedTensors params = layer->named_parameters();
+        found = detail::concat("the output of layer '", layer->name(), "' (", layer->type_name(), "), whose input is finite",
+                               params.empty() ? std::string() : detail::concat("; its weights reach |w| = ", largest_magnitude(params)),
+                               " — a learning rate too large for this model diverges this way");
+        break;
+      }
+    }
+  }
+  for (auto& [live, copy] : buffers) live.copy_(copy);
+  for (auto& [g, words] : generators) g->set_state(words);
+  if (found.empty())
+    if (std::string buffer = first_non_finite(model.named_buffers()); !buffer.empty()) found = "the model's buffer " + buffer;
+  return found;
+}
 
 Trainer::Trainer(Module& model, Optimizer& optimizer, DataLoader& loader, TrainerOptions options)
     : model_(model), optimizer_(optimizer), loader_(loader), options_(std::move(options)) {
@@ -43,6 +113,12 @@ Trainer::Trainer(Module& model, Optimizer& optimizer, DataLoader& loader, Traine
          ") but the model needs ", needed, " to train (batch normalisation cannot normalise one sample)",
          smallest == lo.batch_size ? " — use a larger batch"
                                    : " — set drop_last, or min_batch_size = 2 to skip only a batch that small");
+  if (const Dataset* v = options_.validation) {
+    if (v->features() != data.features())
+      fail("Trainer: the validation data has samples of ", v->features(), " values (shape ", v->sample.str(),
+           ") but the training data has ", data.features(), " (shape ", data.sample.str(), ")");
+    check_evaluation(model, *v, options_.validation_batch_size, false, "the validation batch size");
+  }
   if (all_in_model(optimizer, model.named_parameters())) optimizer.name_parameters(model.named_parameters());
 }
 
@@ -72,11 +148,20 @@ std::vector<EpochLogs> Trainer::fit() {
 StepResult Trainer::step(const Batch& batch) {
   model_.train();
   const ForwardResult f = options_.forward(model_, batch);
+  const double loss = f.loss.item();
+  if (!std::isfinite(loss) && options_.on_non_finite == OnNonFinite::stop) {
+    const std::string where = find_non_finite(model_, batch.x);
+    throw NonFiniteLoss(detail::concat("step ", steps_done() + 1, " (epoch ", epoch(), "): the loss is ", loss, "; ",
+                                       where.empty() ? "every layer's output is finite: the loss itself overflowed"
+                                                     : "the first non-finite value: " + where,
+                                       ". The step was not applied."),
+                        steps_done() + 1);
+  }
   optimizer_.zero_grad();
   f.loss.backward();
   for (auto& c : callbacks_) c->on_after_backward(*this);
   optimizer_.step();
-  const StepResult result{f.loss.item(), count_correct(batch.labels, f.prediction), batch.x.size(0)};
+  const StepResult result{loss, count_correct(batch.labels, f.prediction), batch.x.size(0)};
   for (auto& c : callbacks_) c->on_step_end(*this, result);
   return result;
 }
@@ -99,6 +184,8 @@ EpochLogs Trainer::run_epoch() {
     ++logs.steps;
   }
   logs.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // stop() in the middle of an epoch (an interrupt) ends training at once: no validation, no epoch end.
+  if (stop_requested_ && loader_.state().next_batch < loader_.batches_per_epoch()) return logs;
   logs.loss = samples ? loss_sum / static_cast<double>(samples) : 0.0;
   logs.accuracy = samples ? static_cast<double>(correct) / static_cast<double>(samples) : 0.0;
   if (options_.validation) {

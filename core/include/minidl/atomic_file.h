@@ -1,4 +1,5 @@
-// Writing files atomically: write a temporary file beside the target, flush it to disk, rename it over.
+// Writing files atomically: a temporary file beside the target, flushed to disk, renamed over it, the
+// directory flushed too; and checking, before any work, that a path can be written that way.
 #pragma once
 
 #include <functional>
@@ -6,11 +7,25 @@
 
 namespace minidl {
 
-/// Calls write(temporary_path), then fsyncs and renames the temporary file to `path`. If write throws or any
-/// step fails, the temporary file is removed, the previous `path` is left intact, and minidl::Error names it.
+/// Calls write(temporary_path), then fsyncs the temporary file, renames it to `path` and fsyncs the directory.
+/// When `path` is a symbolic link, the file it points to is replaced (the link stays); an existing file keeps its
+/// permission bits. Refuses (minidl::Error, before calling write) to replace anything that is not a regular file
+/// — a device such as /dev/full, a directory, a socket. If write throws or any step fails, the temporary file is
+/// removed, the previous `path` is left intact, and the error names the path. Temporaries that earlier, killed
+/// processes left beside `path` (`NAME.tmp.PID` of a process that no longer runs) are removed first.
+/// Returns only after the rename: a caller may then say "saved".
 void write_file_atomically(const std::string& path, const std::function<void(const std::string&)>& write);
 
 /// Replaces `path` with `text`, atomically.
 void write_text_atomically(const std::string& path, const std::string& text);
+
+/// Throws unless write_file_atomically(path, ...) can succeed as far as can be known now: the directory exists
+/// and accepts a new file (checked by creating and removing one), and `path` is absent or a regular file (after
+/// following symbolic links). `what` names the flag or setting in the message ("--save").
+void check_writable(const std::string& path, const std::string& what);
+
+/// The file write_file_atomically would replace for `path`: `path` itself, or the target of the symbolic
+/// links it names.
+std::string resolve_target(const std::string& path);
 
 }  // namespace minidl

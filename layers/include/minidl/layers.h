@@ -108,6 +108,8 @@ class MomentsNormalization : public Module {
   Tensor forward(const Tensor& x) override;
   Shape output_shape(const Shape& input) const override;
   int64_t min_training_batch(const Shape& input) const override;
+  /// As in training: it normalises every batch it is given with that batch's statistics.
+  int64_t min_inference_batch(const Shape& input) const override { return min_training_batch(input); }
   /// Refuses: it always normalises with the statistics of the batch it is given, so it has no inference form.
   std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
   std::string type_name() const override { return "MomentsNormalization"; }

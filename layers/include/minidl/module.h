@@ -56,6 +56,9 @@ class Module {
   /// The smallest batch a training step can take for inputs shaped like `input` (its batch axis ignored): 2
   /// where a layer normalises with statistics over the batch axis alone (one sample would normalise to 0), else 1.
   virtual int64_t min_training_batch(const Shape& input) const;
+  /// The smallest batch an inference-mode forward pass can take: 1, except for a layer that normalises every
+  /// batch with its own statistics even in inference (manual mode's MomentsNormalization).
+  virtual int64_t min_inference_batch(const Shape& input) const;
 
   /// FLOPs of the matrix products in a forward pass on `input` (2 per multiply-add), for benchmarks.
   virtual double product_flops(const Shape& input) const;
@@ -160,6 +163,7 @@ class Sequential : public Module {
   Tensor forward(const Tensor& x) override;
   Shape output_shape(const Shape& input) const override;
   int64_t min_training_batch(const Shape& input) const override;
+  int64_t min_inference_batch(const Shape& input) const override;
   double product_flops(const Shape& input) const override;
   /// FLOPs of the matrix products in a training step on `input`: forward, and backward to the weights and to
   /// every layer's input but the first's (the data needs no gradient).
@@ -173,6 +177,8 @@ class Sequential : public Module {
  private:
   /// `input` viewed as [batch, ...input_shape_] when a shape is declared (throws when the sizes differ).
   Shape declared(const Shape& input) const;
+  /// The largest of a per-layer batch requirement, each layer asked with the shape that reaches it.
+  int64_t largest_over_layers(const Shape& input, int64_t (Module::*needed_by)(const Shape&) const) const;
   Shape input_shape_;
 };
 

@@ -1,5 +1,5 @@
 // Callbacks for the Trainer, as Keras's: a progress bar, checkpoints, early stopping, a learning-rate
-// schedule, and one made of lambdas.
+// schedule, a clean stop on SIGINT/SIGTERM, and one made of lambdas.
 #pragma once
 
 #include <functional>
@@ -80,6 +80,30 @@ class LearningRateScheduler : public Callback {
 
  private:
   std::function<float(int, float)> schedule_;
+};
+
+/// Stops training cleanly on SIGINT or SIGTERM: the step under way finishes, then the Trainer stops (no
+/// validation of the partial epoch), so a ModelCheckpoint added to the same Trainer writes a checkpoint that
+/// resumes exactly. A second signal ends the process at once, by the signal's default action. The handlers are
+/// installed in on_train_begin and the previous ones restored in on_train_end; one StopOnSignal may be active
+/// at a time.
+class StopOnSignal : public Callback {
+ public:
+  StopOnSignal() = default;
+  StopOnSignal(const StopOnSignal&) = delete;
+  StopOnSignal& operator=(const StopOnSignal&) = delete;
+  ~StopOnSignal() override;
+  void on_train_begin(Trainer& trainer) override;
+  void on_step_end(Trainer& trainer, const StepResult& step) override;
+  void on_epoch_end(Trainer& trainer, const EpochLogs& logs) override;
+  void on_train_end(Trainer& trainer) override;
+  /// The signal that stopped training (SIGINT, SIGTERM), or 0.
+  int signal() const { return signal_; }
+
+ private:
+  void restore();
+  int signal_ = 0;
+  bool installed_ = false;
 };
 
 /// A callback made of functions (Keras's LambdaCallback); unset ones do nothing.

@@ -65,12 +65,43 @@ class Callback {
   virtual void on_train_end(Trainer&) {}
 };
 
+/// What a Trainer does when a step's loss is NaN or infinite.
+enum class OnNonFinite {
+  stop,        ///< throw NonFiniteLoss before the step's update: the weights stay those of the last good step
+  keep_going,  ///< apply the step anyway and go on (Keras's fit without TerminateOnNaN)
+};
+
+/// A step's loss was NaN or infinite and TrainerOptions::on_non_finite is stop. The message names the step and
+/// where the first non-finite value appears (find_non_finite). The step was not applied: the weights and the
+/// optimizer are those of the last good step (moving statistics, updated by the failed step's forward pass, may
+/// hold the non-finite values).
+class NonFiniteLoss : public Error {
+ public:
+  NonFiniteLoss(const std::string& message, int64_t step) : Error(message), step_(step) {}
+  /// The 1-based step whose loss was not finite.
+  int64_t step() const { return step_; }
+
+ private:
+  int64_t step_;
+};
+
+/// The first tensor holding a NaN or infinite value, described as "'dense/kernel' holds nan (element 17 of
+/// 50176)"; empty when every value is finite.
+std::string first_non_finite(const NamedTensors& tensors);
+
+/// Where a training-mode forward pass on x first produces a non-finite value: a weight that holds one, else the
+/// input itself, else the first layer of a Sequential whose output holds one while its input does not (with the
+/// size its weights reached), else a buffer (moving statistics) that holds one. Empty when the forward pass stays finite (then the
+/// loss itself overflowed). The model's state and generators are left as they were.
+std::string find_non_finite(Module& model, const Tensor& x);
+
 struct TrainerOptions {
   int epochs = 1;             ///< epochs in all, counting those a resumed run already did
   int64_t max_steps = -1;     ///< stop after this many optimizer steps in all; -1: no limit
   const Dataset* validation = nullptr;  ///< evaluated in inference mode after every epoch (val_loss, val_accuracy)
   int64_t validation_batch_size = 32;
   ForwardFn forward{};        ///< empty: categorical_forward
+  OnNonFinite on_non_finite = OnNonFinite::stop;
 };
 
 /// The training loop: steps over a DataLoader's batches, epochs, callbacks, and training checkpoints that
@@ -80,8 +111,9 @@ struct TrainerOptions {
 class Trainer {
  public:
   /// Checks what can be checked before the first step: the loader gives one-hot targets when the default
-  /// forward needs them, and every batch is large enough for the model to train on (a 1-sample batch with
-  /// batch normalisation is an error naming the fix). Names the optimizer's parameters after the model's.
+  /// forward needs them, every batch is large enough for the model to train on (a 1-sample batch with
+  /// batch normalisation is an error naming the fix), and the validation data has the training data's sample
+  /// size and can be evaluated at the validation batch size (check_evaluation). Names the optimizer's parameters after the model's.
   Trainer(Module& model, Optimizer& optimizer, DataLoader& loader, TrainerOptions options = {});
 
   Trainer& add_callback(std::shared_ptr<Callback> callback);
@@ -91,7 +123,8 @@ class Trainer {
   std::vector<EpochLogs> fit();
   /// The current epoch to its end, or to max_steps or stop(): continues a partial epoch, else starts the next.
   EpochLogs run_epoch();
-  /// One step: forward, backward, on_after_backward, optimizer step, on_step_end.
+  /// One step: forward, backward, on_after_backward, optimizer step, on_step_end. A NaN or infinite loss
+  /// throws NonFiniteLoss before backward (unless options().on_non_finite is keep_going).
   StepResult step(const Batch& batch);
 
   /// True when the epochs or steps are done, or stop() was called.
@@ -151,6 +184,12 @@ struct Evaluation {
   double loss = 0.0;
   double accuracy = 0.0;
 };
+
+/// Throws unless evaluate(model, data, batch_size, batch_statistics) can run: a model that normalises each
+/// evaluated batch with its own statistics needs at least two samples in every batch, the last one included.
+/// `what` names the setting in the message (e.g. "--eval-batch-size").
+void check_evaluation(const Module& model, const Dataset& data, int64_t batch_size, bool batch_statistics,
+                      const std::string& what = "the evaluation batch size");
 
 /// Loss and accuracy in inference mode, without building a graph, in file order. (A model that always
 /// normalises with batch statistics, like Example 3's, normalises each evaluated batch by itself.)

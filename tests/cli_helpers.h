@@ -1,0 +1,42 @@
+// Helpers of the tests that run the minidl command line: running it, and a synthetic MNIST-format directory.
+#pragma once
+
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "helpers.h"
+#include "minidl/data.h"
+
+namespace minidl::test {
+
+struct Run {
+  int status;
+  std::string out, err;
+};
+
+// Runs `minidl <args>` with stdout and stderr captured.
+inline Run minidl_cli(const std::string& args, const TempDir& dir) {
+  const std::string out = dir.file("stdout"), err = dir.file("stderr");
+  const std::string command = std::string(MINIDL_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+  const int raw = std::system(command.c_str());
+  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, read_bytes(out), read_bytes(err)};
+}
+
+// A synthetic MNIST-format directory (640 training, 200 test samples), written once per test process.
+inline const TempDir& data_dir() {
+  static TempDir dir;
+  static const bool written = [] {
+    const DatasetSplits s = make_synthetic(640, 200, 21);
+    save_mnist_split(dir.path(), "train", s.train, true);
+    save_mnist_split(dir.path(), "t10k", s.test, true);
+    return true;
+  }();
+  (void)written;
+  return dir;
+}
+
+inline std::string data_flag() { return "--data " + data_dir().path(); }
+
+}  // namespace minidl::test

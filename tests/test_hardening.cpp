@@ -1,0 +1,286 @@
+// Tests of what a hostile but realistic user finds: crafted files that claim more than they hold, saving onto
+// devices, links and read-only places, NaN that must not hide, signals and kill -9 during training, and
+// settings that must fail before the first step rather than after an epoch.
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <thread>
+
+#include <zlib.h>
+
+#include "cli_helpers.h"
+#include "minidl/atomic_file.h"
+#include "minidl/checkpoint.h"
+#include "minidl/data.h"
+#include "minidl/models.h"
+#include "minidl/ops.h"
+#include "minidl/train.h"
+
+using namespace minidl;
+using minidl::test::data_flag;
+using minidl::test::minidl_cli;
+using minidl::test::read_bytes;
+using minidl::test::Run;
+using minidl::test::TempDir;
+using minidl::test::write_bytes;
+
+namespace {
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+std::string u64le(uint64_t v) { return std::string(reinterpret_cast<const char*>(&v), 8); }
+
+std::string safetensors_bytes(const std::string& header, const std::string& data) {
+  return u64le(header.size()) + header + data;
+}
+
+// Starts `minidl <args>` as a child process (its own pid, not a shell's), output to files in dir.
+pid_t spawn_cli(const std::string& args, const TempDir& dir) {
+  const std::string command = "exec " + std::string(MINIDL_CLI) + " " + args + " >" + dir.file("stdout") + " 2>" +
+                              dir.file("stderr") + " </dev/null";
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
+}
+
+int64_t saved_step(const std::string& path) { return std::stoll(load_safetensors(path).metadata.at("trainer.step")); }
+
+bool any_temporary_beside(const std::string& path) {
+  const std::filesystem::path p(path);
+  for (const auto& entry : std::filesystem::directory_iterator(p.parent_path()))
+    if (entry.path().filename().string().rfind(p.filename().string() + ".tmp.", 0) == 0) return true;
+  return false;
+}
+}  // namespace
+
+TEST_CASE("a safetensors file that claims more than it holds is refused before any tensor is allocated", "[hardening]") {
+  TempDir dir;
+  // 1000 entries of 1 MiB each, all pointing at the same block of a ~1 MiB file: refused on the header alone.
+  std::string header = "{";
+  for (int i = 0; i < 1000; ++i)
+    header += (i ? "," : "") + std::string("\"t") + std::to_string(i) + R"(":{"dtype":"F32","shape":[262144],"data_offsets":[0,1048576]})";
+  header += "}";
+  write_bytes(dir.file("overlap"), safetensors_bytes(header, std::string(1 << 20, '\0')));
+  const double before = peak_rss_mb();
+  CHECK_THROWS_WITH(load_safetensors(dir.file("overlap")), Catch::Contains("tensor data overlaps"));
+  CHECK(peak_rss_mb() - before < 100.0);  // the 1 GiB the entries claim was never allocated
+  // A shape whose element count wraps around 2^64 to 0 is refused; so is one whose bytes overflow.
+  for (const char* shape : {"[4,4611686018427387904]", "[4611686018427387904,4]", "[2,2,4611686018427387904]"}) {
+    INFO(shape);
+    write_bytes(dir.file("wrap"),
+                safetensors_bytes(std::string(R"({"w":{"dtype":"F32","shape":)") + shape + R"(,"data_offsets":[0,0]}})", ""));
+    CHECK_THROWS_WITH(load_safetensors(dir.file("wrap")), Catch::Contains("larger than the file's data"));
+  }
+  // An empty tensor is fine, whatever its other sizes.
+  write_bytes(dir.file("empty"), safetensors_bytes(R"({"w":{"dtype":"F32","shape":[0,7],"data_offsets":[0,0]}})", ""));
+  CHECK(load_safetensors(dir.file("empty")).tensors.at("w").shape() == Shape{0, 7});
+}
+
+TEST_CASE("an IDX header that claims more than the file holds is refused before the memory is taken", "[hardening]") {
+  TempDir dir;
+  // 116 bytes claiming 65536 x 256 x 256 (4 GiB) bytes of payload, raw and gzipped (33 bytes).
+  const std::string crafted = std::string("\x00\x00\x08\x03", 4) + std::string("\x00\x01\x00\x00", 4) +
+                              std::string("\x00\x00\x01\x00", 4) + std::string("\x00\x00\x01\x00", 4) +
+                              std::string(100, '\x07');
+  write_bytes(dir.file("raw"), crafted);
+  gzFile gz = gzopen(dir.file("crafted.gz").c_str(), "wb9");
+  REQUIRE(gz != nullptr);
+  REQUIRE(gzwrite(gz, crafted.data(), static_cast<unsigned>(crafted.size())) == static_cast<int>(crafted.size()));
+  REQUIRE(gzclose(gz) == Z_OK);
+  const double before = peak_rss_mb();
+  CHECK_THROWS_WITH(read_idx(dir.file("raw"), 3),
+                    Catch::Contains("payload is shorter than the header says: expected 4294967296 bytes, found 100"));
+  CHECK_THROWS_WITH(read_idx(dir.file("crafted.gz"), 3),
+                    Catch::Contains("payload is shorter than the header says: expected 4294967296 bytes, found 100"));
+  CHECK(peak_rss_mb() - before < 100.0);  // at most the first 16 MiB piece, never the 4 GiB claimed
+  // Dimensions whose product overflows a 64-bit integer: refused, not wrapped around.
+  write_bytes(dir.file("overflow"), std::string("\x00\x00\x08\x03", 4) + std::string("\xc0\x00\x00\x00", 4) +
+                                        std::string("\xff\xff\xff\xf8", 4) + std::string("\x80\x00\x00\x00", 4));
+  CHECK_THROWS_WITH(read_idx(dir.file("overflow"), 3), Catch::Contains("header claims more than 4294967296 bytes of payload"));
+}
+
+TEST_CASE("saving writes through links, keeps permissions, refuses devices and cleans up after killed runs", "[hardening]") {
+  TempDir dir;
+  const auto save = [](const std::string& path, const std::string& text) { write_text_atomically(path, text); };
+  // A device is never replaced by a regular file (as root, /dev/full used to be).
+  CHECK_THROWS_WITH(save("/dev/full", "x"), Catch::Contains("'/dev/full' is a character device: refusing to replace it"));
+  struct stat info {};
+  REQUIRE(::stat("/dev/full", &info) == 0);
+  CHECK(S_ISCHR(info.st_mode));
+  CHECK_THROWS_WITH(save(dir.path(), "x"), Catch::Contains("is a directory"));
+  // A symbolic link: the file it points to is replaced, the link stays a link.
+  save(dir.file("real"), "old");
+  std::filesystem::create_symlink("real", dir.file("link"));
+  save(dir.file("link"), "new");
+  CHECK(std::filesystem::is_symlink(dir.file("link")));
+  CHECK(read_bytes(dir.file("real")) == "new");
+  // The permission bits of the file replaced are kept.
+  REQUIRE(::chmod(dir.file("real").c_str(), 0600) == 0);
+  save(dir.file("real"), "newer");
+  REQUIRE(::stat(dir.file("real").c_str(), &info) == 0);
+  CHECK((info.st_mode & 0777) == 0600);
+  // Temporaries of processes that no longer run are removed by the next save; a running process's are kept.
+  pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  waitpid(dead, nullptr, 0);
+  const std::string stale = dir.file("real.tmp." + std::to_string(dead));
+  const std::string alive = dir.file("real.tmp." + std::to_string(getppid()));
+  write_bytes(stale, "partial");
+  write_bytes(alive, "someone else's");
+  save(dir.file("real"), "again");
+  CHECK_FALSE(std::filesystem::exists(stale));
+  CHECK(std::filesystem::exists(alive));
+  // What can be checked before a run starts.
+  CHECK_NOTHROW(check_writable(dir.file("fresh"), "--save"));
+  CHECK_FALSE(std::filesystem::exists(dir.file("fresh")));
+  CHECK_THROWS_WITH(check_writable(dir.file("missing/model.safetensors"), "--save"),
+                    Catch::Contains("--save '" + dir.file("missing/model.safetensors") + "': the directory '" +
+                                    dir.file("missing") + "' does not exist"));
+  CHECK_THROWS_WITH(check_writable("/dev/null", "--log"), Catch::Contains("--log '/dev/null' is a character device"));
+}
+
+TEST_CASE("NaN cannot hide: relu propagates it, training stops at the first non-finite loss and names it", "[hardening]") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const Tensor r = relu(Tensor::from({4}, {nan, -1.0f, 2.0f, -std::numeric_limits<float>::infinity()}));
+  CHECK(std::isnan(r.data()[0]));
+  CHECK(r.data()[1] == 0.0f);
+  CHECK(r.data()[3] == 0.0f);
+
+  // A Trainer stops before applying the step whose loss is not finite, and says where the NaN comes from.
+  const DatasetSplits data = make_synthetic(128, 32, 5);
+  ModelConfig config;
+  config.input_shape = data.train.sample;
+  const auto model = build_model(config);
+  model->state()[0].second.data()[3] = nan;  // dense/kernel
+  Adam adam(model->parameters());
+  DataLoader loader(data.train, {.batch_size = 32}, true);
+  Trainer trainer(*model, adam, loader, {.epochs = 1});
+  try {
+    trainer.fit();
+    FAIL("a NaN loss was trained on");
+  } catch (const NonFiniteLoss& e) {
+    CHECK(e.step() == 1);
+    CHECK_THAT(e.what(), Catch::Contains("step 1 (epoch 1): the loss is") &&
+                             Catch::Contains("the model's weight 'dense/kernel' holds nan (element 3 of 50176)"));
+  }
+  CHECK(trainer.steps_done() == 0);
+  CHECK(first_non_finite(model->state()) == "'dense/kernel' holds nan (element 3 of 50176)");
+  // keep_going trains on regardless.
+  trainer.options().on_non_finite = OnNonFinite::keep_going;
+  CHECK(std::isnan(trainer.fit().back().loss));
+}
+
+TEST_CASE("the command line stops at a diverging step with status 3 and keeps the last checkpoint", "[hardening][cli]") {
+  TempDir dir;
+  REQUIRE(minidl_cli("train --epochs 1 --save " + dir.file("m") + " " + data_flag(), dir).status == 0);
+  const std::string good = read_bytes(dir.file("m"));
+  const Run diverged = minidl_cli("train --lr 1e38 --epochs 2 --save " + dir.file("m") + " " + data_flag(), dir);
+  CHECK(diverged.status == 3);
+  CHECK_THAT(diverged.err, Catch::Contains("step 2 (epoch 1): the loss is") &&
+                               Catch::Contains("the output of layer 'dense' (Dense), whose input is finite") &&
+                               Catch::Contains("nothing was saved to " + dir.file("m")) &&
+                               Catch::Contains("try a smaller --lr (this run: 1e+38)"));
+  CHECK(read_bytes(dir.file("m")) == good);  // the previous run's checkpoint is untouched
+  const Run regardless = minidl_cli("train --lr 1e38 --epochs 1 --keep-going-on-nan " + data_flag(), dir);
+  CHECK(regardless.status == 0);
+  CHECK_THAT(regardless.out, Catch::Contains("loss nan") || Catch::Contains("loss -nan"));
+  // A checkpoint holding a NaN weight is refused by every command that would use it, naming the tensor.
+  Checkpoint c = load_safetensors(dir.file("m"));
+  c.tensors.at("dense_1/bias").data()[2] = std::numeric_limits<float>::infinity();
+  save_safetensors(dir.file("bad"), NamedTensors(c.tensors.begin(), c.tensors.end()), c.metadata);
+  for (const std::string& command : std::vector<std::string>{"evaluate " + data_flag(), "predict --first 1 " + data_flag(),
+                                                             "export --out " + dir.file("x.onnx"), "train " + data_flag()}) {
+    const std::string flag = command[0] == 't' ? " --resume " : " --model ";
+    const Run refused = minidl_cli(command + flag + dir.file("bad"), dir);
+    INFO(command << ": " << refused.err);
+    CHECK(refused.status == 1);
+    CHECK_THAT(refused.err, Catch::Contains("tensor 'dense_1/bias' holds inf (element 2 of 10)"));
+  }
+}
+
+TEST_CASE("settings that cannot work fail before the first step, naming the flag", "[hardening][cli]") {
+  TempDir dir;
+  const auto before_training = [](const Run& r) { return r.status == 1 && r.out.find("epoch") == std::string::npos; };
+  const Run eval = minidl_cli("train --norm manual --eval-batch-size 199 " + data_flag(), dir);  // 200 test samples
+  CHECK(before_training(eval));
+  CHECK_THAT(eval.err, Catch::Contains("the validation batch size 199 gives a last batch of 1 sample"));
+  const Run save = minidl_cli("train --save " + dir.file("no/such/dir/m") + " " + data_flag(), dir);
+  CHECK(before_training(save));
+  CHECK_THAT(save.err, Catch::Contains("--save '" + dir.file("no/such/dir/m") + "': the directory"));
+  CHECK(save.err.find("loading data") == std::string::npos);  // not even the data was read
+  const Run log = minidl_cli("train --log /dev/null " + data_flag(), dir);
+  CHECK(before_training(log));
+  CHECK_THAT(log.err, Catch::Contains("--log '/dev/null' is a character device"));
+  write_bytes(dir.file("file"), "x");
+  const Run out = minidl_cli("compare --epochs 1 --out " + dir.file("file") + "/results " + data_flag(), dir);
+  CHECK(out.status == 1);
+  CHECK(out.err.find("epoch") == std::string::npos);
+  CHECK_THAT(out.err, Catch::Contains("--out '" + dir.file("file") + "/results'"));
+  const Run manual = minidl_cli("compare --epochs 1 --modes running,manual --validation-split 0.0015 " + data_flag(), dir);
+  CHECK(manual.status == 1);  // 1 validation sample: manual mode cannot evaluate it, said before any mode trains
+  CHECK(manual.err.find("running epoch") == std::string::npos);
+  for (const std::string flag : {"--lr nan", "--batch-size abc", "--epochs 1e20"}) {
+    const Run parse = minidl_cli("train " + flag + " " + data_flag(), dir);
+    INFO(flag);
+    CHECK(parse.status == 1);
+    CHECK_THAT(parse.err, Catch::Contains(flag));
+  }
+}
+
+TEST_CASE("SIGINT finishes the step, saves a checkpoint that resumes exactly, and exits 130", "[hardening][cli]") {
+  TempDir dir;
+  const std::string common = "train --epochs 100000 " + data_flag();
+  const pid_t pid = spawn_cli(common + " --save " + dir.file("interrupted"), dir);
+  // Wait for the first epoch's checkpoint, then interrupt.
+  for (int i = 0; i < 600 && !std::filesystem::exists(dir.file("interrupted")); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  REQUIRE(::kill(pid, SIGINT) == 0);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 130);
+  CHECK_THAT(read_bytes(dir.file("stderr")), Catch::Contains("to continue exactly: minidl train --resume " + dir.file("interrupted")));
+  const int64_t step = saved_step(dir.file("interrupted"));
+  REQUIRE(step > 20);
+  // Resuming to step + 7 equals 7 + step straight steps, byte for byte.
+  const std::string target = " --steps " + std::to_string(step + 7);
+  REQUIRE(minidl_cli(common + target + " --save " + dir.file("straight"), dir).status == 0);
+  const Run resumed = minidl_cli(common + target + " --resume " + dir.file("interrupted") + " --save " + dir.file("resumed"), dir);
+  INFO(resumed.err);
+  REQUIRE(resumed.status == 0);
+  CHECK(read_bytes(dir.file("resumed")) == read_bytes(dir.file("straight")));
+}
+
+TEST_CASE("kill -9 at random moments leaves a loadable checkpoint, and no temporary after the next run", "[hardening][cli]") {
+  TempDir dir;
+  const std::string path = dir.file("m");
+  Generator gen(18);
+  for (int round = 0; round < 20; ++round) {
+    const pid_t pid = spawn_cli("train --epochs 100000 --save " + path + " " + data_flag(), dir);
+    const int ms = 150 + static_cast<int>(gen.uniform(0.0f, 400.0f));
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    REQUIRE(::kill(pid, SIGKILL) == 0);
+    REQUIRE(waitpid(pid, nullptr, 0) == pid);
+    if (!std::filesystem::exists(path)) continue;  // killed before its first epoch ended
+    INFO("round " << round << " after " << ms << " ms");
+    CHECK_NOTHROW(saved_step(path));
+  }
+  REQUIRE(std::filesystem::exists(path));
+  REQUIRE(minidl_cli("train --steps 1 --save " + path + " " + data_flag(), dir).status == 0);
+  CHECK(saved_step(path) == 1);
+  CHECK_FALSE(any_temporary_beside(path));
+}
