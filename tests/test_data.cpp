@@ -198,11 +198,9 @@ TEST_CASE("validation split takes the last fraction before shuffling", "[data]")
 }
 
 TEST_CASE("the real Fashion-MNIST has 60000/10000 images of 28x28", "[data]") {
-  struct stat info {};
-  if (::stat((std::string(kFashionMnistDir) + "/train-labels-idx1-ubyte.gz").c_str(), &info) != 0) {
-    WARN("SKIPPED: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)");
+  if (!test::require_or_skip(std::string(kFashionMnistDir) + "/train-labels-idx1-ubyte.gz",
+                             "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)"))
     return;
-  }
   const DatasetSplits fashion = load_mnist_dir(kFashionMnistDir);
   CHECK(fashion.train.size() == 60000);
   CHECK(fashion.test.size() == 10000);
