@@ -25,9 +25,10 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, bool log
     double total = 0.0;
     for (int64_t c = 0; c < cols; ++c) total += out[c] = std::exp(in[c] - max);
     if (log_space) {
-      // (x - max) first: exact for nearby values, where max + log(total) would round at the scale of max.
-      const float log_total = static_cast<float>(std::log(total));
-      for (int64_t c = 0; c < cols; ++c) out[c] = (in[c] - max) - log_total;
+      // (x - max) first: exact for nearby values, where max + log(total) would round at the scale of max; then
+      // one rounding to float, so outputs do not share the rounding error of a float log(total).
+      const double log_total = std::log(total);
+      for (int64_t c = 0; c < cols; ++c) out[c] = static_cast<float>(static_cast<double>(in[c] - max) - log_total);
     } else {
       const float inv = static_cast<float>(1.0 / total);
       for (int64_t c = 0; c < cols; ++c) out[c] *= inv;

@@ -68,8 +68,10 @@ class Tensor {
 
   float* data() { return impl().storage->data; }
   const float* data() const { return impl().storage->data; }
-  std::span<float> values() { return {data(), static_cast<size_t>(numel())}; }
-  std::span<const float> values() const { return {data(), static_cast<size_t>(numel())}; }
+  /// A view of the elements. Not on a temporary: the span would outlive the storage it points into.
+  std::span<float> values() & { return {data(), static_cast<size_t>(numel())}; }
+  std::span<const float> values() const& { return {data(), static_cast<size_t>(numel())}; }
+  std::span<const float> values() && = delete;
   std::vector<float> to_vector() const { return {data(), data() + numel()}; }
   /// The value of a one-element tensor.
   float item() const;
