@@ -112,6 +112,39 @@ TEST_CASE("an IDX header that claims more than the file holds is refused before 
   CHECK_THROWS_WITH(read_idx(dir.file("overflow"), 3), Catch::Contains("header claims more than 4294967296 bytes of payload"));
 }
 
+TEST_CASE("a checkpoint whose model description is larger than its weights is refused before it is built", "[hardening]") {
+  TempDir dir;
+  ModelConfig small;
+  small.description = "dense:4,relu,dense:10,softmax";
+  save_model(dir.file("small"), *build_model(small), small);
+  // The same weights, with a description that would need 784 x 2^24 floats (52 GB) to build.
+  Checkpoint crafted = load_safetensors(dir.file("small"));
+  crafted.metadata["model.description"] = "dense:16777216,relu,dense:10,softmax";
+  save_safetensors(dir.file("crafted"), NamedTensors(crafted.tensors.begin(), crafted.tensors.end()), crafted.metadata);
+  const double before = peak_rss_mb();
+  CHECK_THROWS_WITH(load_model(dir.file("crafted")),
+                    Catch::Contains("checkpoint '" + dir.file("crafted") + "'") &&
+                        Catch::Contains("needs more weights than the 3190 floats the file holds"));
+  // A minidl 0.1 checkpoint claiming a hidden width of 2^24: the same.
+  Checkpoint old;
+  old.tensors = crafted.tensors;
+  old.metadata = {{"format", "minidl-checkpoint-1"}, {"mode", "running"}, {"hidden", "16777216"}, {"momentum", "0.99"},
+                  {"epsilon", "0.001"}, {"seed", "1"}, {"learning_rate", "0.001"}};
+  save_safetensors(dir.file("old"), NamedTensors(old.tensors.begin(), old.tensors.end()), old.metadata);
+  CHECK_THROWS_WITH(load_model(dir.file("old")), Catch::Contains("needs more weights than"));
+  CHECK(peak_rss_mb() - before < 100.0);
+  CHECK(load_model(dir.file("small")).model->state().size() == 4);  // an honest checkpoint still loads
+  // `train --resume` refuses such a training checkpoint too, before loading any data.
+  REQUIRE(minidl_cli("train --model dense:4,relu,dense:10,softmax --steps 1 --save " + dir.file("run") + " " + data_flag(), dir)
+              .status == 0);
+  Checkpoint run = load_safetensors(dir.file("run"));
+  run.metadata["model.description"] = "dense:16777216,relu,dense:10,softmax";
+  save_safetensors(dir.file("run"), NamedTensors(run.tensors.begin(), run.tensors.end()), run.metadata);
+  const Run resumed = minidl_cli("train --resume " + dir.file("run"), dir);
+  CHECK(resumed.status != 0);
+  CHECK_THAT(resumed.err, Catch::Contains("needs more weights than"));
+}
+
 TEST_CASE("saving writes through links, keeps permissions, refuses devices and cleans up after killed runs", "[hardening]") {
   TempDir dir;
   const auto save = [](const std::string& path, const std::string& text) { write_text_atomically(path, text); };

@@ -49,7 +49,10 @@ int train_command(int argc, char** argv) {
     refuse_non_finite(*checkpoint, checkpoint_path);
   }
   std::optional<RunConfig> resumed;
-  if (f.count("resume")) resumed = resumed_run_config(f, *checkpoint, checkpoint_path);
+  if (f.count("resume")) {
+    resumed = resumed_run_config(f, *checkpoint, checkpoint_path);
+    build_model_for(resumed->model, *checkpoint, checkpoint_path);  // refuses a model larger than the file
+  }
   const DatasetSplits data = load_logged(resumed ? resumed->data : data_spec_from_flags(f));
   const RunConfig config = resumed ? *resumed : run_config_from_flags(f, data.train);
   Run run(config, data);

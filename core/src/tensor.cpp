@@ -29,7 +29,7 @@ size_t rounded_bytes(int64_t n) {
 // it off (MINIDL_NO_BUFFER_CACHE) so that AddressSanitizer sees every free and catches use after free.
 class BufferCache {
  public:
-  static constexpr size_t kMaxCached = size_t{256} << 20;
+  [[maybe_unused]] static constexpr size_t kMaxCached = size_t{256} << 20;
   void* take(size_t bytes) {
 #ifdef MINIDL_NO_BUFFER_CACHE
     (void)bytes;
@@ -75,6 +75,7 @@ BufferCache& buffer_cache() {
 }  // namespace
 
 Storage::Storage(int64_t n) : size(n) {
+  AllocationLimit::charge(n);
   const size_t bytes = rounded_bytes(n);
   data = static_cast<float*>(buffer_cache().take(bytes));
   if (!data) data = static_cast<float*>(std::aligned_alloc(kAlignment, bytes));
@@ -84,6 +85,24 @@ Storage::Storage(int64_t n) : size(n) {
 Storage::~Storage() { buffer_cache().give(data, rounded_bytes(size)); }
 
 }  // namespace detail
+
+namespace {
+thread_local AllocationLimit* t_allocation_limit = nullptr;
+}  // namespace
+
+AllocationLimit::AllocationLimit(int64_t max_floats, std::string message)
+    : left_(max_floats), message_(std::move(message)), outer_(t_allocation_limit) {
+  t_allocation_limit = this;
+}
+
+AllocationLimit::~AllocationLimit() { t_allocation_limit = outer_; }
+
+void AllocationLimit::charge(int64_t n) {
+  AllocationLimit* limit = t_allocation_limit;
+  if (!limit) return;
+  if (n > limit->left_) throw Error(limit->message_);
+  limit->left_ -= n;
+}
 
 detail::TensorImpl& Tensor::impl() const {
   if (!impl_) fail("Tensor: use of an undefined tensor");

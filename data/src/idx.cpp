@@ -59,7 +59,7 @@ IdxArray read_idx(const std::string& path, int expected_rank) {
   if (S_ISDIR(info.st_mode)) fail("'", path, "' is a directory, expected an IDX file");
   const GzFile file(gzopen(path.c_str(), "rb"));
   if (!file) fail("cannot open '", path, "': ", std::strerror(errno));
-  gzbuffer(file.get(), 1 << 20);
+  gzbuffer(file.get(), 1 << 15);
 
   const uint32_t expected_magic = (uint32_t{kUnsignedByte} << 8) | static_cast<uint32_t>(expected_rank);
   uint8_t magic[4];
@@ -83,8 +83,8 @@ IdxArray read_idx(const std::string& path, int expected_rank) {
       fail("'", path, "': header claims more than ", kMaxPayload, " bytes of payload — a corrupt header");
   }
   // What the header claims is checked against the file before memory is taken for it: a raw file must hold
-  // exactly that many bytes; a gzip stream is read in growing pieces, so a small file claiming gigabytes fails
-  // after reading what it really holds.
+  // exactly that many bytes; a gzip stream is read in pieces that double from 64 KiB, so a small file claiming
+  // gigabytes fails after reading what it really holds, having taken at most twice that.
   const int64_t header_bytes = 4 + 4 * static_cast<int64_t>(expected_rank);
   const int64_t raw_payload = static_cast<int64_t>(info.st_size) - header_bytes;
   if (gzdirect(file.get()) && raw_payload < payload)
@@ -92,7 +92,7 @@ IdxArray read_idx(const std::string& path, int expected_rank) {
   if (gzdirect(file.get()) && raw_payload > payload)
     fail("'", path, "': payload is longer than the header says: expected ", payload, " bytes, found more");
   int64_t got = 0;
-  for (int64_t piece = int64_t{16} << 20; got < payload; piece *= 2) {
+  for (int64_t piece = int64_t{64} << 10; got < payload; piece *= 2) {
     const int64_t want = std::min(payload - got, piece);
     array.values.resize(static_cast<size_t>(got + want));
     const int64_t n = read_bytes(file.get(), path, array.values.data() + got, want);

@@ -47,7 +47,7 @@ void upgrade_from_format_1(Checkpoint& c, const std::string& path) {
   for (const auto& [key, value] : Adam({dummy}, {.learning_rate = learning_rate}).config()) m[key] = value;
 
   std::vector<std::string> names;
-  for (const auto& [name, t] : build_model(model)->named_parameters(true)) names.push_back(name);
+  for (const auto& [name, t] : build_model_for(model, c, path)->named_parameters(true)) names.push_back(name);
   std::map<std::string, Tensor> tensors;
   for (auto& [name, t] : c.tensors) {
     const std::string prefix = kOptimizerStatePrefix;
@@ -89,14 +89,29 @@ void save_model(const std::string& path, const Module& model, const ModelConfig&
   save_safetensors(path, model.state(), m);
 }
 
+std::shared_ptr<Sequential> build_model_for(const ModelConfig& config, const Checkpoint& checkpoint, const std::string& path) {
+  int64_t floats = 0;
+  for (const auto& [name, t] : checkpoint.tensors) floats += t.numel();
+  // Building allocates the model's state and nothing else: at most what the file holds, and a little to spare.
+  constexpr int64_t kSpare = int64_t{1} << 16;
+  const AllocationLimit limit(floats + kSpare,
+                              detail::concat("needs more weights than the ", floats,
+                                             " floats the file holds — a corrupt or crafted checkpoint"));
+  try {
+    return build_model(config);
+  } catch (const Error& e) {
+    fail(source_of(path), ": ", e.what());
+  }
+}
+
 LoadedModel load_model(const std::string& path) {
   LoadedModel loaded;
   loaded.checkpoint = load_safetensors(path);
   upgrade_checkpoint(loaded.checkpoint, path);
   const MetadataReader m(loaded.checkpoint.metadata, source_of(path));
   loaded.config = ModelConfig::from_metadata(m);
+  loaded.model = build_model_for(loaded.config, loaded.checkpoint, path);
   try {
-    loaded.model = build_model(loaded.config);
     loaded.model->load_state(loaded.checkpoint.tensors);
   } catch (const Error& e) {
     fail(source_of(path), ": ", e.what());

@@ -43,6 +43,25 @@ struct TensorImpl {
 };
 }  // namespace detail
 
+/// While one is alive, the tensors its thread allocates may hold at most `max_floats` floats in all; the
+/// allocation that would pass that throws minidl::Error(message) before any memory is taken. It guards building
+/// a model that a file describes: the file's weights bound what the model may need, so a crafted description
+/// cannot make minidl allocate gigabytes. Limits nest; the innermost applies.
+class AllocationLimit {
+ public:
+  AllocationLimit(int64_t max_floats, std::string message);
+  ~AllocationLimit();
+  AllocationLimit(const AllocationLimit&) = delete;
+  AllocationLimit& operator=(const AllocationLimit&) = delete;
+  /// Counts n floats against the innermost limit of this thread, if any; throws when they do not fit.
+  static void charge(int64_t n);
+
+ private:
+  int64_t left_;
+  std::string message_;
+  AllocationLimit* outer_;
+};
+
 /// A handle to a float32 tensor. Copies of a handle share the tensor (like torch::Tensor); clone() copies.
 class Tensor {
  public:

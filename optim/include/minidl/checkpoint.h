@@ -37,6 +37,11 @@ void upgrade_checkpoint(Checkpoint& checkpoint, const std::string& path);
 /// Writes a model's state with its configuration, so that load_model can rebuild it.
 void save_model(const std::string& path, const Module& model, const ModelConfig& config, const Metadata& extra = {});
 
+/// Builds the model `config` describes for loading `checkpoint`'s weights into it: a model that would need more
+/// floats than the file's tensors hold is refused, naming the file, before it allocates them — a crafted
+/// description cannot make minidl take gigabytes. Errors name `path`.
+std::shared_ptr<Sequential> build_model_for(const ModelConfig& config, const Checkpoint& checkpoint, const std::string& path);
+
 struct LoadedModel {
   std::shared_ptr<Sequential> model;
   ModelConfig config;
