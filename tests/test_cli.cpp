@@ -150,8 +150,8 @@ TEST_CASE("bad flags, modes and commands name the valid choices and exit non-zer
   const Run command = minidl_cli("fly", dir);
   CHECK(command.status == 1);
   CHECK_THAT(command.err,
-             Catch::Contains("unknown command 'fly': choose one of train, evaluate, predict, export, summary, compare, "
-                             "gradcheck, bench"));
+             Catch::Contains("unknown command 'fly': choose one of train, evaluate, predict, export, recalibrate, "
+                             "summary, compare, gradcheck, bench"));
   const Run value = minidl_cli("train --batch-size 0 " + data_flag(), dir);
   CHECK(value.status == 1);
   CHECK_THAT(value.err, Catch::Contains("--batch-size must be >= 1, got 0"));

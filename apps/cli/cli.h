@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "minidl/statistics.h"
 #include "run.h"
 
 namespace minidl::cli {
@@ -17,6 +18,22 @@ int bench_command(int argc, char** argv);
 int summary_command(int argc, char** argv);
 int predict_command(int argc, char** argv);
 int export_command(int argc, char** argv);
+int recalibrate_command(int argc, char** argv);
+
+/// Test accuracy with the moving statistics before and after recalibrate_batch_norm, which happens in between.
+struct RecalibrationReport {
+  double before = 0, after = 0;
+  Recalibration recalibration;
+};
+/// Recalibrates `model` from `samples` rows of data.train (seeded) and logs one line with what changed.
+RecalibrationReport recalibrate_and_report(Sequential& model, const DatasetSplits& data, int64_t samples, uint64_t seed,
+                                           int64_t eval_batch_size);
+/// After training: when normalising each test batch with its own statistics scores more than a point above the
+/// moving statistics (`moving_accuracy`), warns that the moving averages lag the weights and suggests recalibrate.
+/// Models without moving statistics, and batches too small for batch statistics, are left alone. `saved` names
+/// the checkpoint in the suggested command (empty: none was saved).
+void warn_if_moving_statistics_lag(Sequential& model, const Dataset& test, int64_t batch_size, double moving_accuracy,
+                                   const std::string& saved);
 
 /// Parses a command's flags; on --help prints the help with an example and exits 0; rejects stray arguments
 /// with the list of valid flags.

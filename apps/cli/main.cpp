@@ -13,14 +13,15 @@ constexpr const char* kUsage = R"(minidl: a small deep-learning training framewo
 Usage: minidl <command> [flags]      (minidl <command> --help for its flags)
 
 Commands:
-  train      train a model (--model, default the document's: dense:64,relu,bn,dense:10,softmax)
-  evaluate   test loss and accuracy of a saved model
-  predict    class probabilities of a saved model for images, a CSV, or its test data
-  export     a saved model as an ONNX file
-  summary    a model's layers, output shapes and parameter counts, as Keras prints them
-  compare    train every normalisation mode from the same initial weights; one table side by side
-  gradcheck  finite-difference check of the whole model's gradients
-  bench      speed and memory of training steps, beside the machine's GEMM peak (and libtorch)
+  train        train a model (--model, default the document's: dense:64,relu,bn,dense:10,softmax)
+  evaluate     test loss and accuracy of a saved model
+  predict      class probabilities of a saved model for images, a CSV, or its test data
+  export       a saved model as an ONNX file
+  recalibrate  re-estimate a saved model's BatchNormalization statistics from training data (PreciseBN)
+  summary      a model's layers, output shapes and parameter counts, as Keras prints them
+  compare      train every normalisation mode from the same initial weights; one table side by side
+  gradcheck    finite-difference check of the whole model's gradients
+  bench        speed and memory of training steps, beside the machine's GEMM peak (and libtorch)
 
 Examples:
   minidl compare --epochs 5 --out results
@@ -48,8 +49,9 @@ int main(int argc, char** argv) {
     if (command == "summary") return minidl::cli::summary_command(argc - 1, argv + 1);
     if (command == "predict") return minidl::cli::predict_command(argc - 1, argv + 1);
     if (command == "export") return minidl::cli::export_command(argc - 1, argv + 1);
-    spdlog::error("unknown command '{}': choose one of train, evaluate, predict, export, summary, compare, gradcheck, "
-                  "bench", command);
+    if (command == "recalibrate") return minidl::cli::recalibrate_command(argc - 1, argv + 1);
+    spdlog::error("unknown command '{}': choose one of train, evaluate, predict, export, recalibrate, summary, "
+                  "compare, gradcheck, bench", command);
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
   }

@@ -28,13 +28,18 @@ int train_command(int argc, char** argv) {
       cxxopts::value<std::string>())("log", "write one JSON object per epoch to this file", cxxopts::value<std::string>())(
       "json", "print one JSON object per epoch on stdout")(
       "keep-going-on-nan", "go on training when a step's loss is NaN or infinite (by default training stops there, "
-                           "keeps the last checkpoint and exits with status 3)");
+                           "keeps the last checkpoint and exits with status 3)")(
+      "recalibrate", "after training, re-estimate the BatchNormalization moving statistics from this many training "
+                     "samples (PreciseBN, as `minidl recalibrate`) before the final save",
+      cxxopts::value<int64_t>());
   add_model_flags(options);
   add_common_flags(options);
   const auto f = parse_flags(options, argc, argv,
                              "minidl train --model dense:256,relu,bn,dense:128,relu,bn,dense:10,softmax --epochs 3 "
                              "--save model.safetensors");
   apply_threads(f);
+  if (f.count("recalibrate") && f["recalibrate"].as<int64_t>() < 0)
+    fail("--recalibrate must be >= 0 (0: all the training data), got ", f["recalibrate"].as<int64_t>());
   if (f.count("init") && f.count("resume")) fail("--init and --resume exclude each other: resume already has weights");
   // Output paths are checked before any data is read or any step is run: a run must not be lost to a typo.
   for (const char* output : {"save", "log"})
@@ -92,8 +97,9 @@ int train_command(int argc, char** argv) {
 
   spdlog::info("training {} (norm {}) for {} epochs{}", config.model.description, to_string(config.model.norm),
                config.epochs, config.max_steps >= 0 ? ", at most " + std::to_string(config.max_steps) + " steps" : "");
+  std::vector<EpochLogs> logs;
   try {
-    trainer.fit();
+    logs = trainer.fit();
   } catch (const NonFiniteLoss& e) {
     spdlog::error("{}", e.what());
     if (saver && saver->saved_step() >= 0)
@@ -104,6 +110,18 @@ int train_command(int argc, char** argv) {
     spdlog::error("try a smaller --lr (this run: {:g}), or --keep-going-on-nan to train on regardless",
                   config.learning_rate);
     return 3;
+  }
+  if (interrupt->signal() == 0 && f.count("recalibrate")) {
+    const RecalibrationReport r =
+        recalibrate_and_report(*run.model, data, f["recalibrate"].as<int64_t>(), config.model.seed, config.eval_batch_size);
+    if (saver) {
+      Metadata m = config.to_metadata();
+      m["model.recalibrated_samples"] = std::to_string(r.recalibration.samples);
+      trainer.save(saver->path(), m);
+    }
+  } else if (interrupt->signal() == 0 && !logs.empty()) {
+    warn_if_moving_statistics_lag(*run.model, data.test, config.eval_batch_size, logs.back().val_accuracy,
+                                  saver ? saver->path() : "");
   }
   if (saver) spdlog::info("saved {} (step {})", saver->path(), saver->saved_step());
   if (interrupt->signal() != 0) {

@@ -1,5 +1,5 @@
-// Population statistics of BatchNormalization inputs: the model's prefix up to each layer, run in inference
-// mode over the data in batches, with per-channel sums in double.
+// Population statistics of BatchNormalization inputs (the model's prefix up to each layer, run in inference
+// mode over the data in batches, with per-channel sums in double), and PreciseBN, which installs them.
 #include "minidl/statistics.h"
 
 #include "minidl/autograd.h"
@@ -24,49 +24,120 @@ void for_each_input(Sequential& model, size_t layer, const Dataset& data, int64_
     f(h);
   }
 }
+
+// ‖moving − population‖ / ‖population‖, for the means and the variances, summed channel by channel.
+struct GapSum {
+  double dm = 0, nm = 0, dv = 0, nv = 0;
+  void add(float moving_mean, float moving_variance, double mean, double variance) {
+    dm += std::pow(moving_mean - mean, 2);
+    nm += mean * mean;
+    dv += std::pow(moving_variance - variance, 2);
+    nv += variance * variance;
+  }
+  StatisticsGap gap() const { return {std::sqrt(dm / std::max(nm, 1e-30)), std::sqrt(dv / std::max(nv, 1e-30))}; }
+};
+
+// The statistics of the input of children()[layer], a BatchNormalization.
+LayerStatistics input_statistics(Sequential& model, size_t layer, const Dataset& data, int64_t samples,
+                                 int64_t batch_size) {
+  const ModeGuard inference(model, false);
+  const NoGradGuard no_grad;
+  auto& bn = dynamic_cast<BatchNormalization&>(*model.children()[layer]);
+  LayerStatistics s{bn.name(), {}, {}};
+  const size_t c = static_cast<size_t>(bn.moving_mean().numel());
+  s.mean.assign(c, 0.0);
+  s.variance.assign(c, 0.0);
+  double count = 0.0;
+  // Two passes: the mean, then the biased variance around it (Keras keeps the biased variance).
+  for_each_input(model, layer, data, samples, batch_size, [&](const Tensor& h) {
+    const float* p = h.data();
+    const int64_t rows = h.numel() / static_cast<int64_t>(c);
+    for (int64_t r = 0; r < rows; ++r)
+      for (size_t k = 0; k < c; ++k) s.mean[k] += p[r * static_cast<int64_t>(c) + k];
+    count += static_cast<double>(rows);
+  });
+  for (double& m : s.mean) m /= count;
+  for_each_input(model, layer, data, samples, batch_size, [&](const Tensor& h) {
+    const float* p = h.data();
+    const int64_t rows = h.numel() / static_cast<int64_t>(c);
+    for (int64_t r = 0; r < rows; ++r)
+      for (size_t k = 0; k < c; ++k) {
+        const double d = p[r * static_cast<int64_t>(c) + k] - s.mean[k];
+        s.variance[k] += d * d;
+      }
+  });
+  for (double& v : s.variance) v /= count;
+  return s;
+}
+
+std::vector<size_t> batch_norm_layers(Sequential& model) {
+  std::vector<size_t> layers;
+  for (size_t i = 0; i < model.children().size(); ++i)
+    if (dynamic_cast<BatchNormalization*>(model.children()[i].get())) layers.push_back(i);
+  return layers;
+}
+
+// `n` rows of `data` drawn without replacement, in the order a Generator(seed) permutation lists them.
+Dataset sample_rows(const Dataset& data, int64_t n, uint64_t seed) {
+  Generator gen(seed);
+  const std::vector<int32_t> order = gen.permutation(static_cast<int32_t>(data.size()));
+  Dataset out = data.slice(0, 0);
+  const size_t f = static_cast<size_t>(data.features());
+  for (int64_t i = 0; i < n; ++i) {
+    const size_t row = static_cast<size_t>(order[static_cast<size_t>(i)]);
+    if (data.is_images())
+      out.images.insert(out.images.end(), data.images.begin() + row * f, data.images.begin() + (row + 1) * f);
+    else
+      out.values.insert(out.values.end(), data.values.begin() + row * f, data.values.begin() + (row + 1) * f);
+    out.labels.push_back(data.labels[row]);
+  }
+  return out;
+}
 }  // namespace
 
 std::vector<LayerStatistics> population_statistics(Sequential& model, const Dataset& data, int64_t samples,
                                                    int64_t batch_size) {
   if (batch_size < 1) fail("population_statistics: batch size must be >= 1, got ", batch_size);
   samples = samples <= 0 ? data.size() : std::min(samples, data.size());
-  const ModeGuard inference(model, false);
-  const NoGradGuard no_grad;
   std::vector<LayerStatistics> out;
-  for (size_t layer = 0; layer < model.children().size(); ++layer) {
-    auto* bn = dynamic_cast<BatchNormalization*>(model.children()[layer].get());
-    if (!bn) continue;
-    LayerStatistics s{bn->name(), {}, {}};
-    const size_t c = static_cast<size_t>(bn->moving_mean().numel());
-    s.mean.assign(c, 0.0);
-    s.variance.assign(c, 0.0);
-    double count = 0.0;
-    // Two passes: the mean, then the biased variance around it.
-    for_each_input(model, layer, data, samples, batch_size, [&](const Tensor& h) {
-      const float* p = h.data();
-      const int64_t rows = h.numel() / static_cast<int64_t>(c);
-      for (int64_t r = 0; r < rows; ++r)
-        for (size_t k = 0; k < c; ++k) s.mean[k] += p[r * static_cast<int64_t>(c) + k];
-      count += static_cast<double>(rows);
-    });
-    for (double& m : s.mean) m /= count;
-    for_each_input(model, layer, data, samples, batch_size, [&](const Tensor& h) {
-      const float* p = h.data();
-      const int64_t rows = h.numel() / static_cast<int64_t>(c);
-      for (int64_t r = 0; r < rows; ++r)
-        for (size_t k = 0; k < c; ++k) {
-          const double d = p[r * static_cast<int64_t>(c) + k] - s.mean[k];
-          s.variance[k] += d * d;
-        }
-    });
-    for (double& v : s.variance) v /= count;
-    out.push_back(std::move(s));
-  }
+  for (size_t layer : batch_norm_layers(model)) out.push_back(input_statistics(model, layer, data, samples, batch_size));
   return out;
 }
 
+Recalibration recalibrate_batch_norm(Sequential& model, const Dataset& data, int64_t samples, uint64_t seed,
+                                     int64_t batch_size) {
+  if (batch_size < 1) fail("recalibrate_batch_norm: batch size must be >= 1, got ", batch_size);
+  const std::vector<size_t> layers = batch_norm_layers(model);
+  if (layers.empty())
+    fail("recalibrate_batch_norm: the model has no BatchNormalization layer with moving statistics to re-estimate "
+         "(manual mode normalises every batch with its own statistics and keeps none)");
+  if (data.size() == 0) fail("recalibrate_batch_norm: the data set is empty");
+  samples = samples <= 0 ? data.size() : std::min(samples, data.size());
+  const Dataset subset = sample_rows(data, samples, seed);
+  Recalibration r{static_cast<int>(layers.size()), samples, {}};
+  std::vector<LayerStatistics> computed;
+  std::vector<std::pair<std::vector<float>, std::vector<float>>> old;
+  for (size_t layer : layers) {
+    LayerStatistics s = input_statistics(model, layer, subset, samples, batch_size);
+    auto& bn = dynamic_cast<BatchNormalization&>(*model.children()[layer]);
+    old.emplace_back(bn.moving_mean().to_vector(), bn.moving_variance().to_vector());
+    for (size_t k = 0; k < s.mean.size(); ++k) {
+      bn.moving_mean().data()[k] = static_cast<float>(s.mean[k]);
+      bn.moving_variance().data()[k] = static_cast<float>(s.variance[k]);
+    }
+    computed.push_back(std::move(s));
+  }
+  // The change, measured as moving_statistics_gap measures: old moving statistics against the new ones.
+  GapSum change;
+  for (size_t i = 0; i < computed.size(); ++i)
+    for (size_t k = 0; k < computed[i].mean.size(); ++k)
+      change.add(old[i].first[k], old[i].second[k], computed[i].mean[k], computed[i].variance[k]);
+  r.change = change.gap();
+  return r;
+}
+
 StatisticsGap moving_statistics_gap(Sequential& model, const std::vector<LayerStatistics>& population) {
-  double dm = 0, nm = 0, dv = 0, nv = 0;
+  GapSum sum;
   size_t next = 0;
   for (const auto& child : model.children()) {
     auto* bn = dynamic_cast<BatchNormalization*>(child.get());
@@ -74,15 +145,11 @@ StatisticsGap moving_statistics_gap(Sequential& model, const std::vector<LayerSt
     if (next >= population.size() || population[next].layer != bn->name())
       fail("moving_statistics_gap: the statistics do not list the model's layer '", bn->name(), "'");
     const LayerStatistics& s = population[next++];
-    for (size_t k = 0; k < s.mean.size(); ++k) {
-      dm += std::pow(bn->moving_mean().data()[k] - s.mean[k], 2);
-      nm += s.mean[k] * s.mean[k];
-      dv += std::pow(bn->moving_variance().data()[k] - s.variance[k], 2);
-      nv += s.variance[k] * s.variance[k];
-    }
+    for (size_t k = 0; k < s.mean.size(); ++k)
+      sum.add(bn->moving_mean().data()[k], bn->moving_variance().data()[k], s.mean[k], s.variance[k]);
   }
   if (next == 0) return {};
-  return {std::sqrt(dm / std::max(nm, 1e-30)), std::sqrt(dv / std::max(nv, 1e-30))};
+  return sum.gap();
 }
 
 }  // namespace minidl

@@ -1,5 +1,5 @@
-// The population statistics of the inputs of a model's BatchNormalization layers, and how far the layers'
-// moving statistics are from them.
+// The population statistics of the inputs of a model's BatchNormalization layers, how far the layers' moving
+// statistics are from them, and re-estimating the moving statistics from data (PreciseBN).
 #pragma once
 
 #include <cmath>
@@ -30,5 +30,23 @@ struct StatisticsGap {
 /// The relative L2 distance ‖moving − population‖ / ‖population‖ over every channel of every layer, for the
 /// means and for the variances.
 StatisticsGap moving_statistics_gap(Sequential& model, const std::vector<LayerStatistics>& population);
+
+struct Recalibration {
+  int layers = 0;         ///< BatchNormalization layers whose moving statistics were replaced
+  int64_t samples = 0;    ///< training samples they were computed from
+  /// How far each layer's new moving statistics are from its old ones: ‖new − old‖ / ‖new‖ over every channel of
+  /// every layer (moving_statistics_gap's measure, taken before the replacement).
+  StatisticsGap change;
+};
+
+/// PreciseBN (Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm", §3): replaces every BatchNormalization
+/// layer's moving mean and variance with the population statistics of its input over `samples` rows of `data`
+/// drawn without replacement by a Generator(seed) permutation (all rows when samples <= 0 or more than the
+/// data holds). Layer by layer, in order: each layer's statistics are computed with the layers before it
+/// already recalibrated, exactly (two passes in double), with the model in inference mode; weights are not
+/// touched. Throws when the model has no BatchNormalization layer (manual mode normalises every batch with its
+/// own statistics and keeps none).
+Recalibration recalibrate_batch_norm(Sequential& model, const Dataset& data, int64_t samples, uint64_t seed = 1,
+                                     int64_t batch_size = 1000);
 
 }  // namespace minidl
