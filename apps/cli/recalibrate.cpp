@@ -28,9 +28,7 @@ RecalibrationReport recalibrate_and_report(Sequential& model, const DatasetSplit
 void warn_if_moving_statistics_lag(Sequential& model, const Dataset& test, int64_t batch_size, double moving_accuracy,
                                    const std::string& saved) {
   constexpr double kLag = 0.01;
-  bool moving = false;
-  for (const auto& child : model.children()) moving = moving || dynamic_cast<BatchNormalization*>(child.get());
-  if (!moving) return;
+  if (!has_moving_statistics(model)) return;
   try {
     check_evaluation(model, test, batch_size, true);
   } catch (const Error&) {

@@ -95,6 +95,12 @@ Dataset sample_rows(const Dataset& data, int64_t n, uint64_t seed) {
 }
 }  // namespace
 
+bool has_moving_statistics(const Sequential& model) {
+  for (const auto& child : model.children())
+    if (dynamic_cast<const BatchNormalization*>(child.get())) return true;
+  return false;
+}
+
 std::vector<LayerStatistics> population_statistics(Sequential& model, const Dataset& data, int64_t samples,
                                                    int64_t batch_size) {
   if (batch_size < 1) fail("population_statistics: batch size must be >= 1, got ", batch_size);

@@ -31,6 +31,10 @@ struct StatisticsGap {
 /// means and for the variances.
 StatisticsGap moving_statistics_gap(Sequential& model, const std::vector<LayerStatistics>& population);
 
+/// True when the model has a BatchNormalization layer, whose moving statistics inference uses (manual mode's
+/// MomentsNormalization keeps none).
+bool has_moving_statistics(const Sequential& model);
+
 struct Recalibration {
   int layers = 0;         ///< BatchNormalization layers whose moving statistics were replaced
   int64_t samples = 0;    ///< training samples they were computed from
