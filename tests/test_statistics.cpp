@@ -159,6 +159,12 @@ TEST_CASE("minidl recalibrate and train --recalibrate: statistics re-estimated, 
   CHECK_THAT(refused.err, Catch::Contains("manual mode normalises every batch with its own statistics"));
   CHECK_FALSE(std::filesystem::exists(dir.file("x")));
   CHECK_THAT(minidl_cli("recalibrate --model " + model, dir).err, Catch::Contains("--out FILE is required"));
+  // train --recalibrate on a model without moving statistics is refused before the first step.
+  const Run early = minidl_cli("train --norm manual --recalibrate 100 --json " + data_flag(), dir);
+  CHECK(early.status != 0);
+  CHECK(early.out.empty());  // no epoch ran
+  CHECK_THAT(early.err, Catch::Contains("--recalibrate: the model 'dense:64,relu,bn,dense:10,softmax' in norm mode "
+                                        "manual keeps no moving statistics"));
   CHECK_THAT(minidl_cli("recalibrate --model " + model + " --out " + dir.file("x") + " --samples -1", dir).err,
              Catch::Contains("--samples must be >= 0"));
 }

@@ -61,6 +61,9 @@ int train_command(int argc, char** argv) {
   const DatasetSplits data = load_logged(resumed ? resumed->data : data_spec_from_flags(f));
   const RunConfig config = resumed ? *resumed : run_config_from_flags(f, data.train);
   Run run(config, data);
+  if (f.count("recalibrate") && !has_moving_statistics(*run.model))
+    fail("--recalibrate: the model '", config.model.description, "' in norm mode ", to_string(config.model.norm),
+         " keeps no moving statistics to re-estimate (only BatchNormalization in running or batchwise mode does)");
   if (resumed) run.trainer->resume(*checkpoint, checkpoint_path);
   if (f.count("init")) {
     try {
