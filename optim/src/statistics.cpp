@@ -70,7 +70,7 @@ LayerStatistics input_statistics(Sequential& model, size_t layer, const Dataset&
   return s;
 }
 
-std::vector<size_t> batch_norm_layers(Sequential& model) {
+std::vector<size_t> batch_norm_layers(const Sequential& model) {
   std::vector<size_t> layers;
   for (size_t i = 0; i < model.children().size(); ++i)
     if (dynamic_cast<BatchNormalization*>(model.children()[i].get())) layers.push_back(i);
@@ -95,11 +95,7 @@ Dataset sample_rows(const Dataset& data, int64_t n, uint64_t seed) {
 }
 }  // namespace
 
-bool has_moving_statistics(const Sequential& model) {
-  for (const auto& child : model.children())
-    if (dynamic_cast<const BatchNormalization*>(child.get())) return true;
-  return false;
-}
+bool has_moving_statistics(const Sequential& model) { return !batch_norm_layers(model).empty(); }
 
 std::vector<LayerStatistics> population_statistics(Sequential& model, const Dataset& data, int64_t samples,
                                                    int64_t batch_size) {
