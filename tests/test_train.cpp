@@ -99,7 +99,7 @@ TEST_CASE("evaluate and predict run in inference mode without building a graph",
 TEST_CASE("the normalisation mode parses with a clear error", "[train]") {
   CHECK(parse_norm_mode("batchwise") == NormMode::batchwise);
   CHECK_THROWS_WITH(parse_norm_mode("fast"), "unknown normalisation mode 'fast': choose one of running, batchwise, "
-                                              "manual, none");
+                                              "manual, none, ghost, renorm, layer, group, frozen");
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <sstream>
 
 namespace minidl::cli {
 namespace {
@@ -25,6 +26,7 @@ std::string text(const std::string& v) { return v; }
 
 Metadata RunConfig::to_metadata() const {
   Metadata m = model.to_metadata();
+  if (model.norm == NormMode::frozen) m["train.freeze_epochs"] = std::to_string(freeze_epochs);
   m.merge(data.to_metadata());
   return m;
 }
@@ -54,10 +56,60 @@ void add_model_flags(cxxopts::Options& options) {
       "model", "the model, e.g. dense:256,relu,bn,dense:10,softmax (docs/models.md); default: the document's",
       cxxopts::value<std::string>())("hidden", "shorthand: the document's model with this many hidden units",
                                      cxxopts::value<int64_t>())(
-      "norm", "what each bn becomes: running, batchwise, manual, none", cxxopts::value<std::string>()->default_value("running"))(
+      "norm", "what each bn becomes: running, batchwise, manual, none, ghost, renorm, layer, group, frozen "
+              "(docs/normalization.md)", cxxopts::value<std::string>()->default_value("running"))(
       "momentum", "BatchNormalization momentum, Keras convention (default 0.99; batchwise: 0)", cxxopts::value<float>())(
-      "epsilon", "normalisation epsilon", cxxopts::value<float>()->default_value("0.001"));
+      "epsilon", "normalisation epsilon", cxxopts::value<float>()->default_value("0.001"))(
+      "virtual-batch-size", "ghost mode: samples per ghost batch (default 8)", cxxopts::value<int64_t>())(
+      "groups", "group mode: groups of channels (default 32)", cxxopts::value<int64_t>())(
+      "renorm-momentum", "renorm mode: momentum of renorm's moving mean and stddev (default 0.99)", cxxopts::value<float>())(
+      "renorm-clipping", "renorm mode: clip r and d, e.g. rmax=3,rmin=0.3333,dmax=5 (default: unclipped)",
+      cxxopts::value<std::string>())(
+      "freeze-epochs", "frozen mode: freeze the moving statistics for this many last epochs (default 1)",
+      cxxopts::value<int>());
 }
+
+namespace {
+// The flags of the norm variants, each refused unless --norm selects its mode.
+void variant_flags(const cxxopts::ParseResult& f, ModelConfig& c) {
+  const auto only = [&](const char* flag, NormMode mode) {
+    if (f.count(flag) && c.norm != mode)
+      fail("--", flag, " applies to --norm ", to_string(mode), ", not ", to_string(c.norm));
+    return f.count(flag) > 0;
+  };
+  if (only("virtual-batch-size", NormMode::ghost)) {
+    c.virtual_batch_size = f["virtual-batch-size"].as<int64_t>();
+    if (c.virtual_batch_size < 1) fail("--virtual-batch-size must be >= 1, got ", c.virtual_batch_size);
+  }
+  if (only("groups", NormMode::group)) {
+    c.groups = f["groups"].as<int64_t>();
+    if (c.groups < 1) fail("--groups must be >= 1, got ", c.groups);
+  }
+  if (only("renorm-momentum", NormMode::renorm)) {
+    c.renorm_momentum = f["renorm-momentum"].as<float>();
+    if (!(c.renorm_momentum >= 0.0f && c.renorm_momentum <= 1.0f))
+      fail("--renorm-momentum must be in [0, 1], got ", c.renorm_momentum);
+  }
+  if (only("renorm-clipping", NormMode::renorm)) {
+    std::stringstream list(f["renorm-clipping"].as<std::string>());
+    for (std::string item; std::getline(list, item, ',');) {
+      const size_t eq = item.find('=');
+      const std::string key = item.substr(0, eq);
+      char* end = nullptr;
+      const float v = eq == std::string::npos ? NAN : std::strtof(item.c_str() + eq + 1, &end);
+      float* slot = key == "rmax" ? &c.rmax : key == "rmin" ? &c.rmin : key == "dmax" ? &c.dmax : nullptr;
+      if (!slot || std::isnan(v) || *end != '\0')
+        fail("--renorm-clipping: expected rmax=R, rmin=R and dmax=D separated by commas, got '", item, "'");
+      *slot = v;
+    }
+    if (!std::isnan(c.rmax) && !(c.rmax >= 1.0f))
+      fail("--renorm-clipping: rmax must be >= 1 (r = 1 leaves the batch statistics as they are), got ", c.rmax);
+    if (!std::isnan(c.rmin) && !(c.rmin > 0.0f && c.rmin <= 1.0f))
+      fail("--renorm-clipping: rmin must be in (0, 1], got ", c.rmin);
+    if (!std::isnan(c.dmax) && !(c.dmax >= 0.0f)) fail("--renorm-clipping: dmax must be >= 0, got ", c.dmax);
+  }
+}
+}  // namespace
 
 ModelConfig model_config_from_flags(const cxxopts::ParseResult& f, const Dataset& train) {
   if (f.count("model") && f.count("hidden"))
@@ -77,6 +129,7 @@ ModelConfig model_config_from_flags(const cxxopts::ParseResult& f, const Dataset
   if (!(c.epsilon > 0.0f) || !std::isfinite(c.epsilon)) fail("--epsilon must be a finite number > 0, got ", c.epsilon);
   c.seed = flag<uint64_t>(f, "seed", 1);
   if (c.seed > uint64_t{INT64_MAX}) fail("--seed must be < 2^63, got ", c.seed);
+  variant_flags(f, c);
   return c;
 }
 
@@ -91,6 +144,11 @@ RunConfig run_config_from_flags(const cxxopts::ParseResult& f, const Dataset& tr
   r.drop_last = flag<bool>(f, "drop-last", false);
   r.eval_batch_size = flag<int64_t>(f, "eval-batch-size", 32);
   r.data = data_spec_from_flags(f);
+  if (f.count("freeze-epochs") && r.model.norm != NormMode::frozen)
+    fail("--freeze-epochs applies to --norm frozen, not ", to_string(r.model.norm));
+  r.freeze_epochs = flag<int>(f, "freeze-epochs", 1);
+  if (r.freeze_epochs < 0 || r.freeze_epochs > r.epochs)
+    fail("--freeze-epochs must be in [0, --epochs = ", r.epochs, "], got ", r.freeze_epochs);
   if (r.epochs < 1) fail("--epochs must be >= 1, got ", r.epochs);
   if (r.max_steps < -1) fail("--steps must be >= 0, got ", r.max_steps);
   if (r.batch_size < 1) fail("--batch-size must be >= 1, got ", r.batch_size);
@@ -114,6 +172,7 @@ RunConfig resumed_run_config(const cxxopts::ParseResult& f, const Checkpoint& ch
   if (m.has("trainer.validation_batch_size"))
     saved.eval_batch_size = m.integer("trainer.validation_batch_size", 1, int64_t{1} << 40);
   saved.data = data_spec_for(f, upgraded.metadata, path, false);
+  if (m.has("train.freeze_epochs")) saved.freeze_epochs = static_cast<int>(m.integer("train.freeze_epochs", 0, 1 << 30));
 
   // Flags the checkpoint fixes may be repeated with the same value (the same command line resumes), never
   // changed. Their values are read as a fresh run would read them, here with the checkpoint's data shapes.
@@ -132,6 +191,13 @@ RunConfig resumed_run_config(const cxxopts::ParseResult& f, const Checkpoint& ch
   check("norm", f.count("norm"), to_string(given.model.norm), to_string(saved.model.norm));
   check("momentum", f.count("momentum"), given.model.bn_momentum(), saved.model.bn_momentum());
   check("epsilon", f.count("epsilon"), given.model.epsilon, saved.model.epsilon);
+  check("virtual-batch-size", f.count("virtual-batch-size"), given.model.ghost_batch_size(), saved.model.ghost_batch_size());
+  check("groups", f.count("groups"), given.model.group_count(), saved.model.group_count());
+  check("renorm-momentum", f.count("renorm-momentum"), given.model.renorm_momentum, saved.model.renorm_momentum);
+  check("renorm-clipping", f.count("renorm-clipping"),
+        exact_text(given.model.rmax) + "," + exact_text(given.model.rmin) + "," + exact_text(given.model.dmax),
+        exact_text(saved.model.rmax) + "," + exact_text(saved.model.rmin) + "," + exact_text(saved.model.dmax));
+  check("freeze-epochs", f.count("freeze-epochs"), int64_t{given.freeze_epochs}, int64_t{saved.freeze_epochs});
   check("seed", f.count("seed"), static_cast<int64_t>(given.model.seed), static_cast<int64_t>(saved.model.seed));
   check("batch-size", f.count("batch-size"), given.batch_size, saved.batch_size);
   check("lr", f.count("lr"), given.learning_rate, saved.learning_rate);
@@ -172,6 +238,7 @@ Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {
   trainer = std::make_unique<Trainer>(*model, *optimizer, *loader,
                                       TrainerOptions{.epochs = c.epochs, .max_steps = c.max_steps, .validation = &data.test,
                                                      .validation_batch_size = c.eval_batch_size});
+  if (c.model.norm == NormMode::frozen) trainer->add_callback(std::make_shared<FreezeBatchNormStatistics>(c.freeze_epochs));
 }
 
 DatasetSplits load_logged(const DataSpec& spec) {

@@ -23,6 +23,7 @@ struct RunConfig {
   bool shuffle = true;
   bool drop_last = false;
   int64_t eval_batch_size = 32;
+  int freeze_epochs = 1;  ///< --norm frozen: the last epochs trained with frozen moving statistics
   DataSpec data;
 
   /// What a checkpoint records beyond the Trainer's own keys: the model and the data.

@@ -1,16 +1,11 @@
-// Keras BatchNormalization: the layer, and its fused training/inference kernels with hand-written backward.
+// BatchNormalization's fused training and inference kernels, with hand-written backward passes.
 #include <cmath>
-#include <iomanip>
-#include <sstream>
 #include <vector>
 
 #include "minidl/autograd.h"
 #include "minidl/functional.h"
 #include "minidl/internal/column_sums.h"
 #include "minidl/internal/parallel.h"
-#include "minidl/layers.h"
-#include "minidl/conv_layers.h"
-#include "minidl/onnx.h"
 
 namespace minidl {
 namespace {
@@ -160,81 +155,6 @@ Tensor batch_norm_inference(const Tensor& x, const Tensor& mean, const Tensor& v
         if (db) db[k] += dy[i];
       }
   });
-}
-
-BatchNormalization::BatchNormalization(int64_t features, BatchNormalizationOptions options, std::string name)
-    : Module(std::move(name)), features_(features), options_(options) {
-  if (features <= 0) fail("BatchNormalization '", this->name(), "': features must be > 0, got ", features);
-  if (!(options.momentum >= 0.0f && options.momentum <= 1.0f))
-    fail("BatchNormalization '", this->name(), "': momentum must be in [0, 1], got ", options.momentum,
-         " (Keras convention: weight on the old moving value; PyTorch's 0.1 is Keras's 0.9)");
-  if (!(options.epsilon > 0.0f))
-    fail("BatchNormalization '", this->name(), "': epsilon must be > 0, got ", options.epsilon);
-  if (options.scale) gamma_ = register_parameter("gamma", Tensor::ones({features}));
-  if (options.center) beta_ = register_parameter("beta", Tensor::zeros({features}));
-  moving_mean_ = register_buffer("moving_mean", Tensor::zeros({features}));
-  moving_variance_ = register_buffer("moving_variance", Tensor::ones({features}));
-}
-
-Shape BatchNormalization::output_shape(const Shape& input) const {
-  if (input.rank() < 1 || input[input.rank() - 1] != features_)
-    fail("BatchNormalization '", name(), "': expects ", features_, " features on the last axis, got ", input.str());
-  return input;
-}
-
-int64_t BatchNormalization::min_training_batch(const Shape& input) const {
-  // Statistics over every axis but the last: one sample suffices when it holds several positions (an image's
-  // H×W), not when it holds one value per channel. A frozen layer uses its moving statistics.
-  const int64_t per_sample = input.rank() > 1 ? input.numel() / std::max<int64_t>(input[0], 1) / features_ : 1;
-  return trainable() && per_sample < 2 ? 2 : 1;
-}
-
-std::string BatchNormalization::export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const {
-  if (input_shape.rank() != 2 && input_shape.rank() != 4)
-    fail("BatchNormalization '", name(), "': ONNX export takes [N, C] or images [N, H, W, C], got ", input_shape.str());
-  // Inference form: BatchNormalization(X, scale, B, mean, var) with the moving statistics, over ONNX's channel
-  // axis 1 ([N, C], or images as [N, C, H, W]).
-  const Tensor scale = gamma_.defined() ? gamma_ : Tensor::ones({features_});
-  const Tensor shift = beta_.defined() ? beta_ : Tensor::zeros({features_});
-  const auto normalise = [&](const std::string& x) {
-    return graph.node("BatchNormalization",
-                      {x, graph.constant(name() + "/gamma", scale), graph.constant(name() + "/beta", shift),
-                       graph.constant(name() + "/moving_mean", moving_mean_),
-                       graph.constant(name() + "/moving_variance", moving_variance_)},
-                      name() + "/normalize", {OnnxAttribute::real("epsilon", options_.epsilon)});
-  };
-  return input_shape.rank() == 2 ? normalise(input) : export_channels_first(graph, input, name(), normalise);
-}
-
-std::string BatchNormalization::summary_note() const {
-  std::ostringstream out;
-  out << std::setprecision(5);  // 1 − 0.99f is 0.0099999905 in float: show 0.01
-  out << "momentum=" << options_.momentum << " (weight on the old moving value; PyTorch momentum="
-      << 1.0f - options_.momentum << "), epsilon=" << options_.epsilon;
-  return out.str();
-}
-
-Tensor BatchNormalization::forward(const Tensor& x) {
-  output_shape(x.shape());
-  // Keras: a frozen layer (trainable = false) normalises with its moving statistics even in training.
-  if (!is_training() || !trainable())
-    return batch_norm_inference(x, moving_mean_, moving_variance_, gamma_, beta_, options_.epsilon);
-  const int64_t n = x.numel() / features_;
-  if (n < 2)
-    fail("BatchNormalization '", name(), "': a training batch needs at least 2 samples, got ", n,
-         " (one sample normalises to 0 and the output is just beta) — use a larger batch, drop the partial last "
-         "batch, or call eval()");
-  Tensor mean, variance;
-  const Tensor y = batch_norm_train(x, gamma_, beta_, options_.epsilon, mean, variance);
-  // The moving update is a side effect of the training forward pass (docs/keras.md §1):
-  //   moving = moving·momentum + batch·(1 − momentum)
-  const float m = options_.momentum;
-  float *mm = moving_mean_.data(), *mv = moving_variance_.data();
-  for (int64_t k = 0; k < features_; ++k) {
-    mm[k] = mm[k] * m + mean.data()[k] * (1.0f - m);
-    mv[k] = mv[k] * m + variance.data()[k] * (1.0f - m);
-  }
-  return y;
 }
 
 }  // namespace minidl

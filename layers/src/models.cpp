@@ -3,6 +3,7 @@
 #include "minidl/models.h"
 
 #include "minidl/conv_layers.h"
+#include "normalization_kinds.h"
 
 #include <cmath>
 #include <cstdlib>
@@ -112,21 +113,7 @@ std::vector<LayerKind> builtin_kinds() {
                  const float rate = static_cast<float>(a.number(0, "rate", 0.0, 1.0, true));
                  return std::make_shared<Dropout>(rate, a.gen.next_u64());
                }});
-  k.push_back({"bn", {"batch_normalization", "batchnorm"}, "bn[:momentum=M][:epsilon=E]",
-               "normalisation over the batch, as --norm says: running, batchwise, manual or none", 0, 0,
-               {"momentum", "epsilon"}, false, [](const LayerArgs& a) -> std::shared_ptr<Module> {
-                 const int64_t channels = a.input[a.input.rank() - 1];
-                 const float epsilon = static_cast<float>(a.option_number("epsilon", a.config.epsilon, 1e-12, 1e3));
-                 switch (a.config.norm) {
-                   case NormMode::none: return nullptr;
-                   case NormMode::manual: return std::make_shared<MomentsNormalization>(channels, epsilon);
-                   case NormMode::running:
-                   case NormMode::batchwise: break;
-                 }
-                 const float momentum = static_cast<float>(a.option_number("momentum", a.config.bn_momentum(), 0.0, 1.0));
-                 return std::make_shared<BatchNormalization>(channels,
-                                                             BatchNormalizationOptions{.momentum = momentum, .epsilon = epsilon});
-               }});
+  for (LayerKind& n : normalization_kinds()) k.push_back(std::move(n));
   k.push_back({"conv", {"conv2d"}, "conv:FILTERSxK[xK2][:strides=S[xS2]][:padding=valid|same][:bias=1|0]",
                "Keras Conv2D(FILTERS, (K, K2)): a KxK2 kernel over channels-last images, glorot_uniform", 1, 1,
                {"strides", "padding", "bias"}, true, [](const LayerArgs& a) -> std::shared_ptr<Module> {
@@ -161,22 +148,6 @@ std::vector<LayerKind> builtin_kinds() {
   return k;
 }
 }  // namespace
-
-std::string to_string(NormMode mode) {
-  switch (mode) {
-    case NormMode::running: return "running";
-    case NormMode::batchwise: return "batchwise";
-    case NormMode::manual: return "manual";
-    case NormMode::none: return "none";
-  }
-  return "?";
-}
-
-NormMode parse_norm_mode(const std::string& text) {
-  for (NormMode mode : {NormMode::running, NormMode::batchwise, NormMode::manual, NormMode::none})
-    if (text == to_string(mode)) return mode;
-  fail("unknown normalisation mode '", text, "': choose one of running, batchwise, manual, none");
-}
 
 std::string document_model_description(int64_t hidden, int64_t classes) {
   return "dense:" + std::to_string(hidden) + ",relu,bn,dense:" + std::to_string(classes) + ",softmax";
@@ -255,6 +226,12 @@ Metadata ModelConfig::to_metadata() const {
              {"model.epsilon", exact_text(epsilon)},
              {"model.seed", std::to_string(seed)}};
   if (momentum) m["model.momentum"] = exact_text(*momentum);
+  // The variants' settings, only when they differ from the defaults (older readers never see them).
+  if (virtual_batch_size) m["model.virtual_batch_size"] = std::to_string(virtual_batch_size);
+  if (groups) m["model.groups"] = std::to_string(groups);
+  if (renorm_momentum != 0.99f) m["model.renorm_momentum"] = exact_text(renorm_momentum);
+  for (const auto& [key, value] : {std::pair{"model.rmax", rmax}, {"model.rmin", rmin}, {"model.dmax", dmax}})
+    if (!std::isnan(value)) m[key] = exact_text(value);
   if (!class_names.empty()) {
     std::string names;  // one per line: CSV labels never hold a line break
     for (const std::string& n : class_names) names += (names.empty() ? "" : "\n") + n;
@@ -276,6 +253,12 @@ ModelConfig ModelConfig::from_metadata(const MetadataReader& m) {
   c.epsilon = static_cast<float>(m.number("model.epsilon", 1e-12, 1e3));
   c.seed = static_cast<uint64_t>(m.integer("model.seed", 0, INT64_MAX));
   if (m.has("model.momentum")) c.momentum = static_cast<float>(m.number("model.momentum", 0.0, 1.0));
+  if (m.has("model.virtual_batch_size")) c.virtual_batch_size = m.integer("model.virtual_batch_size", 1, int64_t{1} << 20);
+  if (m.has("model.groups")) c.groups = m.integer("model.groups", 1, int64_t{1} << 24);
+  if (m.has("model.renorm_momentum")) c.renorm_momentum = static_cast<float>(m.number("model.renorm_momentum", 0.0, 1.0));
+  if (m.has("model.rmax")) c.rmax = static_cast<float>(m.number("model.rmax", 1.0, 1e30));
+  if (m.has("model.rmin")) c.rmin = static_cast<float>(m.number("model.rmin", 0.0, 1.0));
+  if (m.has("model.dmax")) c.dmax = static_cast<float>(m.number("model.dmax", 0.0, 1e30));
   if (m.has("model.class_names")) {
     c.class_names = split(m.text("model.class_names"), '\n');
     if (static_cast<int64_t>(c.class_names.size()) != c.classes)
@@ -318,6 +301,17 @@ double LayerArgs::option_number(const std::string& key, double fallback, double 
   const double v = std::strtod(text->c_str(), &end);
   if (*end != '\0' || !(v >= min && v <= max))
     fail("option " + key + " must be a number in [" + exact_text(min) + ", " + exact_text(max) + "], got '" + *text + "'");
+  return v;
+}
+
+int64_t LayerArgs::option_integer(const std::string& key, int64_t fallback, int64_t min, int64_t max) const {
+  const auto text = option(key);
+  if (!text) return fallback;
+  char* end = nullptr;
+  const long long v = std::strtoll(text->c_str(), &end, 10);
+  if (text->empty() || *end != '\0' || v < min || v > max)
+    fail("option " + key + " must be a whole number in [" + std::to_string(min) + ", " + std::to_string(max) +
+         "], got '" + *text + "'");
   return v;
 }
 

@@ -3,6 +3,7 @@
 #include "minidl/module.h"
 
 #include <algorithm>
+#include <numeric>
 #include <cctype>
 #include <iomanip>
 #include <mutex>
@@ -72,6 +73,7 @@ std::string Module::default_name() const {
 
 int64_t Module::min_training_batch(const Shape&) const { return 1; }
 int64_t Module::min_inference_batch(const Shape&) const { return 1; }
+int64_t Module::training_batch_multiple() const { return 1; }
 double Module::product_flops(const Shape&) const { return 0.0; }
 
 std::string Module::export_onnx(OnnxGraph&, const std::string&, const Shape&) const {
@@ -275,6 +277,12 @@ int64_t Sequential::min_training_batch(const Shape& input) const {
 
 int64_t Sequential::min_inference_batch(const Shape& input) const {
   return largest_over_layers(input, &Module::min_inference_batch);
+}
+
+int64_t Sequential::training_batch_multiple() const {
+  int64_t multiple = 1;
+  for (const auto& layer : children()) multiple = std::lcm(multiple, layer->training_batch_multiple());
+  return multiple;
 }
 
 double Sequential::product_flops(const Shape& input) const {

@@ -1,6 +1,8 @@
 // The Trainer's stock callbacks: progress bar, checkpoints, early stopping, learning-rate schedule, stop on signal.
 #include "minidl/callbacks.h"
 
+#include "minidl/layers.h"
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -170,6 +172,24 @@ void StopOnSignal::restore() {
   ::sigaction(SIGINT, &g_previous_int, nullptr);
   ::sigaction(SIGTERM, &g_previous_term, nullptr);
   g_installed = installed_ = false;
+}
+
+int freeze_batch_norm_statistics(Module& model, bool frozen) {
+  int count = 0;
+  if (auto* bn = dynamic_cast<BatchNormalization*>(&model)) {
+    bn->freeze_statistics(frozen);
+    ++count;
+  }
+  for (const auto& child : model.children()) count += freeze_batch_norm_statistics(*child, frozen);
+  return count;
+}
+
+FreezeBatchNormStatistics::FreezeBatchNormStatistics(int last_epochs) : last_epochs_(last_epochs) {
+  if (last_epochs < 0) fail("FreezeBatchNormStatistics: last_epochs must be >= 0, got ", last_epochs);
+}
+
+void FreezeBatchNormStatistics::on_epoch_begin(Trainer& trainer) {
+  freeze_batch_norm_statistics(trainer.model(), trainer.epoch() > trainer.options().epochs - last_epochs_);
 }
 
 }  // namespace minidl

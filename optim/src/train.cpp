@@ -66,7 +66,13 @@ void check_evaluation(const Module& model, const Dataset& data, int64_t batch_si
   const int64_t needed = batch_statistics ? model.min_training_batch(one) : model.min_inference_batch(one);
   const int64_t rest = data.size() % batch_size;
   const int64_t smallest = std::min(batch_size, rest == 0 ? batch_size : rest);
-  if (smallest >= needed) return;
+  const int64_t multiple = batch_statistics ? model.training_batch_multiple() : 1;
+  if (smallest >= needed && smallest % multiple == 0) return;
+  if (smallest >= needed)
+    fail(what, " ", batch_size, " gives ", smallest == batch_size ? "batches" : "a last batch", " of ", smallest,
+         " (", data.size(), " samples to evaluate), but the model's ghost batch normalisation normalises batch "
+         "statistics in ghost batches of ", multiple, " — choose a batch size, and a number of samples, that are "
+         "multiples of ", multiple);
   fail(what, " ", batch_size, " gives ", smallest == batch_size ? "batches" : "a last batch", " of ", smallest,
        " sample", smallest == 1 ? "" : "s", " (", data.size(), " sample", data.size() == 1 ? "" : "s",
        " to evaluate), but the model normalises each evaluated batch with that batch's own statistics",

@@ -110,9 +110,18 @@ Trainer::Trainer(Module& model, Optimizer& optimizer, DataLoader& loader, Traine
   if (smallest < needed)
     fail("Trainer: ", smallest == lo.batch_size ? "every batch" : "the last batch of each epoch", " holds ", smallest,
          " sample", smallest == 1 ? "" : "s", " (", data.size(), " samples, batch size ", lo.batch_size,
-         ") but the model needs ", needed, " to train (batch normalisation cannot normalise one sample)",
+         ") but the model needs ", needed, " to train (",
+         needed > 2 ? "ghost batch normalisation needs a whole ghost batch" : "batch normalisation cannot normalise one sample", ")",
          smallest == lo.batch_size ? " — use a larger batch"
                                    : " — set drop_last, or min_batch_size = 2 to skip only a batch that small");
+  if (const int64_t multiple = model.training_batch_multiple(); multiple > 1) {
+    const int64_t odd = lo.batch_size % multiple ? lo.batch_size : loader.last_batch_size();
+    if (odd % multiple)
+      fail("Trainer: the model's ghost batch normalisation splits each training batch into ghost batches of ",
+           multiple, " samples (virtual_batch_size), but ", odd == lo.batch_size ? "the batch size" : "the last batch of each epoch",
+           " is ", odd, " (", data.size(), " samples, batch size ", lo.batch_size, ")",
+           odd == lo.batch_size ? " — choose a batch size that is a multiple of it" : " — set drop_last (--drop-last)");
+  }
   if (const Dataset* v = options_.validation) {
     if (v->features() != data.features())
       fail("Trainer: the validation data has samples of ", v->features(), " values (shape ", v->sample.str(),

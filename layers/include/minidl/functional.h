@@ -32,4 +32,10 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
 Tensor batch_norm_inference(const Tensor& x, const Tensor& mean, const Tensor& variance, const Tensor& gamma,
                             const Tensor& beta, float epsilon);
 
+/// Fused group normalisation, x [N, S, C] (S positions per sample, C channels in `groups` groups of C/groups):
+/// each sample's group is normalised with its own mean and biased variance over its S·C/groups values, then
+/// y = gamma[c]·x̂ + beta[c] (gamma, beta [C] or undefined). Keras's GroupNormalization; with groups = 1 and S = 1 it
+/// is LayerNormalization over the last axis. Hand-written backward.
+Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& gamma, const Tensor& beta, float epsilon);
+
 }  // namespace minidl

@@ -2,6 +2,9 @@
 // normalisation (moments + batch_normalization) as a layer.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
+
 #include "minidl/module.h"
 #include "minidl/random.h"
 
@@ -71,6 +74,20 @@ struct BatchNormalizationOptions {
   float epsilon = 1e-3f;  ///< Added to the variance inside the square root.
   bool center = true;     ///< Learn beta.
   bool scale = true;      ///< Learn gamma.
+  /// Ghost batch normalisation (tf.keras 2.x): 0 for none, else training batches are split into ghost batches
+  /// of this many samples, each normalised with its own statistics. As Keras, the batch is read as
+  /// [virtual_batch_size, B / virtual_batch_size, ...]: ghost batch j holds samples j, j + B/V, j + 2B/V, ...;
+  /// the moving statistics take one update per step from the mean of the ghost means and of the ghost variances.
+  /// The training batch must be a multiple of it.
+  int64_t virtual_batch_size = 0;
+  /// Batch renormalisation (tf.keras 2.x renorm): in training y = γ·(r·x̂ + d) + β with r = σ_B / σ_R and
+  /// d = (μ_B − μ_R) / σ_R, both clipped and held constant in the gradient, where μ_R and σ_R are moving
+  /// averages (renorm_momentum) of the batch mean and of sqrt(σ²_B + ε). Inference is unchanged.
+  bool renorm = false;
+  float renorm_momentum = 0.99f;
+  /// renorm_clipping: r within [rmin, rmax], d within [−dmax, dmax]; NaN leaves that side unclipped (Keras's
+  /// default: no clipping). rmax must be ≥ 1, rmin in (0, 1], dmax ≥ 0.
+  float rmax = NAN, rmin = NAN, dmax = NAN;
 };
 
 /// Keras BatchNormalization over the last axis (docs/keras.md §1). Training mode: batch mean and biased variance, the
@@ -91,11 +108,62 @@ class BatchNormalization : public Module {
   Tensor& beta() { return beta_; }    ///< Undefined when center is false.
   Tensor& moving_mean() { return moving_mean_; }
   Tensor& moving_variance() { return moving_variance_; }
+  /// Renorm's moving μ_R and σ_R (undefined without renorm).
+  Tensor& renorm_mean() { return renorm_mean_; }
+  Tensor& renorm_stddev() { return renorm_stddev_; }
+  /// Frozen statistics (Wu & Johnson 2021, "FrozenBN"): training normalises with the moving statistics and leaves
+  /// them alone, while gamma and beta still learn — unlike trainable = false, which freezes those too.
+  void freeze_statistics(bool frozen) { statistics_frozen_ = frozen; }
+  bool statistics_frozen() const { return statistics_frozen_; }
+  int64_t training_batch_multiple() const override { return std::max<int64_t>(options_.virtual_batch_size, 1); }
+
+ private:
+  Tensor normalize_batch(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& mean, Tensor& variance);
+  Tensor renormalize(const Tensor& xhat, const Tensor& mean, const Tensor& variance);
+  int64_t features_;
+  BatchNormalizationOptions options_;
+  Tensor gamma_, beta_, moving_mean_, moving_variance_, renorm_mean_, renorm_stddev_;
+  bool statistics_frozen_ = false;
+};
+
+/// Keras LayerNormalization (axis = -1): each position of each sample normalised over its last axis with its own
+/// mean and biased variance, y = γ·(x − μ)/sqrt(σ² + ε) + β (γ, β over the last axis). The same in training and
+/// inference: no batch statistics, no moving statistics.
+class LayerNormalization : public Module {
+ public:
+  explicit LayerNormalization(int64_t features, float epsilon = 1e-3f, std::string name = {});
+  Tensor forward(const Tensor& x) override;
+  Shape output_shape(const Shape& input) const override;
+  std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
+  std::string type_name() const override { return "LayerNormalization"; }
+  Tensor& gamma() { return gamma_; }
+  Tensor& beta() { return beta_; }
 
  private:
   int64_t features_;
-  BatchNormalizationOptions options_;
-  Tensor gamma_, beta_, moving_mean_, moving_variance_;
+  float epsilon_;
+  Tensor gamma_, beta_;
+};
+
+/// Keras GroupNormalization (axis = -1): each sample's channels split into `groups` consecutive groups, each
+/// normalised with the mean and biased variance of its channels over every position (H·W·C/groups values for an
+/// image), then γ and β per channel. groups = 1 is LayerNormalization over a whole image; groups = channels is
+/// instance normalisation. Keras's default is 32 groups.
+class GroupNormalization : public Module {
+ public:
+  GroupNormalization(int64_t channels, int64_t groups = 32, float epsilon = 1e-3f, std::string name = {});
+  Tensor forward(const Tensor& x) override;
+  Shape output_shape(const Shape& input) const override;
+  std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
+  std::string type_name() const override { return "GroupNormalization"; }
+  int64_t groups() const { return groups_; }
+  Tensor& gamma() { return gamma_; }
+  Tensor& beta() { return beta_; }
+
+ private:
+  int64_t channels_, groups_;
+  float epsilon_;
+  Tensor gamma_, beta_;
 };
 
 /// The document's Example 3 as a layer: always normalises with the statistics of the batch it is given,

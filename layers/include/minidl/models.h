@@ -3,6 +3,7 @@
 // build the same model again. The grammar and every kind are documented in docs/models.md.
 #pragma once
 
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -21,11 +22,18 @@ enum class NormMode {
   batchwise,  ///< BatchNormalization(momentum = 0) (Example 2)
   manual,     ///< moments + batch_normalization, always batch statistics (Example 3)
   none,       ///< no normalisation: the baseline
+  ghost,      ///< BatchNormalization(virtual_batch_size = V): ghost batches of V samples
+  renorm,     ///< BatchNormalization(renorm = True): batch renormalisation
+  layer,      ///< LayerNormalization: each sample over its features
+  group,      ///< GroupNormalization: each sample over groups of channels
+  frozen,     ///< running, with the statistics frozen for the last epochs (Wu & Johnson's FrozenBN)
 };
 
 std::string to_string(NormMode mode);
 /// Parses "running", "batchwise", "manual", "none"; throws naming the valid choices.
 NormMode parse_norm_mode(const std::string& text);
+/// True for the modes whose layers keep moving statistics (not manual, none, layer, group).
+bool has_moving_statistics(NormMode mode);
 
 /// The document's model: Dense(64, relu) → normalisation → Dense(10, softmax).
 inline constexpr const char* kDocumentModel = "dense:64,relu,bn,dense:10,softmax";
@@ -62,9 +70,18 @@ struct ModelConfig {
   std::optional<float> momentum;
   float epsilon = 1e-3f;  ///< normalisation epsilon
   uint64_t seed = 1;      ///< initial weights and dropout masks
+  /// Ghost mode: each bn's virtual_batch_size (0: kDefaultVirtualBatchSize).
+  int64_t virtual_batch_size = 0;
+  /// Group mode: each bn's number of groups (0: Keras's 32).
+  int64_t groups = 0;
+  /// Renorm mode: renorm_momentum and the clipping of r and d (NaN: unclipped, Keras's default).
+  float renorm_momentum = 0.99f, rmax = NAN, rmin = NAN, dmax = NAN;
 
+  static constexpr int64_t kDefaultVirtualBatchSize = 8;
   /// The momentum a `bn` gets when its description does not say.
   float bn_momentum() const;
+  int64_t ghost_batch_size() const { return virtual_batch_size ? virtual_batch_size : kDefaultVirtualBatchSize; }
+  int64_t group_count() const { return groups ? groups : 32; }
   Metadata to_metadata() const;  ///< keys model.description, model.norm, model.input_shape, ...
   static ModelConfig from_metadata(const MetadataReader& metadata);
 };
@@ -89,6 +106,8 @@ class LayerArgs {
   std::optional<std::string> option(const std::string& key) const;
   /// Option `key` as a number in [min, max], or `fallback` when absent.
   double option_number(const std::string& key, double fallback, double min, double max) const;
+  /// Option `key` as a whole number in [min, max], or `fallback` when absent.
+  int64_t option_integer(const std::string& key, int64_t fallback, int64_t min, int64_t max) const;
   /// Throws minidl::Error naming the layer ("layer 4 'dense:0'") and the message.
   [[noreturn]] void fail(const std::string& message) const;
 };

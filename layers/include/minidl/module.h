@@ -59,6 +59,8 @@ class Module {
   /// The smallest batch an inference-mode forward pass can take: 1, except for a layer that normalises every
   /// batch with its own statistics even in inference (manual mode's MomentsNormalization).
   virtual int64_t min_inference_batch(const Shape& input) const;
+  /// Training-mode batches must be a multiple of this (ghost batch normalisation's virtual_batch_size), else 1.
+  virtual int64_t training_batch_multiple() const;
 
   /// FLOPs of the matrix products in a forward pass on `input` (2 per multiply-add), for benchmarks.
   virtual double product_flops(const Shape& input) const;
@@ -164,6 +166,8 @@ class Sequential : public Module {
   Shape output_shape(const Shape& input) const override;
   int64_t min_training_batch(const Shape& input) const override;
   int64_t min_inference_batch(const Shape& input) const override;
+  /// The least common multiple of the layers'.
+  int64_t training_batch_multiple() const override;
   double product_flops(const Shape& input) const override;
   /// FLOPs of the matrix products in a training step on `input`: forward, and backward to the weights and to
   /// every layer's input but the first's (the data needs no gradient).

@@ -106,6 +106,22 @@ class StopOnSignal : public Callback {
   bool installed_ = false;
 };
 
+/// Wu & Johnson's FrozenBN ("Rethinking 'Batch' in BatchNorm", 2021): for the last `last_epochs` epochs of
+/// training, every BatchNormalization in the model normalises with its moving statistics and stops updating
+/// them, while gamma and beta go on learning — training then sees what inference will. Set at each epoch's
+/// start from the epoch number, so a resumed run freezes where the uninterrupted one would.
+class FreezeBatchNormStatistics : public Callback {
+ public:
+  explicit FreezeBatchNormStatistics(int last_epochs);
+  void on_epoch_begin(Trainer& trainer) override;
+
+ private:
+  int last_epochs_;
+};
+
+/// Sets BatchNormalization::freeze_statistics on every BatchNormalization in `model`; returns how many there are.
+int freeze_batch_norm_statistics(Module& model, bool frozen);
+
 /// A callback made of functions (Keras's LambdaCallback); unset ones do nothing.
 struct LambdaCallback : Callback {
   std::function<void(Trainer&)> train_begin, epoch_begin, after_backward, train_end;

@@ -1,0 +1,316 @@
+// Tests of the normalisation variants (docs/normalization.md): LayerNormalization, GroupNormalization, ghost
+// batches, batch renormalisation and frozen statistics, each against its formula computed here in double, with
+// gradients; the grammar's kinds and modes; and the errors bad settings get.
+#include <cmath>
+
+#include "helpers.h"
+#include "minidl/callbacks.h"
+#include "minidl/data.h"
+#include "minidl/models.h"
+#include "minidl/nn.h"
+
+using namespace minidl;
+using minidl::test::param;
+using minidl::test::require_grad_ok;
+using Inputs = std::vector<Tensor>;
+
+namespace {
+// Normalises the values at `index` (positions in x's data) with their own mean and biased variance, then
+// applies gamma/beta per channel (channel = position % c): the formula every variant shares.
+void normalise_set(const std::vector<int64_t>& index, const Tensor& x, int64_t c, const std::vector<double>& gamma,
+                   const std::vector<double>& beta, double eps, std::vector<double>& out, double* mean_out = nullptr,
+                   double* var_out = nullptr) {
+  double mean = 0, var = 0;
+  for (int64_t i : index) mean += x.data()[i] / double(index.size());
+  for (int64_t i : index) var += std::pow(x.data()[i] - mean, 2) / double(index.size());
+  for (int64_t i : index) out[i] = gamma[i % c] * (x.data()[i] - mean) / std::sqrt(var + eps) + beta[i % c];
+  if (mean_out) *mean_out = mean;
+  if (var_out) *var_out = var;
+}
+
+std::vector<double> values_of(const Tensor& t) { return {t.data(), t.data() + t.numel()}; }
+
+void require_near(const Tensor& t, const std::vector<double>& expected, double tolerance = 1e-5) {
+  REQUIRE(t.numel() == static_cast<int64_t>(expected.size()));
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    INFO("element " << i);
+    REQUIRE(t.data()[i] == Approx(expected[i]).margin(tolerance));
+  }
+}
+
+void set_values(Tensor t, uint64_t seed, float lo, float hi) {
+  Generator gen(seed);
+  t.copy_(Tensor::uniform(t.shape(), lo, hi, gen));
+}
+}  // namespace
+
+TEST_CASE("LayerNormalization: each position over its last axis, Keras's formula, and its gradient", "[normalization]") {
+  LayerNormalization ln(5, 1e-3f);
+  set_values(ln.gamma(), 1, 0.5f, 1.5f);
+  set_values(ln.beta(), 2, -0.5f, 0.5f);
+  const Tensor x = param({3, 2, 5}, 3, -2.0f, 2.0f);
+  std::vector<double> expected(30);
+  for (int64_t row = 0; row < 6; ++row) {
+    std::vector<int64_t> index;
+    for (int64_t k = 0; k < 5; ++k) index.push_back(row * 5 + k);
+    normalise_set(index, x, 5, values_of(ln.gamma()), values_of(ln.beta()), 1e-3, expected);
+  }
+  require_near(ln.forward(x), expected);
+  ln.eval();
+  require_near(ln.forward(x), expected);  // no batch statistics: inference is the same
+  require_grad_ok([&](const Inputs& v) { return ln.forward(v[0]); }, {x}, {.eps = 5e-2});
+}
+
+TEST_CASE("GroupNormalization: each sample's group of channels over every position, and its gradient", "[normalization]") {
+  GroupNormalization gn(8, 4, 1e-3f);
+  set_values(gn.gamma(), 4, 0.5f, 1.5f);
+  set_values(gn.beta(), 5, -0.5f, 0.5f);
+  const Tensor x = param({2, 3, 3, 8}, 6, -2.0f, 2.0f);
+  std::vector<double> expected(x.numel());
+  for (int64_t n = 0; n < 2; ++n)
+    for (int64_t g = 0; g < 4; ++g) {
+      std::vector<int64_t> index;  // channels 2g and 2g + 1 at the 9 positions of sample n
+      for (int64_t p = 0; p < 9; ++p)
+        for (int64_t k = 2 * g; k < 2 * g + 2; ++k) index.push_back((n * 9 + p) * 8 + k);
+      normalise_set(index, x, 8, values_of(gn.gamma()), values_of(gn.beta()), 1e-3, expected);
+    }
+  require_near(gn.forward(x), expected);
+  require_grad_ok([&](const Inputs& v) { return gn.forward(v[0]); }, {x}, {.eps = 5e-2});
+  // One group of all channels on one position is LayerNormalization.
+  GroupNormalization whole(8, 1);
+  LayerNormalization ln(8);
+  const Tensor rows = param({4, 8}, 7);
+  require_near(whole.forward(rows), values_of(ln.forward(rows)), 1e-6);
+}
+
+TEST_CASE("ghost batches: Keras's strided ghost batches, one moving update from their mean", "[normalization]") {
+  // [8, 3] with virtual_batch_size 4 is read as [4, 2, 3]: ghost batch 0 holds samples 0, 2, 4, 6.
+  BatchNormalization bn(3, {.momentum = 0.5f, .epsilon = 1e-3f, .virtual_batch_size = 4});
+  set_values(bn.gamma(), 8, 0.5f, 1.5f);
+  set_values(bn.beta(), 9, -0.5f, 0.5f);
+  const Tensor x = param({8, 3}, 10, -2.0f, 2.0f);
+  std::vector<double> expected(24), ghost_means(2 * 3), ghost_vars(2 * 3);
+  for (int64_t j = 0; j < 2; ++j)
+    for (int64_t k = 0; k < 3; ++k) {
+      std::vector<int64_t> index;
+      for (int64_t a = 0; a < 4; ++a) index.push_back((a * 2 + j) * 3 + k);
+      normalise_set(index, x, 3, values_of(bn.gamma()), values_of(bn.beta()), 1e-3, expected, &ghost_means[j * 3 + k],
+                    &ghost_vars[j * 3 + k]);
+    }
+  bn.train();
+  require_near(bn.forward(x), expected);
+  for (int64_t k = 0; k < 3; ++k) {
+    REQUIRE(bn.moving_mean().data()[k] == Approx(0.5 * (ghost_means[k] + ghost_means[3 + k]) / 2).margin(1e-6));
+    REQUIRE(bn.moving_variance().data()[k] == Approx(0.5 + 0.5 * (ghost_vars[k] + ghost_vars[3 + k]) / 2).margin(1e-6));
+  }
+  require_grad_ok([&](const Inputs& v) { return bn.forward(v[0]); }, {x}, {.eps = 5e-2});
+
+  // Images: [4, 2, 2, 3] with virtual_batch_size 2 → ghost batch 0 is samples 0 and 2, over their 4 positions each.
+  BatchNormalization images(3, {.virtual_batch_size = 2});
+  const Tensor xi = param({4, 2, 2, 3}, 11, -2.0f, 2.0f);
+  std::vector<double> expected_i(48);
+  for (int64_t j = 0; j < 2; ++j)
+    for (int64_t k = 0; k < 3; ++k) {
+      std::vector<int64_t> index;
+      for (int64_t a = 0; a < 2; ++a)
+        for (int64_t p = 0; p < 4; ++p) index.push_back(((a * 2 + j) * 4 + p) * 3 + k);
+      normalise_set(index, xi, 3, {1, 1, 1}, {0, 0, 0}, 1e-3, expected_i);
+    }
+  images.train();
+  require_near(images.forward(xi), expected_i);
+  require_grad_ok([&](const Inputs& v) { return images.forward(v[0]); }, {xi}, {.eps = 5e-2});
+  // Ghost batches as large as the batch are plain batch normalisation.
+  BatchNormalization one_ghost(3, {.virtual_batch_size = 8}), plain(3);
+  one_ghost.train();
+  plain.train();
+  require_near(one_ghost.forward(x), values_of(plain.forward(x)), 1e-6);
+}
+
+TEST_CASE("renorm: y = γ(r·x̂ + d) + β with r and d clipped and constant to the gradient", "[normalization]") {
+  BatchNormalizationOptions o{.momentum = 0.9f, .epsilon = 1e-3f, .renorm = true, .renorm_momentum = 0.8f};
+  o.rmax = 1.5f, o.rmin = 0.8f, o.dmax = 0.3f;
+  BatchNormalization bn(3, o);
+  set_values(bn.gamma(), 12, 0.5f, 1.5f);
+  set_values(bn.beta(), 13, -0.5f, 0.5f);
+  bn.renorm_mean().copy_(Tensor::from({3}, {0.1f, -0.4f, 0.0f}));
+  bn.renorm_stddev().copy_(Tensor::from({3}, {0.5f, 2.0f, 1.0f}));
+  const Tensor x = param({6, 3}, 14, -2.0f, 2.0f);
+  const std::vector<double> gamma = values_of(bn.gamma()), beta = values_of(bn.beta());
+  const std::vector<double> mu_r = values_of(bn.renorm_mean()), sigma_r = values_of(bn.renorm_stddev());
+  std::vector<double> xhat(18), y(18), r(3), d(3), mean(3), var(3);
+  for (int64_t k = 0; k < 3; ++k) {
+    std::vector<int64_t> index;
+    for (int64_t n = 0; n < 6; ++n) index.push_back(n * 3 + k);
+    normalise_set(index, x, 3, {1, 1, 1}, {0, 0, 0}, 1e-3, xhat, &mean[k], &var[k]);
+    const double sigma = std::max(sigma_r[k], std::sqrt(1e-3));
+    r[k] = std::clamp(std::sqrt(var[k] + 1e-3) / sigma, 0.8, 1.5);
+    d[k] = std::clamp((mean[k] - mu_r[k]) / sigma, -0.3, 0.3);
+    for (int64_t i : index) y[i] = gamma[k] * (r[k] * xhat[i] + d[k]) + beta[k];
+  }
+  bn.train();
+  const Tensor out = bn.forward(x);
+  require_near(out, y);
+  for (int64_t k = 0; k < 3; ++k) {
+    REQUIRE(bn.renorm_mean().data()[k] == Approx(0.8 * mu_r[k] + 0.2 * mean[k]).margin(1e-6));
+    REQUIRE(bn.renorm_stddev().data()[k] == Approx(0.8 * sigma_r[k] + 0.2 * std::sqrt(var[k] + 1e-3)).margin(1e-6));
+    REQUIRE(bn.moving_mean().data()[k] == Approx(0.1 * mean[k]).margin(1e-6));
+  }
+  // The gradient, r and d held constant: dβ = Σdy, dγ = Σdy(r·x̂ + d), dx = γr·inv/N·(N·dy − Σdy − x̂·Σdy·x̂).
+  const Tensor w = param({6, 3}, 15);
+  Tensor xg = x.clone();
+  xg.set_requires_grad(true);
+  bn.renorm_mean().copy_(Tensor::from({3}, {0.1f, -0.4f, 0.0f}));  // r and d as before the first step
+  bn.renorm_stddev().copy_(Tensor::from({3}, {0.5f, 2.0f, 1.0f}));
+  bn.zero_grad();
+  sum(mul(bn.forward(xg), w.detach())).backward();
+  for (int64_t k = 0; k < 3; ++k) {
+    double sdy = 0, sdyx = 0;
+    for (int64_t n = 0; n < 6; ++n) sdy += w.data()[n * 3 + k], sdyx += w.data()[n * 3 + k] * xhat[n * 3 + k];
+    REQUIRE(bn.beta().grad().data()[k] == Approx(sdy).margin(1e-5));
+    REQUIRE(bn.gamma().grad().data()[k] == Approx(r[k] * sdyx + d[k] * sdy).margin(1e-5));
+    const double inv = 1.0 / std::sqrt(var[k] + 1e-3);
+    for (int64_t n = 0; n < 6; ++n) {
+      const int64_t i = n * 3 + k;
+      REQUIRE(xg.grad().data()[i] ==
+              Approx(gamma[k] * r[k] * inv / 6.0 * (6.0 * w.data()[i] - sdy - xhat[i] * sdyx)).margin(1e-5));
+    }
+  }
+  // r clipped to 1 and d to 0 is plain batch normalisation; inference ignores renorm.
+  BatchNormalizationOptions identity{.renorm = true};
+  identity.rmax = 1.0f, identity.rmin = 1.0f, identity.dmax = 0.0f;
+  BatchNormalization clipped(3, identity), plain(3);
+  clipped.train();
+  plain.train();
+  require_near(clipped.forward(x), values_of(plain.forward(x)), 1e-6);
+  clipped.eval();
+  plain.eval();
+  require_near(clipped.forward(x), values_of(plain.forward(x)), 1e-6);
+}
+
+TEST_CASE("frozen statistics: training normalises with the moving statistics, which stay, while γ and β learn",
+          "[normalization]") {
+  BatchNormalization bn(3);
+  bn.moving_mean().copy_(Tensor::from({3}, {0.2f, -0.1f, 0.5f}));
+  bn.moving_variance().copy_(Tensor::from({3}, {1.5f, 0.7f, 2.0f}));
+  const Tensor x = param({5, 3}, 16, -2.0f, 2.0f);
+  bn.train();
+  bn.freeze_statistics(true);
+  const Tensor y = bn.forward(x);
+  std::vector<double> expected(15);
+  for (int64_t i = 0; i < 15; ++i)
+    expected[i] = (x.data()[i] - bn.moving_mean().data()[i % 3]) / std::sqrt(bn.moving_variance().data()[i % 3] + 1e-3);
+  require_near(y, expected);
+  REQUIRE(bn.moving_mean().to_vector() == std::vector<float>{0.2f, -0.1f, 0.5f});
+  REQUIRE(bn.min_training_batch({1, 3}) == 1);
+  sum(y).backward();
+  REQUIRE(bn.beta().grad().data()[0] == Approx(5.0f));
+
+  // The callback freezes only the last epochs, from the epoch number.
+  const DatasetSplits data = make_synthetic(64, 16, 3);
+  Generator gen(1);
+  const auto model = make_document_model(NormMode::running, {}, gen);
+  Adam adam(model->named_parameters(true));
+  DataLoader loader(data.train, {.batch_size = 16, .seed = 2}, true);
+  Trainer trainer(*model, adam, loader, {.epochs = 3});
+  trainer.add_callback(std::make_shared<FreezeBatchNormStatistics>(1));
+  auto& layer = dynamic_cast<BatchNormalization&>(*model->children()[2]);
+  std::vector<std::vector<float>> means;
+  auto record = std::make_shared<LambdaCallback>();
+  record->epoch_end = [&](Trainer&, const EpochLogs&) { means.push_back(layer.moving_mean().to_vector()); };
+  trainer.add_callback(record);
+  trainer.fit();
+  REQUIRE(means.size() == 3);
+  REQUIRE(means[1] != means[0]);  // epoch 2 still updates
+  REQUIRE(means[2] == means[1]);  // epoch 3 is frozen
+  REQUIRE(layer.statistics_frozen());
+}
+
+TEST_CASE("the norm modes build their layers from bn, and the kinds from the grammar", "[normalization][models]") {
+  ModelConfig c;
+  c.input_shape = {20};
+  c.description = "dense:16,relu,bn,dense:10,softmax";
+  const auto type_of_bn = [&](NormMode mode) {
+    c.norm = mode;
+    return build_model(c)->children()[2]->type_name();
+  };
+  REQUIRE(type_of_bn(NormMode::layer) == "LayerNormalization");
+  c.groups = 4;
+  REQUIRE(type_of_bn(NormMode::group) == "GroupNormalization");
+  REQUIRE(type_of_bn(NormMode::ghost) == "BatchNormalization");
+  c.norm = NormMode::ghost;
+  REQUIRE(build_model(c)->training_batch_multiple() == ModelConfig::kDefaultVirtualBatchSize);
+  c.norm = NormMode::renorm;
+  REQUIRE(build_model(c)->state().size() == 10);  // 8 + renorm_mean and renorm_stddev
+  c.norm = NormMode::running;
+  c.description = "dense:16,layernorm,relu,dense:8,groupnorm:2,bn:virtual_batch_size=4:renorm=1:rmax=2,dense:10,softmax";
+  const auto model = build_model(c);
+  REQUIRE(model->children()[1]->type_name() == "LayerNormalization");
+  REQUIRE(dynamic_cast<GroupNormalization&>(*model->children()[4]).groups() == 2);
+  const auto& bn = dynamic_cast<BatchNormalization&>(*model->children()[5]);
+  REQUIRE(bn.options().virtual_batch_size == 4);
+  REQUIRE(bn.options().renorm);
+  REQUIRE(bn.options().rmax == 2.0f);
+  // The settings travel with a checkpoint's metadata.
+  c.groups = 4, c.virtual_batch_size = 16, c.rmax = 3.0f, c.renorm_momentum = 0.9f;
+  const ModelConfig back = ModelConfig::from_metadata(MetadataReader(c.to_metadata(), "test"));
+  REQUIRE(back.groups == 4);
+  REQUIRE(back.virtual_batch_size == 16);
+  REQUIRE(back.rmax == 3.0f);
+  REQUIRE(std::isnan(back.rmin));
+  REQUIRE(back.renorm_momentum == 0.9f);
+}
+
+TEST_CASE("bad normalisation settings are refused, naming the layer and the fix", "[normalization][errors]") {
+  const auto error_of = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  using Catch::Matchers::Contains;
+  REQUIRE_THAT(error_of([] { parse_norm_mode("instance"); }), Contains("choose one of running") && Contains("frozen"));
+  REQUIRE_THAT(error_of([] { GroupNormalization(10, 4); }), Contains("groups must divide the 10 channels"));
+  REQUIRE_THAT(error_of([] {
+                 BatchNormalizationOptions o{.renorm = true};
+                 o.rmax = 0.5f;
+                 BatchNormalization(3, o);
+               }),
+               Contains("rmax must be >= 1"));
+  REQUIRE_THAT(error_of([] {
+                 BatchNormalizationOptions o;
+                 o.dmax = 1.0f;
+                 BatchNormalization(3, o);
+               }),
+               Contains("renorm is off"));
+  ModelConfig c;
+  c.input_shape = {20};
+  c.description = "dense:12,bn,dense:10,softmax";
+  c.norm = NormMode::group;
+  REQUIRE_THAT(error_of([&] { build_model(c); }),
+               Contains("layer 2 'bn'") && Contains("32 groups do not divide the 12 channels") && Contains("--groups"));
+  c.norm = NormMode::running;
+  c.description = "dense:12,bn:virtual_batch_size=x,dense:10,softmax";
+  REQUIRE_THAT(error_of([&] { build_model(c); }), Contains("virtual_batch_size must be a whole number"));
+  // A batch the ghost batches do not divide: refused before the first step, and by the layer itself.
+  const DatasetSplits data = make_synthetic(72, 24, 3);  // 72 = 6 · 12
+  c.description = "dense:12,bn:virtual_batch_size=8,dense:10,softmax";
+  c.input_shape = data.train.sample;
+  const auto model = build_model(c);
+  Adam adam(model->named_parameters(true));
+  DataLoader loader(data.train, {.batch_size = 12}, true);
+  REQUIRE_THAT(error_of([&] { Trainer(*model, adam, loader); }),
+               Contains("ghost batches of 8") && Contains("the batch size is 12"));
+  const DatasetSplits sixty = make_synthetic(60, 24, 3);  // 60 = 16 + 16 + 16 + 12
+  DataLoader short_last(sixty.train, {.batch_size = 16}, true);
+  REQUIRE_THAT(error_of([&] { Trainer(*model, adam, short_last); }),
+               Contains("the last batch of each epoch is 12") && Contains("drop_last"));
+  DataLoader dropped(sixty.train, {.batch_size = 16, .drop_last = true}, true);
+  REQUIRE_THAT(error_of([&] { Trainer(*model, adam, dropped); }), Contains("no error"));
+  model->train();
+  REQUIRE_THAT(error_of([&] { model->forward(Tensor::zeros({12, data.train.features()})); }),
+               Contains("virtual_batch_size must divide the batch"));
+  REQUIRE_THAT(error_of([&] { check_evaluation(*model, data.test, 12, true, "the batch size"); }),
+               Contains("ghost batches of 8"));
+}
