@@ -164,28 +164,6 @@ TEST_CASE("bad flags, modes and commands name the valid choices and exit non-zer
   CHECK(minidl_cli("evaluate " + data_flag(), dir).err.find("--model FILE is required") != std::string::npos);
 }
 
-TEST_CASE("compare trains every mode and writes CSV, JSON and an SVG plot", "[cli]") {
-  TempDir dir;
-  const Run r = minidl_cli("compare --epochs 2 --out " + dir.file("out") + " " + data_flag(), dir);
-  INFO(r.err);
-  REQUIRE(r.status == 0);
-  for (const char* mode : {"running", "batchwise", "manual", "none"}) CHECK_THAT(r.out, Catch::Contains(mode));
-  const std::string csv = read_bytes(dir.file("out/compare.csv"));
-  CHECK(std::count(csv.begin(), csv.end(), '\n') == 5);
-  CHECK(csv.rfind("mode,train_loss,train_accuracy,test_accuracy_inference", 0) == 0);
-  const auto json = nlohmann::json::parse(read_bytes(dir.file("out/compare.json")));
-  REQUIRE(json["modes"].size() == 4);
-  CHECK(json["modes"][2]["test_accuracy_inference"] == "n/a");  // manual mode has no inference statistics
-  CHECK(json["modes"][0]["curve"].size() == 2);
-  // Same initial weights and batches: running and batchwise differ only in the moving statistics, so their
-  // training is identical.
-  CHECK(json["modes"][0]["train_loss"] == json["modes"][1]["train_loss"]);
-  const std::string svg = read_bytes(dir.file("out/curves.svg"));
-  CHECK(svg.rfind("<svg", 0) == 0);
-  CHECK(std::count(svg.begin(), svg.end(), 'p') > 0);
-  CHECK(svg.find("polyline") != std::string::npos);
-}
-
 TEST_CASE("gradcheck passes on the whole model in every mode", "[cli]") {
   TempDir dir;
   for (const char* mode : {"running", "manual", "none"}) {

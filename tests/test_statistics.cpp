@@ -169,25 +169,3 @@ TEST_CASE("minidl recalibrate and train --recalibrate: statistics re-estimated, 
              Catch::Contains("--samples must be >= 0"));
 }
 
-TEST_CASE("compare --recalibrate reports each mode again after PreciseBN, n/a where there is nothing to do", "[statistics][cli]") {
-  TempDir dir;
-  const Run r = minidl_cli("compare --epochs 1 --modes running,batchwise,manual --recalibrate 0 --out " + dir.file("out") +
-                               " " + data_flag(),
-                           dir);
-  INFO(r.err);
-  REQUIRE(r.status == 0);
-  CHECK_THAT(r.out, Catch::Contains("recalibrated") && Catch::Contains("from all training samples"));
-  const std::string csv = read_bytes(dir.file("out/compare.csv"));
-  CHECK(csv.rfind("mode,train_loss,train_accuracy,test_accuracy_inference,test_accuracy_batch_stats_1000,"
-                  "test_accuracy_batch_stats_32,moving_mean_gap,moving_variance_gap,seconds_per_epoch,"
-                  "test_accuracy_recalibrated,recalibrated_mean_gap,recalibrated_variance_gap\n",
-                  0) == 0);
-  const auto json = nlohmann::json::parse(read_bytes(dir.file("out/compare.json")));
-  REQUIRE(json["modes"].size() == 3);
-  // Running and batchwise train identically and differ only in their moving statistics, which recalibration
-  // replaces by the same population statistics: afterwards they agree exactly.
-  CHECK(json["modes"][0]["test_accuracy_recalibrated"] == json["modes"][1]["test_accuracy_recalibrated"]);
-  CHECK(json["modes"][0]["recalibrated_mean_gap"] == "0.00%");  // computed from all samples: the population's
-  CHECK(json["modes"][2]["test_accuracy_recalibrated"] == "n/a");  // manual mode keeps no statistics
-  CHECK_THAT(minidl_cli("compare --recalibrate -5 " + data_flag(), dir).err, Catch::Contains("--recalibrate must be >= 0"));
-}

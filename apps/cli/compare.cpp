@@ -1,226 +1,265 @@
-// `minidl compare`: the same initial weights trained under every normalisation mode, one table side by side:
-// what each mode scores at inference, with batch statistics, and how far its moving statistics are from the
-// statistics of the whole training set; with --recalibrate N, the same after PreciseBN. --out adds CSV, JSON and
-// an SVG of the learning curves.
-#include <nlohmann/json.hpp>
+// `minidl compare`: a normalisation study in one command. Every mode × batch size × seed of the grid trains
+// from its seed's initial weights (the same in every mode), in parallel, one run per core; each run records per
+// epoch its training loss and accuracy and its test accuracy with moving statistics and with batch statistics
+// at each evaluation batch size, and at the end how far its moving statistics are from the population's and,
+// with --recalibrate, the same after PreciseBN. study.cpp turns the results into the table, CSV, JSON and figures.
+#include <omp.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
-#include <algorithm>
-#include <array>
-#include <cmath>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "cli.h"
 #include "minidl/atomic_file.h"
 #include "minidl/statistics.h"
-#include "plot.h"
+#include "study.h"
 
 namespace minidl::cli {
 namespace {
-struct ModeResult {
-  NormMode mode;
-  std::vector<EpochLogs> history;
-  std::vector<double> test_accuracy;  // per epoch, inference mode
-  Evaluation inference, batch_1000, batch_32;
-  double mean_gap = NAN, variance_gap = NAN;  // relative L2 distance of the moving statistics, or NaN
-  // After recalibrate_batch_norm (--recalibrate): inference accuracy and the gaps; NaN without moving statistics.
-  double recalibrated_accuracy = NAN, recalibrated_mean_gap = NAN, recalibrated_variance_gap = NAN;
-  double seconds_per_epoch = 0.0;             // median
-};
-
-// The evaluations every mode ends with: inference at batch 32, batch statistics at 1000 and at 32.
-constexpr std::array<std::pair<int64_t, bool>, 3> kEvaluations = {{{32, false}, {1000, true}, {32, true}}};
-
-// Builds a mode's run and checks, before any mode trains, that its final evaluations can run.
-std::unique_ptr<Run> prepare_mode(NormMode mode, RunConfig config, const DatasetSplits& data) {
-  config.model.norm = mode;
-  auto run = std::make_unique<Run>(config, data);  // same seed: the same initial weights in every mode
-  for (const auto& [batch, statistics] : kEvaluations)
-    check_evaluation(*run->model, data.test, batch, statistics,
-                     "compare's evaluation of mode " + to_string(mode) + " at batch size");
-  return run;
-}
-
-// Trains one mode and evaluates it; recalibrate >= 0 adds PreciseBN from that many training samples (0: all).
-ModeResult run_mode(NormMode mode, Run& run, const DatasetSplits& data, int64_t recalibrate) {
-  ModeResult result{mode, {}, {}, {}, {}, {}};
-  run.trainer->add_callback(std::make_shared<ProgressBar>(to_string(mode)));
-  auto log = std::make_shared<LambdaCallback>();
-  log->epoch_end = [&](Trainer&, const EpochLogs& e) {
-    result.test_accuracy.push_back(e.val_accuracy);
-    spdlog::info("{} epoch {}: loss {:.4f} accuracy {:.4f} test_accuracy {:.4f} ({:.2f} s)", to_string(mode), e.epoch,
-                 e.loss, e.accuracy, e.val_accuracy, e.seconds);
-  };
-  run.trainer->add_callback(log);
-  result.history = run.trainer->fit();
-  Sequential& model = *run.model;
-  result.inference = evaluate(model, data.test, kEvaluations[0].first, kEvaluations[0].second);
-  result.batch_1000 = evaluate(model, data.test, kEvaluations[1].first, kEvaluations[1].second);
-  result.batch_32 = evaluate(model, data.test, kEvaluations[2].first, kEvaluations[2].second);
-  const StatisticsGap gap = moving_statistics_gap(model, population_statistics(model, data.train));
-  result.mean_gap = gap.mean;
-  result.variance_gap = gap.variance;
-  if (recalibrate >= 0 && has_moving_statistics(model)) {
-    recalibrate_batch_norm(model, data.train, recalibrate, run.config.model.seed);
-    result.recalibrated_accuracy = evaluate(model, data.test, kEvaluations[0].first, false).accuracy;
-    const StatisticsGap after = moving_statistics_gap(model, population_statistics(model, data.train));
-    result.recalibrated_mean_gap = after.mean;
-    result.recalibrated_variance_gap = after.variance;
+template <class T>
+std::vector<T> list_flag(const cxxopts::ParseResult& f, const char* flag, const std::function<T(const std::string&)>& parse) {
+  std::vector<T> out;
+  std::stringstream list(f[flag].as<std::string>());
+  for (std::string item; std::getline(list, item, ',');) {
+    if (item.empty()) fail("--", flag, ": an empty item in '", f[flag].as<std::string>(), "' (items are separated by single commas)");
+    out.push_back(parse(item));
   }
-  std::vector<double> seconds;
-  for (const auto& e : result.history) seconds.push_back(e.seconds);
-  std::sort(seconds.begin(), seconds.end());
-  result.seconds_per_epoch = seconds.empty() ? 0.0 : seconds[seconds.size() / 2];
-  return result;
+  if (out.empty()) fail("--", flag, " is empty");
+  return out;
 }
 
-std::string percent(double v) {
-  if (std::isnan(v)) return "n/a";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f%%", 100.0 * v);
-  return buf;
+int64_t whole(const char* flag, const std::string& item, int64_t min) {
+  char* end = nullptr;
+  const long long v = std::strtoll(item.c_str(), &end, 10);
+  if (*end != '\0' || v < min) fail("--", flag, ": expected whole numbers >= ", min, " separated by commas, got '", item, "'");
+  return v;
 }
 
-std::string fixed(double v, int digits = 4) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
-
-// The columns of the table and the CSV; --recalibrate adds the last three.
-std::vector<std::string> columns(bool recalibrated) {
-  std::vector<std::string> c = {"mode", "train_loss", "train_accuracy", "test_accuracy_inference",
-                                "test_accuracy_batch_stats_1000", "test_accuracy_batch_stats_32",
-                                "moving_mean_gap", "moving_variance_gap", "seconds_per_epoch"};
-  if (recalibrated)
-    c.insert(c.end(), {"test_accuracy_recalibrated", "recalibrated_mean_gap", "recalibrated_variance_gap"});
+// A run's settings: the study's, with its mode, batch size and seed; --steps fixes the steps whatever the batch.
+RunConfig cell_config(const StudySettings& s, const Dataset& train, NormMode mode, int64_t batch, uint64_t seed) {
+  RunConfig c = s.base;
+  c.model.norm = mode;
+  c.model.seed = seed;
+  c.batch_size = batch;
+  if (s.steps >= 0) {
+    const int64_t per_epoch = c.drop_last ? train.size() / batch : (train.size() + batch - 1) / batch;
+    c.epochs = static_cast<int>(std::max<int64_t>(1, (s.steps + per_epoch - 1) / std::max<int64_t>(per_epoch, 1)));
+    c.max_steps = s.steps;
+  }
+  c.freeze_epochs = std::min(c.freeze_epochs, c.epochs);
   return c;
 }
 
-std::vector<std::string> row(const ModeResult& r, bool recalibrated) {
-  // Manual mode has no inference statistics: its "inference" is batch statistics at 32, shown as such.
-  const bool manual = r.mode == NormMode::manual;
-  std::vector<std::string> cells = {to_string(r.mode), fixed(r.history.back().loss), fixed(r.history.back().accuracy),
-                                    manual ? "n/a" : fixed(r.inference.accuracy), fixed(r.batch_1000.accuracy),
-                                    fixed(r.batch_32.accuracy), percent(r.mean_gap), percent(r.variance_gap),
-                                    fixed(r.seconds_per_epoch, 2)};
-  if (recalibrated)
-    cells.insert(cells.end(), {std::isnan(r.recalibrated_accuracy) ? "n/a" : fixed(r.recalibrated_accuracy),
-                               percent(r.recalibrated_mean_gap), percent(r.recalibrated_variance_gap)});
-  return cells;
+// Test accuracy with batch statistics at each size: frozen layers are thawed for it, so that they too normalise
+// each test batch with its own statistics.
+std::vector<double> batch_statistics_accuracy(Sequential& model, const Dataset& test, const std::vector<int64_t>& sizes) {
+  bool frozen = false;
+  for (const auto& layer : model.children())
+    if (const auto* bn = dynamic_cast<const BatchNormalization*>(layer.get())) frozen = frozen || bn->statistics_frozen();
+  freeze_batch_norm_statistics(model, false);
+  std::vector<double> out;
+  for (int64_t b : sizes) out.push_back(evaluate(model, test, b, true).accuracy);
+  freeze_batch_norm_statistics(model, frozen);
+  return out;
 }
 
-std::string table(const std::vector<ModeResult>& results, bool recalibrated) {
-  std::vector<std::string> header = {"mode", "train loss", "train acc", "test acc", "test acc", "test acc",
-                                     "moving mean", "moving var", "s/epoch"};
-  std::vector<std::string> header2 = {"", "", "", "inference", "batch stats", "batch stats", "gap", "gap", ""};
-  std::vector<std::string> header3 = {"", "", "", "", "@1000", "@32", "", "", ""};
-  if (recalibrated) {
-    header.insert(header.end(), {"test acc", "recal. mean", "recal. var"});
-    header2.insert(header2.end(), {"recalibrated", "gap", "gap"});
-    header3.insert(header3.end(), {"", "", ""});
-  }
-  std::ostringstream out;
-  const auto line = [&](const std::vector<std::string>& cells) {
-    for (size_t i = 0; i < cells.size(); ++i) out << (i ? "  " : "") << cells[i] << std::string(12 - std::min<size_t>(12, cells[i].size()), ' ');
-    out << '\n';
+RunResult run_cell(const StudySettings& s, const DatasetSplits& data, NormMode mode, int64_t batch, uint64_t seed,
+                   std::atomic<int64_t>& steps_done) {
+  RunResult result{mode, batch, seed, {}};
+  Run run(cell_config(s, data.train, mode, batch, seed), data);
+  Sequential& model = *run.model;
+  auto record = std::make_shared<LambdaCallback>();
+  record->step_end = [&](Trainer&, const StepResult&) { steps_done.fetch_add(1, std::memory_order_relaxed); };
+  record->epoch_end = [&](Trainer& trainer, const EpochLogs& e) {
+    EpochMetrics m;
+    m.epoch = e.epoch, m.steps = trainer.steps_done(), m.seconds = e.seconds;
+    m.train_loss = e.loss, m.train_accuracy = e.accuracy;
+    if (mode != NormMode::manual) m.test_accuracy = e.val_accuracy;  // manual mode has no inference statistics
+    m.batch_stats_accuracy = batch_statistics_accuracy(model, data.test, s.eval_batch_sizes);
+    result.epochs.push_back(m);
   };
-  line(header);
-  line(header2);
-  line(header3);
-  for (const auto& r : results) line(row(r, recalibrated));
-  return out.str();
+  run.trainer->add_callback(record);
+  run.trainer->fit();
+  EpochMetrics& last = result.epochs.back();
+  if (has_moving_statistics(model)) {
+    const StatisticsGap gap = moving_statistics_gap(model, population_statistics(model, data.train));
+    last.mean_gap = gap.mean, last.variance_gap = gap.variance;
+    if (s.recalibrate >= 0) {
+      recalibrate_batch_norm(model, data.train, s.recalibrate, seed);
+      last.recalibrated_accuracy = evaluate(model, data.test, run.config.eval_batch_size, false).accuracy;
+      const StatisticsGap after = moving_statistics_gap(model, population_statistics(model, data.train));
+      last.recalibrated_mean_gap = after.mean, last.recalibrated_variance_gap = after.variance;
+    }
+  }
+  return result;
 }
 
-void write_outputs(const std::string& dir, const std::vector<ModeResult>& results, const RunConfig& config,
-                   bool recalibrated) {
-  std::filesystem::create_directories(dir);
-  const std::vector<std::string> names = columns(recalibrated);
-  std::string csv;
-  for (size_t i = 0; i < names.size(); ++i) csv += (i ? "," : "") + names[i];
-  csv += '\n';
-  nlohmann::ordered_json json = {{"epochs", config.epochs},
-                                 {"batch_size", config.batch_size},
-                                 {"model", config.model.description},
-                                 {"seed", config.model.seed},
-                                 {"modes", nlohmann::json::array()}};
-  std::vector<Series> loss, accuracy;
-  for (const auto& r : results) {
-    const auto cells = row(r, recalibrated);
-    for (size_t i = 0; i < cells.size(); ++i) csv += (i ? "," : "") + cells[i];
-    csv += '\n';
-    nlohmann::ordered_json mode;
-    for (size_t i = 0; i < cells.size(); ++i) mode[names[i]] = cells[i];
-    Series l{to_string(r.mode), {}}, a{to_string(r.mode), r.test_accuracy};
-    for (size_t i = 0; i < r.history.size(); ++i) {
-      const EpochLogs& e = r.history[i];
-      l.values.push_back(e.loss);
-      mode["curve"].push_back({{"epoch", e.epoch}, {"loss", e.loss}, {"accuracy", e.accuracy},
-                               {"test_accuracy", r.test_accuracy[i]}, {"seconds", e.seconds}});
+// Everything that can be checked before the first step: each mode and batch size builds and trains (a ghost
+// batch that does not divide, too few groups), and each evaluation can run.
+void check_grid(const StudySettings& s, const DatasetSplits& data) {
+  for (int64_t batch : s.batch_sizes)
+    if (batch > data.train.size())
+      fail("--batch-sizes: ", batch, " is larger than the training set (", data.train.size(),
+           " samples): every step would see the same batch — choose batch sizes up to ", data.train.size());
+  for (NormMode mode : s.modes)
+    for (int64_t batch : s.batch_sizes) {
+      const std::string where = "mode " + to_string(mode) + " at batch size " + std::to_string(batch);
+      try {
+        Run run(cell_config(s, data.train, mode, batch, s.seeds.front()), data);
+        for (int64_t b : s.eval_batch_sizes) check_evaluation(*run.model, data.test, b, true, "--eval-batch-sizes:");
+      } catch (const Error& e) {
+        fail("compare, ", where, ": ", e.what());
+      }
     }
-    json["modes"].push_back(mode);
-    loss.push_back(l);
-    accuracy.push_back(a);
+}
+
+std::string duration(double seconds) {
+  char buf[32];
+  const int s = static_cast<int>(seconds + 0.5);
+  if (s >= 60)
+    std::snprintf(buf, sizeof buf, "%dm%02ds", s / 60, s % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%ds", s);
+  return buf;
+}
+
+// Runs the grid on `jobs` threads, drawing one progress line (runs done, steps, ETA) while they work.
+std::vector<RunResult> run_grid(const StudySettings& s, const DatasetSplits& data) {
+  struct Cell {
+    NormMode mode;
+    int64_t batch;
+    uint64_t seed;
+  };
+  std::vector<Cell> cells;
+  int64_t total_steps = 0;
+  for (NormMode mode : s.modes)
+    for (int64_t batch : s.batch_sizes)
+      for (uint64_t seed : s.seeds) {
+        cells.push_back({mode, batch, seed});
+        const RunConfig c = cell_config(s, data.train, mode, batch, seed);
+        const int64_t per_epoch = c.drop_last ? data.train.size() / batch : (data.train.size() + batch - 1) / batch;
+        total_steps += s.steps >= 0 ? s.steps : per_epoch * c.epochs;
+      }
+  std::vector<RunResult> results(cells.size());
+  std::atomic<size_t> next{0}, finished{0};
+  std::atomic<int64_t> steps_done{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  const auto worker = [&] {
+    omp_set_num_threads(s.threads_per_job);
+    for (size_t i; !failed && (i = next++) < cells.size();) {
+      try {
+        const auto start = std::chrono::steady_clock::now();
+        results[i] = run_cell(s, data, cells[i].mode, cells[i].batch, cells[i].seed, steps_done);
+        const EpochMetrics& last = results[i].epochs.back();
+        spdlog::info("{} batch {} seed {}: test accuracy {:.4f} ({:.1f} s)", to_string(cells[i].mode), cells[i].batch,
+                     cells[i].seed, last.deployed_accuracy(),
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      } catch (...) {
+        const std::lock_guard lock(error_mutex);
+        if (!error) error = std::current_exception();
+        failed = true;
+      }
+      ++finished;
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int j = 0; j < s.jobs; ++j) threads.emplace_back(worker);
+  const bool tty = ::isatty(STDERR_FILENO);
+  const auto start = std::chrono::steady_clock::now();
+  while (finished < cells.size() && !failed) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    if (!tty) continue;
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double done = static_cast<double>(steps_done) / static_cast<double>(std::max<int64_t>(total_steps, 1));
+    std::fprintf(stderr, "\r\033[Kcompare: %zu/%zu runs, %3.0f%% of %lld steps, %s elapsed, ETA %s", finished.load(),
+                 cells.size(), 100 * done, static_cast<long long>(total_steps), duration(elapsed).c_str(),
+                 done > 0.01 ? duration(elapsed * (1 - done) / done).c_str() : "...");
   }
-  write_text_atomically(dir + "/compare.csv", csv);
-  write_text_atomically(dir + "/compare.json", json.dump(2) + "\n");
-  write_text_atomically(dir + "/curves.svg", svg_plot({{"training loss", loss}, {"test accuracy (inference)", accuracy}}));
-  spdlog::info("wrote {}/compare.csv, compare.json, curves.svg", dir);
+  for (auto& t : threads) t.join();
+  if (tty) std::fprintf(stderr, "\r\033[K");
+  if (error) std::rethrow_exception(error);
+  return results;
 }
 }  // namespace
 
 int compare_command(int argc, char** argv) {
-  cxxopts::Options options("minidl compare", "Train every normalisation mode from the same initial weights");
-  options.add_options()("epochs", "epochs per mode", cxxopts::value<int>()->default_value("5"))(
-      "batch-size", "training batch size", cxxopts::value<int64_t>()->default_value("32"))(
-      "lr", "Adam learning rate", cxxopts::value<float>()->default_value("0.001"))(
-      "modes", "comma-separated modes to compare", cxxopts::value<std::string>()->default_value("running,batchwise,manual,none"))(
-      "out", "write compare.csv, compare.json and curves.svg into this directory", cxxopts::value<std::string>())(
-      "recalibrate", "after training, also re-estimate each mode's moving statistics from this many training "
-                     "samples (PreciseBN; 0: all) and report inference accuracy and gaps again",
-      cxxopts::value<int64_t>());
+  cxxopts::Options options("minidl compare",
+                           "A normalisation study: every mode × batch size × seed trained from the same initial weights");
+  options.add_options()("modes", "comma-separated modes", cxxopts::value<std::string>()->default_value("running,batchwise,manual,none"))(
+      "batch-sizes", "comma-separated training batch sizes", cxxopts::value<std::string>())(
+      "batch-size", "one training batch size (the same as --batch-sizes N)", cxxopts::value<int64_t>())(
+      "seeds", "comma-separated seeds (default: --seed)", cxxopts::value<std::string>())(
+      "epochs", "epochs per run", cxxopts::value<int>()->default_value("5"))(
+      "steps", "train every run for exactly this many steps, whatever its batch size (overrides --epochs)",
+      cxxopts::value<int64_t>())("lr", "Adam learning rate", cxxopts::value<float>()->default_value("0.001"))(
+      "eval-batch-sizes", "test batch sizes for the accuracy with batch statistics",
+      cxxopts::value<std::string>()->default_value("32,1000"))(
+      "recalibrate", "after training, also re-estimate the moving statistics from this many training samples "
+                     "(PreciseBN; 0: all) and report inference accuracy and gaps again",
+      cxxopts::value<int64_t>())("jobs", "runs trained at once (default: one per core)", cxxopts::value<int>())(
+      "drop-last", "drop each epoch's partial last batch")(
+      "out", "write compare.csv, compare.json, accuracy_vs_batch_size.svg and curves.svg into this directory",
+      cxxopts::value<std::string>());
   add_model_flags(options);
   add_common_flags(options);
-  const auto f = parse_flags(options, argc, argv, "minidl compare --epochs 5 --out results");
-  apply_threads(f);
-  std::vector<NormMode> modes;
-  std::stringstream list(f["modes"].as<std::string>());
-  for (std::string item; std::getline(list, item, ',');) modes.push_back(parse_norm_mode(item));
+  const auto f = parse_flags(options, argc, argv,
+                             "minidl compare --batch-sizes 8,32,256 --seeds 1,2,3 --steps 2000 --recalibrate 4096 --out results");
   if (f.count("norm")) fail("compare trains every mode in --modes: give --modes instead of --norm");
-  const int64_t recalibrate = f.count("recalibrate") ? f["recalibrate"].as<int64_t>() : -1;
-  if (f.count("recalibrate") && recalibrate < 0)
-    fail("--recalibrate must be >= 0 (0: all the training data), got ", recalibrate);
+  if (f.count("batch-size") && f.count("batch-sizes")) fail("--batch-size and --batch-sizes exclude each other");
+  if (f.count("seed") && f.count("seeds")) fail("--seed and --seeds exclude each other");
+  StudySettings s;
+  s.modes = list_flag<NormMode>(f, "modes", parse_norm_mode);
+  s.batch_sizes = f.count("batch-sizes") ? list_flag<int64_t>(f, "batch-sizes", [](const std::string& t) { return whole("batch-sizes", t, 1); })
+                                         : std::vector<int64_t>{f.count("batch-size") ? f["batch-size"].as<int64_t>() : 32};
+  if (s.batch_sizes.front() < 1) fail("--batch-size must be >= 1, got ", s.batch_sizes.front());
+  s.seeds = f.count("seeds") ? list_flag<uint64_t>(f, "seeds", [](const std::string& t) { return static_cast<uint64_t>(whole("seeds", t, 0)); })
+                             : std::vector<uint64_t>{f["seed"].as<uint64_t>()};
+  s.eval_batch_sizes = list_flag<int64_t>(f, "eval-batch-sizes", [](const std::string& t) { return whole("eval-batch-sizes", t, 1); });
+  s.steps = f.count("steps") ? f["steps"].as<int64_t>() : -1;
+  if (f.count("steps") && s.steps < 1) fail("--steps must be >= 1, got ", s.steps);
+  s.recalibrate = f.count("recalibrate") ? f["recalibrate"].as<int64_t>() : -1;
+  if (f.count("recalibrate") && s.recalibrate < 0) fail("--recalibrate must be >= 0 (0: all the training data), got ", s.recalibrate);
+  const int cores = omp_get_num_procs(), threads = f["threads"].as<int>() > 0 ? f["threads"].as<int>() : cores;
+  const int64_t runs = static_cast<int64_t>(s.modes.size() * s.batch_sizes.size() * s.seeds.size());
+  s.jobs = static_cast<int>(std::min<int64_t>(f.count("jobs") ? f["jobs"].as<int>() : cores, runs));
+  if (f.count("jobs") && f["jobs"].as<int>() < 1) fail("--jobs must be >= 1, got ", f["jobs"].as<int>());
+  s.threads_per_job = std::max(1, threads / s.jobs);
 
-  if (f.count("out")) {  // before any training: a run must not be lost to an unwritable directory
-    const std::string dir = f["out"].as<std::string>();
+  std::string dir;
+  if (f.count("out")) {  // before any training: a study must not be lost to an unwritable directory
+    dir = f["out"].as<std::string>();
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec) fail("--out '", dir, "': cannot create the directory: ", ec.message());
-    for (const char* file : {"compare.csv", "compare.json", "curves.svg"}) check_writable(dir + "/" + file, "--out");
+    for (const std::string& file : study_files()) check_writable(dir + "/" + file, "--out");
   }
-
   const DatasetSplits data = load_logged(data_spec_from_flags(f));
-  const RunConfig config = run_config_from_flags(f, data.train);
-  std::vector<std::unique_ptr<Run>> runs;
-  for (NormMode mode : modes) runs.push_back(prepare_mode(mode, config, data));
-  std::vector<ModeResult> results;
-  for (size_t i = 0; i < modes.size(); ++i) {
-    results.push_back(run_mode(modes[i], *runs[i], data, recalibrate));
-    runs[i].reset();
-  }
-  std::printf("%s", table(results, recalibrate >= 0).c_str());
-  std::printf("\n%s, %d epochs, batch %lld, seed %llu. Test accuracy: inference mode (moving statistics) and with each "
-              "test batch normalised by its own statistics. Moving gap: relative L2 distance between the moving "
-              "statistics and the statistics of the whole training set.\n",
-              config.model.description.c_str(), config.epochs, static_cast<long long>(config.batch_size),
-              static_cast<unsigned long long>(config.model.seed));
-  if (recalibrate >= 0)
-    std::printf("Recalibrated: the moving statistics re-estimated from %s training samples after training "
-                "(PreciseBN), then inference evaluated again.\n",
-                recalibrate == 0 ? "all" : std::to_string(recalibrate).c_str());
-  if (f.count("out")) write_outputs(f["out"].as<std::string>(), results, config, recalibrate >= 0);
+  s.base = run_config_from_flags(f, data.train);
+  s.base.eval_batch_size = s.eval_batch_sizes.front();
+  check_grid(s, data);
+  spdlog::info("compare: {} runs ({} modes × {} batch sizes × {} seeds), {} at a time with {} thread(s) each", runs,
+               s.modes.size(), s.batch_sizes.size(), s.seeds.size(), s.jobs, s.threads_per_job);
+  const std::vector<RunResult> results = run_grid(s, data);
+  std::printf("%s", study_table(s, results).c_str());
+  std::printf("\n%s; %s; mean ± sd over seeds %s of the last epoch. moving: test accuracy in inference mode (moving "
+              "statistics; n/a in manual mode, which has none). batch@N: each test batch of N normalised with its own "
+              "statistics. train-test: training accuracy minus test accuracy as deployed. Gaps: relative L2 distance "
+              "between the moving statistics and those of the whole training set.%s\n",
+              s.base.model.description.c_str(),
+              s.steps >= 0 ? (std::to_string(s.steps) + " steps per run").c_str()
+                           : (std::to_string(s.base.epochs) + " epochs per run").c_str(),
+              f.count("seeds") ? f["seeds"].as<std::string>().c_str() : std::to_string(s.seeds.front()).c_str(),
+              s.recalibrate >= 0 ? " re-estimated: after PreciseBN from the training samples --recalibrate names." : "");
+  if (!dir.empty()) write_study(dir, s, results);
   return 0;
 }
 

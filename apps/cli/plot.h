@@ -1,18 +1,26 @@
-// A small SVG line plot of per-epoch curves, one panel per metric, one line per mode.
+// SVG figures for compare's study: panels side by side, each with labelled axes and ticks, and lines with error
+// bars; every line has its own colour, dash pattern and marker, and is nudged sideways, so identical lines stay
+// distinguishable.
 #pragma once
 
 #include <string>
-#include <utility>
 #include <vector>
 
 namespace minidl::cli {
 
-struct Series {
-  std::string name;
-  std::vector<double> values;  // one per epoch, from epoch 1
+/// One line: points (x, y) with an error bar of ±err (0 or NaN: none); NaN y values are left out.
+struct Line {
+  std::string label;
+  std::vector<double> x, y, err;
 };
 
-/// Panels side by side, each (title, series); returns the SVG document.
-std::string svg_plot(const std::vector<std::pair<std::string, std::vector<Series>>>& panels);
+struct Panel {
+  std::string title, x_label, y_label;
+  bool log2_x = false;  ///< batch sizes: ticks at powers of two
+  std::vector<Line> lines;
+};
+
+/// The figure: panels left to right, one legend above them (lines are matched by label across panels).
+std::string svg_figure(const std::vector<Panel>& panels);
 
 }  // namespace minidl::cli

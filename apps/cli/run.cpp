@@ -70,12 +70,16 @@ void add_model_flags(cxxopts::Options& options) {
 }
 
 namespace {
-// The flags of the norm variants, each refused unless --norm selects its mode.
+// The flags of the norm variants, each refused unless --norm (or compare's --modes) selects its mode.
 void variant_flags(const cxxopts::ParseResult& f, ModelConfig& c) {
+  const std::string modes = flag<std::string>(f, "modes", "");
   const auto only = [&](const char* flag, NormMode mode) {
-    if (f.count(flag) && c.norm != mode)
+    if (!f.count(flag)) return false;
+    if (modes.empty() && c.norm != mode)
       fail("--", flag, " applies to --norm ", to_string(mode), ", not ", to_string(c.norm));
-    return f.count(flag) > 0;
+    if (!modes.empty() && ("," + modes + ",").find("," + to_string(mode) + ",") == std::string::npos)
+      fail("--", flag, " applies to --norm ", to_string(mode), ", which --modes '", modes, "' does not include");
+    return true;
   };
   if (only("virtual-batch-size", NormMode::ghost)) {
     c.virtual_batch_size = f["virtual-batch-size"].as<int64_t>();
@@ -111,14 +115,14 @@ void variant_flags(const cxxopts::ParseResult& f, ModelConfig& c) {
 }
 }  // namespace
 
-ModelConfig model_config_from_flags(const cxxopts::ParseResult& f, const Dataset& train) {
+ModelConfig model_config_from_flags(const cxxopts::ParseResult& f, const Dataset& train, NormMode default_norm) {
   if (f.count("model") && f.count("hidden"))
     fail("--model and --hidden exclude each other (--hidden N stands for --model dense:N,relu,bn,dense:CLASSES,softmax)");
   ModelConfig c;
   const int64_t hidden = flag<int64_t>(f, "hidden", 64);
   if (hidden < 1) fail("--hidden must be >= 1, got ", hidden);
   c.description = f.count("model") ? f["model"].as<std::string>() : document_model_description(hidden, train.num_classes);
-  c.norm = parse_norm_mode(flag<std::string>(f, "norm", "running"));
+  c.norm = f.count("norm") ? parse_norm_mode(f["norm"].as<std::string>()) : default_norm;
   c.input_shape = train.sample;
   c.classes = train.num_classes;
   c.class_names = train.class_names;
@@ -133,9 +137,9 @@ ModelConfig model_config_from_flags(const cxxopts::ParseResult& f, const Dataset
   return c;
 }
 
-RunConfig run_config_from_flags(const cxxopts::ParseResult& f, const Dataset& train) {
+RunConfig run_config_from_flags(const cxxopts::ParseResult& f, const Dataset& train, NormMode default_norm) {
   RunConfig r;
-  r.model = model_config_from_flags(f, train);
+  r.model = model_config_from_flags(f, train, default_norm);
   r.epochs = flag<int>(f, "epochs", 5);
   r.max_steps = flag<int64_t>(f, "steps", -1);
   r.batch_size = flag<int64_t>(f, "batch-size", 32);
@@ -144,8 +148,10 @@ RunConfig run_config_from_flags(const cxxopts::ParseResult& f, const Dataset& tr
   r.drop_last = flag<bool>(f, "drop-last", false);
   r.eval_batch_size = flag<int64_t>(f, "eval-batch-size", 32);
   r.data = data_spec_from_flags(f);
-  if (f.count("freeze-epochs") && r.model.norm != NormMode::frozen)
-    fail("--freeze-epochs applies to --norm frozen, not ", to_string(r.model.norm));
+  const std::string modes = flag<std::string>(f, "modes", "");
+  if (f.count("freeze-epochs") && (modes.empty() ? r.model.norm != NormMode::frozen
+                                                 : ("," + modes + ",").find(",frozen,") == std::string::npos))
+    fail("--freeze-epochs applies to --norm frozen, ", modes.empty() ? "not " + to_string(r.model.norm) : "which --modes does not include");
   r.freeze_epochs = flag<int>(f, "freeze-epochs", 1);
   if (r.freeze_epochs < 0 || r.freeze_epochs > r.epochs)
     fail("--freeze-epochs must be in [0, --epochs = ", r.epochs, "], got ", r.freeze_epochs);
@@ -180,7 +186,7 @@ RunConfig resumed_run_config(const cxxopts::ParseResult& f, const Checkpoint& ch
   shapes.sample = saved.model.input_shape;
   shapes.num_classes = static_cast<int32_t>(saved.model.classes);
   shapes.class_names = saved.model.class_names;
-  const RunConfig given = run_config_from_flags(f, shapes);
+  const RunConfig given = run_config_from_flags(f, shapes, saved.model.norm);
   const auto check = [&](const char* name, bool given_flag, const auto& mine, const auto& theirs) {
     if (given_flag && !(mine == theirs))
       fail("--", name, " ", text(mine), " differs from the checkpoint '", path, "', trained with ", text(theirs),

@@ -39,10 +39,12 @@ DataSpec data_spec_for(const cxxopts::ParseResult& flags, const Metadata& checkp
 /// Adds --model, --hidden, --norm, --momentum, --epsilon.
 void add_model_flags(cxxopts::Options& options);
 /// The model the flags describe for this data: --model, or the document's model (--hidden wide) by default;
-/// input shape and classes from the data.
-ModelConfig model_config_from_flags(const cxxopts::ParseResult& flags, const Dataset& train);
+/// input shape and classes from the data; the norm mode is `default_norm` unless --norm is given.
+ModelConfig model_config_from_flags(const cxxopts::ParseResult& flags, const Dataset& train,
+                                    NormMode default_norm = NormMode::running);
 /// Every setting from the flags (train's, with their defaults where a command lacks them).
-RunConfig run_config_from_flags(const cxxopts::ParseResult& flags, const Dataset& train);
+RunConfig run_config_from_flags(const cxxopts::ParseResult& flags, const Dataset& train,
+                                NormMode default_norm = NormMode::running);
 /// The settings a checkpoint was trained with; a flag given with a different value than the checkpoint's is
 /// refused, naming both; only --epochs, --steps and --eval-batch-size may change.
 RunConfig resumed_run_config(const cxxopts::ParseResult& flags, const Checkpoint& checkpoint, const std::string& path);

@@ -67,9 +67,10 @@ void check_evaluation(const Module& model, const Dataset& data, int64_t batch_si
   const int64_t rest = data.size() % batch_size;
   const int64_t smallest = std::min(batch_size, rest == 0 ? batch_size : rest);
   const int64_t multiple = batch_statistics ? model.training_batch_multiple() : 1;
-  if (smallest >= needed && smallest % multiple == 0) return;
+  const int64_t odd = batch_size % multiple ? batch_size : smallest;
+  if (smallest >= needed && odd % multiple == 0) return;
   if (smallest >= needed)
-    fail(what, " ", batch_size, " gives ", smallest == batch_size ? "batches" : "a last batch", " of ", smallest,
+    fail(what, " ", batch_size, " gives ", odd == batch_size ? "batches" : "a last batch", " of ", odd,
          " (", data.size(), " samples to evaluate), but the model's ghost batch normalisation normalises batch "
          "statistics in ghost batches of ", multiple, " — choose a batch size, and a number of samples, that are "
          "multiples of ", multiple);

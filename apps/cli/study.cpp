@@ -1,0 +1,255 @@
+// compare's reports: the mean ± sd table, compare.csv (long format), compare.json and the SVG figures.
+#include "study.h"
+
+#include <nlohmann/json.hpp>
+#include <omp.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+#include "minidl/atomic_file.h"
+#include "minidl/version.h"
+#include "plot.h"
+
+namespace minidl::cli {
+namespace {
+using Metric = std::function<double(const EpochMetrics&)>;
+
+struct Column {
+  std::string name;    // CSV and JSON
+  std::string header;  // table
+  Metric value;
+};
+
+// The final metrics, in table order; the eval batch sizes add one column each.
+std::vector<Column> final_columns(const StudySettings& s) {
+  std::vector<Column> c = {{"test_accuracy", "moving", [](const EpochMetrics& m) { return m.test_accuracy; }}};
+  if (s.recalibrate >= 0)
+    c.push_back({"test_accuracy_recalibrated", "re-estimated", [](const EpochMetrics& m) { return m.recalibrated_accuracy; }});
+  for (size_t i = 0; i < s.eval_batch_sizes.size(); ++i)
+    c.push_back({"test_accuracy_batch_stats_" + std::to_string(s.eval_batch_sizes[i]),
+                 "batch@" + std::to_string(s.eval_batch_sizes[i]),
+                 [i](const EpochMetrics& m) { return m.batch_stats_accuracy[i]; }});
+  c.push_back({"train_test_gap", "train-test",
+               [](const EpochMetrics& m) { return m.train_accuracy - m.deployed_accuracy(); }});
+  c.push_back({"moving_mean_gap", "mean gap", [](const EpochMetrics& m) { return m.mean_gap; }});
+  c.push_back({"moving_variance_gap", "var gap", [](const EpochMetrics& m) { return m.variance_gap; }});
+  if (s.recalibrate >= 0) {
+    c.push_back({"recalibrated_mean_gap", "re. mean gap", [](const EpochMetrics& m) { return m.recalibrated_mean_gap; }});
+    c.push_back({"recalibrated_variance_gap", "re. var gap", [](const EpochMetrics& m) { return m.recalibrated_variance_gap; }});
+  }
+  return c;
+}
+
+struct MeanSd {
+  double mean = NAN, sd = NAN;
+  int n = 0;
+};
+
+// Over the values that are numbers; sd is the sample standard deviation (n − 1), 0 for one value.
+MeanSd mean_sd(const std::vector<double>& values) {
+  MeanSd r;
+  double sum = 0, squares = 0;
+  for (double v : values)
+    if (!std::isnan(v)) sum += v, ++r.n;
+  if (r.n == 0) return r;
+  r.mean = sum / r.n;
+  for (double v : values)
+    if (!std::isnan(v)) squares += (v - r.mean) * (v - r.mean);
+  r.sd = r.n > 1 ? std::sqrt(squares / (r.n - 1)) : 0.0;
+  return r;
+}
+
+// The runs of one mode and batch size (one per seed).
+std::vector<const RunResult*> cell(const std::vector<RunResult>& results, NormMode mode, int64_t batch) {
+  std::vector<const RunResult*> out;
+  for (const RunResult& r : results)
+    if (r.mode == mode && r.batch_size == batch) out.push_back(&r);
+  return out;
+}
+
+MeanSd final_stat(const std::vector<const RunResult*>& runs, const Metric& metric) {
+  std::vector<double> v;
+  for (const RunResult* r : runs) v.push_back(metric(r->epochs.back()));
+  return mean_sd(v);
+}
+
+std::string text(const MeanSd& m, bool percent) {
+  if (std::isnan(m.mean)) return "n/a";
+  char buf[48];
+  const double k = percent ? 100.0 : 1.0;
+  if (m.n > 1)
+    std::snprintf(buf, sizeof buf, percent ? "%.1f±%.1f%%" : "%.4f±%.4f", k * m.mean, k * m.sd);
+  else
+    std::snprintf(buf, sizeof buf, percent ? "%.1f%%" : "%.4f", k * m.mean);
+  return buf;
+}
+
+nlohmann::ordered_json number(double v) { return std::isnan(v) ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(v); }
+
+std::string cpu_name() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
+}
+
+std::string format_number(double v) {
+  if (std::isnan(v)) return "";  // not applicable, or not measured at this epoch
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+std::string csv(const StudySettings& s, const std::vector<RunResult>& results) {
+  std::vector<std::pair<std::string, Metric>> metrics = {
+      {"steps", [](const EpochMetrics& m) { return static_cast<double>(m.steps); }},
+      {"seconds", [](const EpochMetrics& m) { return m.seconds; }},
+      {"train_loss", [](const EpochMetrics& m) { return m.train_loss; }},
+      {"train_accuracy", [](const EpochMetrics& m) { return m.train_accuracy; }}};
+  for (const Column& c : final_columns(s)) metrics.emplace_back(c.name, c.value);
+  std::string out = "mode,batch_size,seed,epoch";
+  for (const auto& [name, f] : metrics) out += "," + name;
+  out += '\n';
+  for (const RunResult& r : results)
+    for (const EpochMetrics& e : r.epochs) {
+      out += to_string(r.mode) + "," + std::to_string(r.batch_size) + "," + std::to_string(r.seed) + "," +
+             std::to_string(e.epoch);
+      for (const auto& [name, f] : metrics) out += "," + format_number(f(e));
+      out += '\n';
+    }
+  return out;
+}
+
+nlohmann::ordered_json json(const StudySettings& s, const std::vector<RunResult>& results) {
+  const RunConfig& b = s.base;
+  nlohmann::ordered_json settings = {
+      {"model", b.model.description}, {"modes", nlohmann::json::array()}, {"batch_sizes", s.batch_sizes},
+      {"seeds", s.seeds}, {"epochs", b.epochs}, {"steps", s.steps < 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(s.steps)},
+      {"learning_rate", b.learning_rate}, {"optimizer", "Adam (Keras defaults)"},
+      {"momentum", b.model.momentum ? nlohmann::ordered_json(*b.model.momentum) : nlohmann::ordered_json("mode default")},
+      {"epsilon", b.model.epsilon}, {"virtual_batch_size", b.model.ghost_batch_size()}, {"groups", b.model.group_count()},
+      {"renorm_momentum", b.model.renorm_momentum}, {"rmax", number(b.model.rmax)}, {"rmin", number(b.model.rmin)},
+      {"dmax", number(b.model.dmax)}, {"freeze_epochs", b.freeze_epochs}, {"eval_batch_sizes", s.eval_batch_sizes},
+      {"recalibrate", s.recalibrate < 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(s.recalibrate)},
+      {"data", b.data.to_metadata()}, {"shuffle", b.shuffle}, {"drop_last", b.drop_last}};
+  for (NormMode m : s.modes) settings["modes"].push_back(to_string(m));
+  nlohmann::ordered_json out = {{"minidl_version", version()},
+                                {"cpu", cpu_name()},
+                                {"jobs", s.jobs},
+                                {"threads_per_job", s.threads_per_job},
+                                {"settings", settings},
+                                {"summary", nlohmann::json::array()},
+                                {"runs", nlohmann::json::array()}};
+  for (NormMode mode : s.modes)
+    for (int64_t batch : s.batch_sizes) {
+      nlohmann::ordered_json row = {{"mode", to_string(mode)}, {"batch_size", batch}};
+      for (const Column& c : final_columns(s)) {
+        const MeanSd m = final_stat(cell(results, mode, batch), c.value);
+        row[c.name] = {{"mean", number(m.mean)}, {"sd", number(m.sd)}, {"n", m.n}};
+      }
+      out["summary"].push_back(row);
+    }
+  for (const RunResult& r : results) {
+    nlohmann::ordered_json run = {{"mode", to_string(r.mode)}, {"batch_size", r.batch_size}, {"seed", r.seed},
+                                  {"epochs", nlohmann::json::array()}};
+    for (const EpochMetrics& e : r.epochs) {
+      nlohmann::ordered_json ep = {{"epoch", e.epoch}, {"steps", e.steps}, {"seconds", e.seconds},
+                                   {"train_loss", number(e.train_loss)}, {"train_accuracy", number(e.train_accuracy)}};
+      for (const Column& c : final_columns(s)) ep[c.name] = number(c.value(e));
+      run["epochs"].push_back(ep);
+    }
+    out["runs"].push_back(run);
+  }
+  return out;
+}
+
+// Accuracy against batch size: one panel per way of evaluating, one line per mode, mean ± sd over seeds.
+std::string batch_size_figure(const StudySettings& s, const std::vector<RunResult>& results) {
+  std::vector<Panel> panels;
+  std::vector<Column> shown;
+  for (const Column& c : final_columns(s))
+    if (c.name.rfind("test_accuracy", 0) == 0) shown.push_back(c);
+  for (const Column& c : shown) {
+    Panel p{c.name == "test_accuracy"           ? "inference: moving statistics"
+            : c.name.find("recal") != std::string::npos ? "inference: re-estimated statistics (PreciseBN)"
+                                                        : "batch statistics, test batches of " + c.header.substr(6),
+            "training batch size", "test accuracy", true, {}};
+    for (NormMode mode : s.modes) {
+      Line line{to_string(mode), {}, {}, {}};
+      for (int64_t batch : s.batch_sizes) {
+        const MeanSd m = final_stat(cell(results, mode, batch), c.value);
+        line.x.push_back(static_cast<double>(batch)), line.y.push_back(m.mean), line.err.push_back(m.sd);
+      }
+      p.lines.push_back(line);
+    }
+    panels.push_back(p);
+  }
+  return svg_figure(panels);
+}
+
+// Test accuracy as each mode is deployed, per epoch: one panel per batch size, mean ± sd over seeds.
+std::string curves_figure(const StudySettings& s, const std::vector<RunResult>& results) {
+  std::vector<Panel> panels;
+  for (int64_t batch : s.batch_sizes) {
+    Panel p{"batch size " + std::to_string(batch), "training steps", "test accuracy (as deployed)", false, {}};
+    for (NormMode mode : s.modes) {
+      const auto runs = cell(results, mode, batch);
+      Line line{to_string(mode), {}, {}, {}};
+      for (size_t e = 0; !runs.empty() && e < runs.front()->epochs.size(); ++e) {
+        std::vector<double> v;
+        for (const RunResult* r : runs) v.push_back(r->epochs[e].deployed_accuracy());
+        const MeanSd m = mean_sd(v);
+        line.x.push_back(static_cast<double>(runs.front()->epochs[e].steps)), line.y.push_back(m.mean), line.err.push_back(m.sd);
+      }
+      p.lines.push_back(line);
+    }
+    panels.push_back(p);
+  }
+  return svg_figure(panels);
+}
+}  // namespace
+
+std::vector<std::string> study_files() { return {"compare.csv", "compare.json", "accuracy_vs_batch_size.svg", "curves.svg"}; }
+
+std::string study_table(const StudySettings& s, const std::vector<RunResult>& results) {
+  const std::vector<Column> columns = final_columns(s);
+  std::vector<std::vector<std::string>> rows = {{"mode", "batch"}};
+  for (const Column& c : columns) rows[0].push_back(c.header);
+  for (NormMode mode : s.modes)
+    for (int64_t batch : s.batch_sizes) {
+      std::vector<std::string> row = {to_string(mode), std::to_string(batch)};
+      for (const Column& c : columns)
+        row.push_back(text(final_stat(cell(results, mode, batch), c.value), c.name.find("gap") != std::string::npos));
+      rows.push_back(row);
+    }
+  // Widths in characters: '±' is two bytes of UTF-8.
+  const auto chars = [](const std::string& t) {
+    size_t n = 0;
+    for (unsigned char ch : t) n += (ch & 0xC0) != 0x80;
+    return n;
+  };
+  std::vector<size_t> width(rows[0].size(), 0);
+  for (const auto& row : rows)
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], chars(row[i]));
+  std::ostringstream out;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i)
+      out << (i ? "  " : "") << row[i] << std::string(width[i] - chars(row[i]), ' ');
+    out << '\n';
+  }
+  return out.str();
+}
+
+void write_study(const std::string& dir, const StudySettings& s, const std::vector<RunResult>& results) {
+  write_text_atomically(dir + "/compare.csv", csv(s, results));
+  write_text_atomically(dir + "/compare.json", json(s, results).dump(2) + "\n");
+  write_text_atomically(dir + "/accuracy_vs_batch_size.svg", batch_size_figure(s, results));
+  write_text_atomically(dir + "/curves.svg", curves_figure(s, results));
+  spdlog::info("wrote {}/compare.csv, compare.json, accuracy_vs_batch_size.svg, curves.svg", dir);
+}
+
+}  // namespace minidl::cli
