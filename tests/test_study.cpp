@@ -159,6 +159,8 @@ TEST_CASE("compare refuses a bad grid before training, naming the flag and the f
   CHECK_THAT(error_of("--modes renorm --renorm-clipping rmax=0.5"), Catch::Contains("rmax must be >= 1"));
   CHECK_THAT(error_of("--modes running --renorm-clipping rmax=2"), Catch::Contains("applies to --norm renorm"));
   CHECK_THAT(error_of("--steps 0"), Catch::Contains("--steps must be >= 1"));
+  CHECK_THAT(error_of("--modes frozen --batch-sizes 8,64 --steps 50"),
+             Catch::Contains("mode frozen at batch size 8") && Catch::Contains("leaves no epoch of 1"));
   CHECK_THAT(error_of("--seed 2 --seeds 1,2"), Catch::Contains("--seed and --seeds exclude each other"));
 }
 
@@ -185,7 +187,9 @@ TEST_CASE("train takes every norm mode, and a variant's settings travel with its
     return r.err;
   };
   CHECK_THAT(error_of("--groups 4"), Catch::Contains("--groups applies to --norm group, not running"));
-  CHECK_THAT(error_of("--norm frozen --epochs 2 --freeze-epochs 3"), Catch::Contains("--freeze-epochs must be in [0, --epochs = 2]"));
+  CHECK_THAT(error_of("--norm frozen --epochs 2 --freeze-epochs 2"),
+             Catch::Contains("--freeze-epochs 2 leaves no epoch of 2") && Catch::Contains("--epochs 3 or more"));
+  CHECK_THAT(error_of("--norm frozen --epochs 1"), Catch::Contains("--freeze-epochs 1 leaves no epoch of 1"));
   CHECK_THAT(error_of("--norm ghost --batch-size 12"), Catch::Contains("ghost batches of 8") && Catch::Contains("batch size 12"));
   CHECK_THAT(error_of("--norm renorm --renorm-clipping rmax=2,bogus=1"), Catch::Contains("expected rmax=R"));
 }

@@ -53,7 +53,6 @@ RunConfig cell_config(const StudySettings& s, const Dataset& train, NormMode mod
     c.epochs = static_cast<int>(std::max<int64_t>(1, (s.steps + per_epoch - 1) / std::max<int64_t>(per_epoch, 1)));
     c.max_steps = s.steps;
   }
-  c.freeze_epochs = std::min(c.freeze_epochs, c.epochs);
   return c;
 }
 
@@ -112,7 +111,9 @@ void check_grid(const StudySettings& s, const DatasetSplits& data) {
     for (int64_t batch : s.batch_sizes) {
       const std::string where = "mode " + to_string(mode) + " at batch size " + std::to_string(batch);
       try {
-        Run run(cell_config(s, data.train, mode, batch, s.seeds.front()), data);
+        const RunConfig config = cell_config(s, data.train, mode, batch, s.seeds.front());
+        check_freeze_epochs(config);
+        Run run(config, data);
         for (int64_t b : s.eval_batch_sizes) check_evaluation(*run.model, data.test, b, true, "--eval-batch-sizes:");
       } catch (const Error& e) {
         fail("compare, ", where, ": ", e.what());

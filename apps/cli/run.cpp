@@ -24,6 +24,13 @@ std::string text(bool v) { return v ? "set" : "not set"; }
 std::string text(const std::string& v) { return v; }
 }  // namespace
 
+void check_freeze_epochs(const RunConfig& r) {
+  if (r.model.norm == NormMode::frozen && r.freeze_epochs >= r.epochs)
+    fail("--freeze-epochs ", r.freeze_epochs, " leaves no epoch of ", r.epochs,
+         " to train with batch statistics first: frozen mode freezes the moving averages those epochs leave, so it "
+         "needs more epochs than it freezes (use --epochs ", r.freeze_epochs + 1, " or more, or fewer --freeze-epochs)");
+}
+
 Metadata RunConfig::to_metadata() const {
   Metadata m = model.to_metadata();
   if (model.norm == NormMode::frozen) m["train.freeze_epochs"] = std::to_string(freeze_epochs);
@@ -153,8 +160,8 @@ RunConfig run_config_from_flags(const cxxopts::ParseResult& f, const Dataset& tr
                                                  : ("," + modes + ",").find(",frozen,") == std::string::npos))
     fail("--freeze-epochs applies to --norm frozen, ", modes.empty() ? "not " + to_string(r.model.norm) : "which --modes does not include");
   r.freeze_epochs = flag<int>(f, "freeze-epochs", 1);
-  if (r.freeze_epochs < 0 || r.freeze_epochs > r.epochs)
-    fail("--freeze-epochs must be in [0, --epochs = ", r.epochs, "], got ", r.freeze_epochs);
+  if (r.freeze_epochs < 0) fail("--freeze-epochs must be >= 0, got ", r.freeze_epochs);
+  check_freeze_epochs(r);
   if (r.epochs < 1) fail("--epochs must be >= 1, got ", r.epochs);
   if (r.max_steps < -1) fail("--steps must be >= 0, got ", r.max_steps);
   if (r.batch_size < 1) fail("--batch-size must be >= 1, got ", r.batch_size);

@@ -30,6 +30,8 @@ struct RunConfig {
   Metadata to_metadata() const;
 };
 
+/// Refuses frozen mode when it would freeze every epoch (--freeze-epochs >= the epochs).
+void check_freeze_epochs(const RunConfig& config);
 /// The data the flags name: --data (an IDX directory or a CSV file), --test, --label, --validation-split.
 DataSpec data_spec_from_flags(const cxxopts::ParseResult& flags);
 /// The data a command uses when it has a checkpoint: the flags' when --data is given, else the checkpoint's
