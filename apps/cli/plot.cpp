@@ -13,6 +13,7 @@ const char* const kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7
 const char* const kDashes[] = {"", "6 3", "2 2", "8 3 2 3", "4 4", "1 3", "10 2", "6 2 2 2 2 2", "3 6"};
 
 std::string num(double v, int digits) {
+  if (std::abs(v) < 1e-12) v = 0;  // no "-0"
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.*f", digits, v);
   return buf;
@@ -110,8 +111,10 @@ std::string svg_figure(const std::vector<Panel>& panels) {
       for (size_t i = 0; i < l.x.size(); ++i)
         if (!std::isnan(l.y[i])) svg << px(l.x[i]) + nudge << ',' << py(l.y[i]) << ' ';
       svg << "\"/>\n";
+      // Markers and error bars on at most about 16 points of a line (every point of the line itself is drawn).
+      const size_t every = std::max<size_t>(1, (l.x.size() + 15) / 16);
       for (size_t i = 0; i < l.x.size(); ++i) {
-        if (std::isnan(l.y[i])) continue;
+        if (std::isnan(l.y[i]) || (i % every != 0 && i + 1 != l.x.size())) continue;
         const double x = px(l.x[i]) + nudge, e = i < l.err.size() && std::isfinite(l.err[i]) ? l.err[i] : 0.0;
         if (e > 0)
           svg << "<path d=\"M" << x << ' ' << py(l.y[i] - e) << " V" << py(l.y[i] + e) << " M" << x - 3 << ' '
