@@ -13,6 +13,7 @@
 
 #include "helpers.h"
 #include "minidl/autograd.h"
+#include "minidl/distributed.h"
 #include "minidl/functional.h"
 #include "minidl/ops.h"
 
@@ -170,11 +171,28 @@ std::vector<OpCase> op_cases() {
                 return batch_normalization(v[0], m, var, v[2], v[1], 1e-3f);
               },
               big ? 0.2 : 1e-2});
+    // The synchronised kernel, in a world of one, against the same composition (its one-pass variance rounds
+    // differently from the two-pass one; the comparison's tolerance covers it).
+    add_case({"batch_norm_train_synced", big, {in(shape, 58), in({c}, 59, 0.5f, 1.5f), in({c}, 60)},
+              [](const auto& v) {
+                Tensor m, var;
+                return batch_norm_train_synced(v[0], v[1], v[2], 1e-3f, Communicator::world(), m, var);
+              },
+              [axes](const auto& v) {
+                const auto [m, var] = moments(v[0], axes);
+                return batch_normalization(v[0], m, var, v[2], v[1], 1e-3f);
+              },
+              big ? 0.2 : 1e-2});
     const Tensor mean_c = constant({c}, 50), var_c = constant({c}, 51, 0.5f, 2.0f);
     add_case({"batch_norm_inference", big, {in(shape, 52), in({c}, 53, 0.5f, 1.5f), in({c}, 54)},
               [mean_c, var_c](const auto& v) { return batch_norm_inference(v[0], mean_c, var_c, v[1], v[2], 1e-3f); },
               [mean_c, var_c](const auto& v) { return batch_normalization(v[0], mean_c, var_c, v[2], v[1], 1e-3f); }});
   }
+  // The sum over processes: in a world of one, the identity, forward and backward.
+  for (const Shape& shape : {Shape{3, 4}, kBig})
+    add_case({"all_reduce_sum", shape.numel() > 32768, {in(shape, 61)},
+              [](const auto& v) { return all_reduce_sum(v[0], Communicator::world()); },
+              [](const auto& v) { return mul_scalar(v[0], 1.0f); }});
   // Group normalisation, fused, against a reshape to [N, S, G, C/G] + moments over axes 1 and 3 +
   // batch_normalization; γ and β reshaped to [G, C/G]. Its steps are larger for the reason given at OpCase::eps,
   // measured: at [2,9,8] the worst relative error was 0.021 at step 0.01 and 0.042 at 0.003 (rounding grows as

@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "minidl/atomic_file.h"
+#include "minidl/distributed.h"
 #include "minidl/statistics.h"
 #include "study.h"
 
@@ -215,6 +216,9 @@ int compare_command(int argc, char** argv) {
   const auto f = parse_flags(options, argc, argv,
                              "minidl compare --batch-sizes 8,32,256 --seeds 1,2,3 --steps 2000 --recalibrate 4096 --out results");
   if (f.count("norm")) fail("compare trains every mode in --modes: give --modes instead of --norm");
+  if (Communicator::world().size() > 1)
+    fail("compare runs its grid in one process, several runs at once (--jobs): start it without mpirun (data "
+         "parallelism is for one long run: mpirun -np N minidl train)");
   if (f.count("batch-size") && f.count("batch-sizes")) fail("--batch-size and --batch-sizes exclude each other");
   if (f.count("seed") && f.count("seeds")) fail("--seed and --seeds exclude each other");
   StudySettings s;

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "cli.h"
+#include "minidl/distributed.h"
 
 namespace {
 constexpr const char* kUsage = R"(minidl: a small deep-learning training framework
@@ -53,6 +54,9 @@ int main(int argc, char** argv) {
     spdlog::error("unknown command '{}': choose one of train, evaluate, predict, export, recalibrate, summary, "
                   "compare, gradcheck, bench", command);
   } catch (const std::exception& e) {
+    // Under mpirun the other processes would wait for this one in their next collective: end them all, naming
+    // this rank.
+    if (minidl::Communicator::world().size() > 1) minidl::Communicator::world().abort(e.what());
     spdlog::error("{}", e.what());
   }
   return 1;

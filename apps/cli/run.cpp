@@ -243,14 +243,20 @@ Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {
   check_data_fits(c.model, data.test, "'" + c.model.description + "'");
   model = build_model(c.model);
   optimizer = std::make_unique<Adam>(model->named_parameters(true), AdamOptions{.learning_rate = c.learning_rate});
-  loader = std::make_unique<DataLoader>(
-      data.train,
-      training_loader_options(*model, data.train,
-                              {.batch_size = c.batch_size, .shuffle = c.shuffle, .drop_last = c.drop_last, .seed = c.model.seed}),
-      true);
+  const int ranks = c.world ? c.world->size() : 1, rank = c.world ? c.world->rank() : 0;
+  if (ranks > 1 && c.sync_batch_norm) synchronize_batch_norm(*model, c.world);
+  LoaderOptions lo = training_loader_options(
+      *model, data.train, {.batch_size = c.batch_size, .shuffle = c.shuffle, .drop_last = c.drop_last, .seed = c.model.seed});
+  lo.shard = rank, lo.shards = ranks;
+  if (ranks > 1 && !c.sync_batch_norm && c.batch_size / ranks < model->min_training_batch({1, data.train.features()}))
+    fail("--bn-sync local normalises each process's slice of ", c.batch_size / ranks, " samples (batch size ",
+         c.batch_size, " over ", ranks, " processes), too few for batch normalisation: use a larger batch or "
+         "--bn-sync global");
+  loader = std::make_unique<DataLoader>(data.train, lo, true);
   trainer = std::make_unique<Trainer>(*model, *optimizer, *loader,
                                       TrainerOptions{.epochs = c.epochs, .max_steps = c.max_steps, .validation = &data.test,
-                                                     .validation_batch_size = c.eval_batch_size});
+                                                     .validation_batch_size = c.eval_batch_size, .communicator = c.world});
+  if (ranks > 1) trainer->add_callback(std::make_shared<AllReduceGradients>(*c.world));
   if (c.model.norm == NormMode::frozen) trainer->add_callback(std::make_shared<FreezeBatchNormStatistics>(c.freeze_epochs));
 }
 

@@ -25,6 +25,10 @@ struct RunConfig {
   int64_t eval_batch_size = 32;
   int freeze_epochs = 1;  ///< --norm frozen: the last epochs trained with frozen moving statistics
   DataSpec data;
+  /// Data parallelism: the processes sharing each (global) batch, this one's synchronised batch normalisation
+  /// (--bn-sync global) or not; a world of one trains alone. Not recorded: any number of processes resumes.
+  Communicator* world = nullptr;
+  bool sync_batch_norm = true;
 
   /// What a checkpoint records beyond the Trainer's own keys: the model and the data.
   Metadata to_metadata() const;

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "minidl/atomic_file.h"
+#include "minidl/distributed.h"
 
 namespace minidl::cli {
 
@@ -31,7 +32,10 @@ int train_command(int argc, char** argv) {
                            "keeps the last checkpoint and exits with status 3)")(
       "recalibrate", "after training, re-estimate the BatchNormalization moving statistics from this many training "
                      "samples (PreciseBN, as `minidl recalibrate`) before the final save",
-      cxxopts::value<int64_t>());
+      cxxopts::value<int64_t>())(
+      "bn-sync", "under mpirun: batch statistics over the global batch (global, Keras's synchronized=True) or each "
+                 "process's slice (local, PyTorch DDP's default)",
+      cxxopts::value<std::string>()->default_value("global"));
   add_model_flags(options);
   add_common_flags(options);
   const auto f = parse_flags(options, argc, argv,
@@ -58,8 +62,21 @@ int train_command(int argc, char** argv) {
     resumed = resumed_run_config(f, *checkpoint, checkpoint_path);
     build_model_for(resumed->model, *checkpoint, checkpoint_path);  // refuses a model larger than the file
   }
+  // Under mpirun every process trains the same model on its slice of each global batch (docs/distributed.md);
+  // rank 0 alone logs and writes.
+  Communicator& world = Communicator::world();
+  const bool leader = world.rank() == 0;
+  const std::string bn_sync = f["bn-sync"].as<std::string>();
+  if (bn_sync != "global" && bn_sync != "local") fail("--bn-sync must be global or local, got '", bn_sync, "'");
+  if (!leader) spdlog::set_level(spdlog::level::err);
   const DatasetSplits data = load_logged(resumed ? resumed->data : data_spec_from_flags(f));
-  const RunConfig config = resumed ? *resumed : run_config_from_flags(f, data.train);
+  RunConfig config = resumed ? *resumed : run_config_from_flags(f, data.train);
+  config.world = &world;
+  config.sync_batch_norm = bn_sync == "global";
+  if (world.size() > 1)
+    spdlog::info("data parallel: {} processes, {} samples each per step (global batch {}), batch statistics {}",
+                 world.size(), config.batch_size / world.size(), config.batch_size,
+                 config.sync_batch_norm ? "over the global batch" : "per process");
   Run run(config, data);
   if (f.count("recalibrate") && !has_moving_statistics(*run.model))
     fail("--recalibrate: the model '", config.model.description, "' in norm mode ", to_string(config.model.norm),
@@ -74,10 +91,11 @@ int train_command(int argc, char** argv) {
   }
 
   Trainer& trainer = *run.trainer;
-  trainer.add_callback(std::make_shared<ProgressBar>());
+  if (leader) trainer.add_callback(std::make_shared<ProgressBar>());
   auto epoch_line = std::make_shared<LambdaCallback>();
   std::string log_text;
   epoch_line->epoch_end = [&](Trainer& t, const EpochLogs& e) {
+    if (!leader) return;
     const nlohmann::ordered_json record = {{"epoch", e.epoch},        {"steps", e.steps},       {"step", t.steps_done()},
                                            {"loss", e.loss},          {"accuracy", e.accuracy}, {"test_loss", e.val_loss},
                                            {"test_accuracy", e.val_accuracy}, {"seconds", e.seconds}};
@@ -92,10 +110,13 @@ int train_command(int argc, char** argv) {
   };
   trainer.add_callback(epoch_line);
   std::shared_ptr<ModelCheckpoint> saver;
-  if (f.count("save")) trainer.add_callback(saver = std::make_shared<ModelCheckpoint>(f["save"].as<std::string>(), config.to_metadata()));
+  if (f.count("save") && leader)
+    trainer.add_callback(saver = std::make_shared<ModelCheckpoint>(f["save"].as<std::string>(), config.to_metadata()));
 
+  // Under mpirun a signal is mpirun's to handle: it ends every process (a stop at different steps would leave
+  // the others waiting in a collective).
   const auto interrupt = std::make_shared<StopOnSignal>();
-  trainer.add_callback(interrupt);
+  if (world.size() == 1) trainer.add_callback(interrupt);
   if (f["keep-going-on-nan"].as<bool>()) trainer.options().on_non_finite = OnNonFinite::keep_going;
 
   spdlog::info("training {} (norm {}) for {} epochs{}", config.model.description, to_string(config.model.norm),
@@ -104,6 +125,7 @@ int train_command(int argc, char** argv) {
   try {
     logs = trainer.fit();
   } catch (const NonFiniteLoss& e) {
+    if (world.size() > 1) world.abort(e.what(), 3);  // the other processes would wait for this one forever
     spdlog::error("{}", e.what());
     if (saver && saver->saved_step() >= 0)
       spdlog::error("{} still holds step {}, the last checkpoint written before the loss stopped being finite",
@@ -114,6 +136,7 @@ int train_command(int argc, char** argv) {
                   config.learning_rate);
     return 3;
   }
+  synchronize_batch_norm(*run.model, nullptr);  // what follows runs alike on every process, with no collective
   if (interrupt->signal() == 0 && f.count("recalibrate")) {
     const RecalibrationReport r =
         recalibrate_and_report(*run.model, data, f["recalibrate"].as<int64_t>(), config.model.seed, config.eval_batch_size);

@@ -21,7 +21,16 @@ DataLoader::DataLoader(const Dataset& data, LoaderOptions options, bool one_hot)
   if (options.batch_size <= 0) fail("DataLoader: batch size must be > 0, got ", options.batch_size);
   if (options.min_batch_size < 1) fail("DataLoader: min_batch_size must be >= 1, got ", options.min_batch_size);
   if (data.size() == 0) fail("DataLoader: the dataset is empty");
+  if (options.shards < 1 || options.shard < 0 || options.shard >= options.shards)
+    fail("DataLoader: shard ", options.shard, " of ", options.shards, " is out of range");
+  if (options.batch_size % options.shards != 0)
+    fail("the batch size ", options.batch_size, " does not split evenly over ", options.shards,
+         " processes: choose a global batch size that is a multiple of ", options.shards);
   state_.rng = gen_.state();
+  if (last_batch_size() % options.shards != 0)
+    fail("the last batch of each epoch holds ", last_batch_size(), " samples (", data.size(), " samples, batch size ",
+         options.batch_size, "), which ", options.shards, " processes cannot split evenly: drop it (--drop-last) or "
+         "choose a batch size that divides the data");
 }
 
 int64_t DataLoader::batches_per_epoch() const {
@@ -48,8 +57,10 @@ void DataLoader::start_epoch() {
 bool DataLoader::next(Batch& batch) {
   if (order_.empty()) fail("DataLoader::next: call start_epoch() first");
   if (state_.next_batch >= batches_per_epoch()) return false;
-  const int64_t begin = state_.next_batch * options_.batch_size;
-  const int64_t rows = std::min(options_.batch_size, data_.size() - begin);
+  // This process's slice of the global batch.
+  const int64_t global_begin = state_.next_batch * options_.batch_size;
+  const int64_t global_rows = std::min(options_.batch_size, data_.size() - global_begin);
+  const int64_t rows = global_rows / options_.shards, begin = global_begin + options_.shard * rows;
   const int64_t features = data_.features();
   reuse_or_allocate(batch.x, {rows, features});
   batch.labels.resize(static_cast<size_t>(rows));

@@ -1,8 +1,10 @@
 // BatchNormalization's fused training and inference kernels, with hand-written backward passes.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "minidl/autograd.h"
+#include "minidl/distributed.h"
 #include "minidl/functional.h"
 #include "minidl/internal/column_sums.h"
 #include "minidl/internal/parallel.h"
@@ -154,6 +156,73 @@ Tensor batch_norm_inference(const Tensor& x, const Tensor& mean, const Tensor& v
         if (dg) dg[k] += dy[i] * (px[i] - pm[k]) * inv;
         if (db) db[k] += dy[i];
       }
+  });
+}
+
+Tensor batch_norm_train_synced(const Tensor& x, const Tensor& gamma, const Tensor& beta, float epsilon,
+                               Communicator& world, Tensor& batch_mean, Tensor& batch_variance) {
+  int64_t n, c;
+  rows_and_channels("batch_norm_train_synced", x, &n, &c);
+  check_channels("batch_norm_train_synced", "gamma", gamma, c);
+  check_channels("batch_norm_train_synced", "beta", beta, c);
+  const Tensor g = gamma.defined() ? gamma : Tensor::ones({c});
+  const Tensor b = beta.defined() ? beta : Tensor::zeros({c});
+  batch_mean = Tensor::empty({c});
+  batch_variance = Tensor::empty({c});
+  Tensor inv = Tensor::empty({c}), xhat = Tensor::empty(x.shape()), y = Tensor::empty(x.shape());
+  const float* px = x.data();
+  float *mean = batch_mean.data(), *var = batch_variance.data(), *pinv = inv.data();
+  // Keras's synchronized statistics: Σx, Σx² and the count summed over the processes, then
+  // mean = Σx / count and var = max(Σx² / count − mean², 0), in double.
+  std::vector<double> sums(static_cast<size_t>(2 * c + 1), 0.0);
+  const std::vector<float> zeros(static_cast<size_t>(c), 0.0f);
+  channel_sums(n, c, t_sum_a, [&](int64_t k0, int64_t k1, double* s) { internal::add_column_sums(px + k0, n, c, k1 - k0, s + k0); });
+  std::copy(t_sum_a.begin(), t_sum_a.end(), sums.begin());
+  channel_sums(n, c, t_sum_a, [&](int64_t k0, int64_t k1, double* s) {
+    internal::add_column_squared_deviations(px + k0, zeros.data() + k0, n, c, k1 - k0, s + k0);
+  });
+  std::copy(t_sum_a.begin(), t_sum_a.end(), sums.begin() + c);
+  sums[static_cast<size_t>(2 * c)] = static_cast<double>(n);
+  world.sum(sums.data(), static_cast<int64_t>(sums.size()));
+  const double count = sums[static_cast<size_t>(2 * c)];
+  for (int64_t k = 0; k < c; ++k) {
+    const double m = sums[k] / count;
+    mean[k] = static_cast<float>(m);
+    var[k] = static_cast<float>(std::max(sums[c + k] / count - m * m, 0.0));
+    pinv[k] = 1.0f / std::sqrt(var[k] + epsilon);
+  }
+  const float *pg = g.data(), *pb = b.data();
+  float *ph = xhat.data(), *py = y.data();
+  internal::parallel_for(n, c, [&](int64_t r0, int64_t r1) {
+    normalize_rows(px + r0 * c, mean, pinv, pg, pb, r1 - r0, c, ph + r0 * c, py + r0 * c);
+  });
+  return record(y, "batch_norm_train_synced", {x, g, b}, [n, c, count, inv, xhat, &world](BackwardContext& ctx) {
+    // As batch_norm_train's, with Σdy and Σdy·x̂ summed over the processes and N the global count. Each process
+    // differentiates its own loss; the gradient all-reduce then averages the parameters' gradients, so γ and β
+    // take this process's own sums.
+    const float *dy = ctx.grad_output().data(), *ph = xhat.data(), *pinv = inv.data();
+    const float* pg = ctx.input(1).data();
+    std::vector<double> local(static_cast<size_t>(2 * c), 0.0);
+    double *dbeta = local.data(), *dgamma = local.data() + c;
+    internal::parallel_for(c, n, [&](int64_t k0, int64_t k1) {
+      internal::add_column_sums_and_dots(dy + k0, ph + k0, n, c, k1 - k0, dbeta + k0, dgamma + k0);
+    });
+    std::vector<double> global = local;
+    world.sum(global.data(), 2 * c);
+    if (ctx.needs_grad(0)) {
+      bool fresh = false;
+      float* dx = ctx.grad_for_write(0, &fresh);
+      std::vector<double> scale(static_cast<size_t>(c));
+      for (int64_t k = 0; k < c; ++k) scale[k] = double(pg[k]) * pinv[k] / count;
+      internal::parallel_for(n, c, [&](int64_t r0, int64_t r1) {
+        batch_norm_dx_rows(dy + r0 * c, ph + r0 * c, scale.data(), global.data(), global.data() + c, count, r1 - r0, c,
+                           !fresh, dx + r0 * c);
+      });
+    }
+    if (ctx.needs_grad(1))
+      for (int64_t k = 0; k < c; ++k) ctx.grad(1)[k] += static_cast<float>(dgamma[k]);
+    if (ctx.needs_grad(2))
+      for (int64_t k = 0; k < c; ++k) ctx.grad(2)[k] += static_cast<float>(dbeta[k]);
   });
 }
 

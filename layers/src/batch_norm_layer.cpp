@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "minidl/conv_layers.h"
+#include "minidl/distributed.h"
 #include "minidl/functional.h"
 #include "minidl/layers.h"
 #include "minidl/onnx.h"
@@ -109,6 +110,11 @@ std::string BatchNormalization::summary_note() const {
 Tensor BatchNormalization::normalize_batch(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& mean,
                                            Tensor& variance) {
   const int64_t v = options_.virtual_batch_size, n = x.size(0);
+  const bool synced = world_ && world_->size() > 1;
+  if (synced && v)
+    fail("BatchNormalization '", name(), "': ghost batches are not synchronised across processes: use --bn-sync local "
+         "with virtual_batch_size");
+  if (synced) return batch_norm_train_synced(x, gamma, beta, options_.epsilon, *world_, mean, variance);
   if (v == 0) return batch_norm_train(x, gamma, beta, options_.epsilon, mean, variance);
   if (n % v != 0)
     fail("BatchNormalization '", name(), "': a training batch of ", n, " samples does not split into ghost batches of ",
@@ -178,6 +184,14 @@ Tensor BatchNormalization::forward(const Tensor& x) {
   update_moving(moving_mean_, mean.data(), options_.momentum);
   update_moving(moving_variance_, variance.data(), options_.momentum);
   return y;
+}
+
+int synchronize_batch_norm(Module& model, Communicator* world) {
+  int count = 0;
+  if (auto* bn = dynamic_cast<BatchNormalization*>(&model)) bn->synchronize(world), ++count;
+  if (auto* moments = dynamic_cast<MomentsNormalization*>(&model)) moments->synchronize(world), ++count;
+  for (const auto& child : model.children()) count += synchronize_batch_norm(*child, world);
+  return count;
 }
 
 }  // namespace minidl

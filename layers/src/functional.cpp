@@ -4,6 +4,7 @@
 
 #include <numeric>
 
+#include "minidl/distributed.h"
 #include "minidl/layers.h"
 #include "minidl/ops.h"
 
@@ -72,6 +73,16 @@ Tensor MomentsNormalization::forward(const Tensor& x) {
   // tf.nn.moments over every axis but the channels: [0] for [N, C], [0, 1, 2] for images.
   std::vector<int> axes(static_cast<size_t>(x.dim() - 1));
   std::iota(axes.begin(), axes.end(), 0);
+  if (world_ && world_->size() > 1) {
+    // The global batch's moments, as tf.nn.moments would take them over all processes' samples: sums over the
+    // processes (all_reduce_sum, differentiable), divided by the global count.
+    double count = static_cast<double>(x.numel() / features_);
+    world_->sum(&count, 1);
+    const float scale = static_cast<float>(1.0 / count);
+    const Tensor mean = mul_scalar(all_reduce_sum(sum(x, axes), *world_), scale);
+    const Tensor variance = mul_scalar(all_reduce_sum(sum(square(x - mean.detach()), axes), *world_), scale);
+    return batch_normalization(x, mean, variance, beta_, gamma_, epsilon_);
+  }
   const auto [mean, variance] = moments(x, axes);
   return batch_normalization(x, mean, variance, beta_, gamma_, epsilon_);
 }

@@ -5,6 +5,7 @@
 
 #include "minidl/autograd.h"
 #include "minidl/denormal.h"
+#include "minidl/distributed.h"
 #include "minidl/losses.h"
 #include "minidl/ops.h"
 #include "minidl/train.h"
@@ -195,6 +196,11 @@ EpochLogs Trainer::run_epoch() {
   logs.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // stop() in the middle of an epoch (an interrupt) ends training at once: no validation, no epoch end.
   if (stop_requested_ && loader_.state().next_batch < loader_.batches_per_epoch()) return logs;
+  if (options_.communicator && options_.communicator->size() > 1) {  // every process's share of the epoch
+    double totals[3] = {loss_sum, static_cast<double>(correct), static_cast<double>(samples)};
+    options_.communicator->sum(totals, 3);
+    loss_sum = totals[0], correct = static_cast<int64_t>(totals[1]), samples = static_cast<int64_t>(totals[2]);
+  }
   logs.loss = samples ? loss_sum / static_cast<double>(samples) : 0.0;
   logs.accuracy = samples ? static_cast<double>(correct) / static_cast<double>(samples) : 0.0;
   if (options_.validation) {

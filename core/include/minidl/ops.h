@@ -109,4 +109,11 @@ inline Tensor operator*(float s, const Tensor& a) { return mul_scalar(a, s); }
 inline Tensor operator/(const Tensor& a, float s) { return mul_scalar(a, 1.0f / s); }
 inline Tensor operator/(float s, const Tensor& a) { return div(Tensor::scalar(s), a); }
 
+// ---- Data parallelism --------------------------------------------------------------------------------------
+
+class Communicator;
+/// x summed over every process of `world` (the identity in a world of one). Backward sums the gradient over the
+/// processes too, since every process's loss depends on every process's x through the sum.
+Tensor all_reduce_sum(const Tensor& x, Communicator& world);
+
 }  // namespace minidl

@@ -115,6 +115,10 @@ struct LoaderOptions {
   /// A partial last batch with fewer samples than this is skipped (2 for a model with batch normalisation,
   /// which cannot train on one sample); 1 keeps every partial batch.
   int64_t min_batch_size = 1;
+  /// Data parallelism: `shards` processes share each batch (the global batch, batch_size samples), and this
+  /// loader yields only slice `shard` of it — rows [shard·B/shards, (shard+1)·B/shards) of the batch every
+  /// process draws alike from the same seed. batch_size and the last batch must divide by shards.
+  int shard = 0, shards = 1;
 };
 
 /// One batch: images as floats in [0, 1] [B, features], integer labels, and optionally one-hot targets.

@@ -32,6 +32,13 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
 Tensor batch_norm_inference(const Tensor& x, const Tensor& mean, const Tensor& variance, const Tensor& gamma,
                             const Tensor& beta, float epsilon);
 
+class Communicator;
+/// batch_norm_train with synchronised statistics (Keras's synchronized=True): Σx, Σx² and the count are summed
+/// over `world`'s processes, mean = Σx/count, variance = max(Σx²/count − mean², 0); backward sums Σdy and Σdy·x̂
+/// over the processes too. In a world of one it equals batch_norm_train up to rounding.
+Tensor batch_norm_train_synced(const Tensor& x, const Tensor& gamma, const Tensor& beta, float epsilon,
+                               Communicator& world, Tensor& batch_mean, Tensor& batch_variance);
+
 /// Fused group normalisation, x [N, S, C] (S positions per sample, C channels in `groups` groups of C/groups):
 /// each sample's group is normalised with its own mean and biased variance over its S·C/groups values, then
 /// y = gamma[c]·x̂ + beta[c] (gamma, beta [C] or undefined). Keras's GroupNormalization; with groups = 1 and S = 1 it

@@ -10,6 +10,8 @@
 
 namespace minidl {
 
+class Communicator;
+
 enum class Activation { none, relu, softmax };
 
 /// Keras Dense: kernel [in, units] (glorot_uniform), bias zeros, y = activation(x·kernel + bias).
@@ -116,6 +118,9 @@ class BatchNormalization : public Module {
   void freeze_statistics(bool frozen) { statistics_frozen_ = frozen; }
   bool statistics_frozen() const { return statistics_frozen_; }
   int64_t training_batch_multiple() const override { return std::max<int64_t>(options_.virtual_batch_size, 1); }
+  /// Synchronised batch normalisation (Keras's synchronized=True) over `world`'s processes: training statistics
+  /// from the global batch, so every process holds the same moving statistics; nullptr: each process's own batch.
+  void synchronize(Communicator* world) { world_ = world; }
 
  private:
   Tensor normalize_batch(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& mean, Tensor& variance);
@@ -124,6 +129,7 @@ class BatchNormalization : public Module {
   BatchNormalizationOptions options_;
   Tensor gamma_, beta_, moving_mean_, moving_variance_, renorm_mean_, renorm_stddev_;
   bool statistics_frozen_ = false;
+  Communicator* world_ = nullptr;
 };
 
 /// Keras LayerNormalization (axis = -1): each position of each sample normalised over its last axis with its own
@@ -185,11 +191,18 @@ class MomentsNormalization : public Module {
   std::string default_name() const override { return "batch_normalization"; }
   Tensor& gamma() { return gamma_; }
   Tensor& beta() { return beta_; }
+  /// Moments over the global batch of `world`'s processes (all_reduce_sum), or nullptr for this process's own.
+  void synchronize(Communicator* world) { world_ = world; }
 
  private:
   int64_t features_;
   float epsilon_;
   Tensor gamma_, beta_;
+  Communicator* world_ = nullptr;
 };
+
+/// Synchronises (world) or unsynchronises (nullptr) every BatchNormalization and MomentsNormalization in `model`;
+/// returns how many there are: `minidl train --bn-sync global` under mpirun.
+int synchronize_batch_norm(Module& model, Communicator* world);
 
 }  // namespace minidl

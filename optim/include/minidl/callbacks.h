@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "minidl/distributed.h"
 #include "minidl/train.h"
 
 namespace minidl {
@@ -121,6 +122,20 @@ class FreezeBatchNormStatistics : public Callback {
 
 /// Sets BatchNormalization::freeze_statistics on every BatchNormalization in `model`; returns how many there are.
 int freeze_batch_norm_statistics(Module& model, bool frozen);
+
+/// Data parallelism (docs/distributed.md): between backward and the optimizer step, averages every trainable
+/// parameter's gradient over `world`'s processes — one fused, contiguous buffer, one sum (Horovod's tensor
+/// fusion). Each process's loss is the mean over its equal slice of the global batch, so the average is the
+/// gradient of the global batch's mean loss. Does nothing in a world of one.
+class AllReduceGradients : public Callback {
+ public:
+  explicit AllReduceGradients(Communicator& world) : world_(world) {}
+  void on_after_backward(Trainer& trainer) override;
+
+ private:
+  Communicator& world_;
+  std::vector<float> buffer_;
+};
 
 /// A callback made of functions (Keras's LambdaCallback); unset ones do nothing.
 struct LambdaCallback : Callback {

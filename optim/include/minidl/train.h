@@ -49,6 +49,7 @@ ForwardResult categorical_forward(Module& model, const Batch& batch);
 StepResult train_step(Module& model, Optimizer& optimizer, const Batch& batch);
 
 class Trainer;
+class Communicator;
 
 /// Hooks into the Trainer's loop, as Keras's callbacks. Every method does nothing unless overridden.
 class Callback {
@@ -102,6 +103,9 @@ struct TrainerOptions {
   int64_t validation_batch_size = 32;
   ForwardFn forward{};        ///< empty: categorical_forward
   OnNonFinite on_non_finite = OnNonFinite::stop;
+  /// Data parallelism: the processes sharing each batch; the epoch's loss and accuracy are summed over them, so
+  /// every process logs the global batch's. nullptr: this process alone.
+  Communicator* communicator = nullptr;
 };
 
 /// The training loop: steps over a DataLoader's batches, epochs, callbacks, and training checkpoints that

@@ -1,0 +1,37 @@
+// Data-parallel processes: the world of ranks that train one model together (MPI_COMM_WORLD when minidl is
+// built with MPI and started by mpirun) and the collective operations training needs. Without MPI, or outside
+// mpirun, the world is this one process and every collective is the identity. docs/distributed.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace minidl {
+
+class Communicator {
+ public:
+  /// The processes started together. Initialises MPI on first use when the process was started by mpirun
+  /// (and finalises it at exit); otherwise a world of one.
+  static Communicator& world();
+  /// Whether this build can run on several processes (configured with MPI).
+  static bool available();
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+
+  /// Sums `n` values over every rank, in place. Every rank gets the same bits: the sum is reduced on rank 0 in a
+  /// fixed order and broadcast, so replicas never drift apart by rounding.
+  void sum(double* values, int64_t n);
+  void sum(float* values, int64_t n);
+  /// Ends every rank's process: prints "rank R: message" and calls MPI_Abort with `code` (a world of one exits).
+  [[noreturn]] void abort(const std::string& message, int code = 1);
+
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+ private:
+  Communicator();
+  int rank_ = 0, size_ = 1;
+};
+
+}  // namespace minidl

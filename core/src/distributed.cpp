@@ -1,0 +1,122 @@
+// The Communicator over MPI (when built with MINIDL_MPI and started by mpirun), or a world of one.
+#include "minidl/distributed.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "minidl/autograd.h"
+#include "minidl/error.h"
+#include "minidl/ops.h"
+
+#ifdef MINIDL_MPI
+#include <mpi.h>
+#endif
+
+namespace minidl {
+namespace {
+// mpirun (OpenMPI's, or a PMI launcher) tells its processes so in the environment; a process started any other
+// way stays a world of one and never initialises MPI.
+bool started_by_mpirun() {
+  return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") || std::getenv("PMIX_RANK");
+}
+
+#ifdef MINIDL_MPI
+void finalize() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+template <class T>
+void reduce_and_broadcast(T* values, int64_t n, MPI_Datatype type, int rank) {
+  // In chunks that fit MPI's int counts.
+  constexpr int64_t kChunk = int64_t{1} << 28;
+  for (int64_t begin = 0; begin < n; begin += kChunk) {
+    const int count = static_cast<int>(std::min(kChunk, n - begin));
+    T* p = values + begin;
+    if (rank == 0)
+      MPI_Reduce(MPI_IN_PLACE, p, count, type, MPI_SUM, 0, MPI_COMM_WORLD);
+    else
+      MPI_Reduce(p, nullptr, count, type, MPI_SUM, 0, MPI_COMM_WORLD);
+    MPI_Bcast(p, count, type, 0, MPI_COMM_WORLD);
+  }
+}
+#endif
+}  // namespace
+
+bool Communicator::available() {
+#ifdef MINIDL_MPI
+  return true;
+#else
+  return false;
+#endif
+}
+
+Communicator::Communicator() {
+#ifdef MINIDL_MPI
+  if (started_by_mpirun()) {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) {
+      int provided = 0;
+      MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+      std::atexit(finalize);
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  }
+#else
+  if (started_by_mpirun() && std::getenv("OMPI_COMM_WORLD_SIZE") && std::atoi(std::getenv("OMPI_COMM_WORLD_SIZE")) > 1) {
+    std::fprintf(stderr, "error: started by mpirun with %s processes, but this minidl was built without MPI: each "
+                         "process would train alone. Install libopenmpi-dev and rebuild (CMake finds it), or run one "
+                         "process.\n", std::getenv("OMPI_COMM_WORLD_SIZE"));
+    std::exit(1);
+  }
+#endif
+}
+
+Communicator& Communicator::world() {
+  static Communicator world;
+  return world;
+}
+
+void Communicator::sum(double* values, int64_t n) {
+#ifdef MINIDL_MPI
+  if (size_ > 1) reduce_and_broadcast(values, n, MPI_DOUBLE, rank_);
+#else
+  (void)values, (void)n;
+#endif
+}
+
+void Communicator::sum(float* values, int64_t n) {
+#ifdef MINIDL_MPI
+  if (size_ > 1) reduce_and_broadcast(values, n, MPI_FLOAT, rank_);
+#else
+  (void)values, (void)n;
+#endif
+}
+
+void Communicator::abort(const std::string& message, int code) {
+  std::fprintf(stderr, "error: rank %d of %d: %s\n", rank_, size_, message.c_str());
+  std::fflush(stderr);
+#ifdef MINIDL_MPI
+  if (size_ > 1) MPI_Abort(MPI_COMM_WORLD, code);
+#endif
+  std::exit(code);
+}
+
+Tensor all_reduce_sum(const Tensor& x, Communicator& world) {
+  Tensor out = x.clone();
+  world.sum(out.data(), out.numel());
+  return record(out, "all_reduce_sum", {x}, [&world](BackwardContext& ctx) {
+    // Every process's output is the same sum, and each process's loss depends on it: the gradient of the sum of
+    // the losses with respect to this process's x is the sum of the output gradients over the processes.
+    Tensor g = ctx.grad_output().clone();
+    world.sum(g.data(), g.numel());
+    float* dx = ctx.grad(0);
+    for (int64_t i = 0; i < g.numel(); ++i) dx[i] += g.data()[i];
+  });
+}
+
+}  // namespace minidl

@@ -1,0 +1,178 @@
+// Tests of data-parallel training under mpirun (docs/distributed.md): N processes on a global batch train the
+// weights one process trains, within rounding, in every mode; --bn-sync local differs; the same run twice is
+// identical; a checkpoint from 2 processes resumes on 1; bad splits are refused; a killed or failing process ends
+// the job with a message naming it. Skipped when this build has no MPI or mpirun is missing.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "cli_helpers.h"
+#include "minidl/checkpoint.h"
+#include "minidl/distributed.h"
+
+using namespace minidl;
+using minidl::test::data_flag;
+using minidl::test::minidl_cli;
+using minidl::test::Run;
+using minidl::test::TempDir;
+
+namespace {
+// mpirun as root needs these; more processes than cores need --oversubscribe. The sanitizer build's leak checker
+// would report OpenMPI's own allocations at exit, so it is off in the launched processes.
+std::string mpirun(int ranks) {
+  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np " + std::to_string(ranks) +
+         " --oversubscribe -x OMP_NUM_THREADS=1 -x ASAN_OPTIONS=detect_leaks=0 ";
+}
+
+bool can_run() {
+  if (!Communicator::available()) return test::require_or_skip("/nonexistent", "this build has no MPI (libopenmpi-dev)");
+  return test::require_or_skip("/usr/bin/mpirun", "mpirun is not installed (openmpi-bin)");
+}
+
+Run shell(const std::string& command, const TempDir& dir) {
+  const std::string out = dir.file("stdout"), err = dir.file("stderr");
+  const int raw = std::system((command + " >" + out + " 2>" + err + " </dev/null").c_str());
+  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, test::read_bytes(out), test::read_bytes(err)};
+}
+
+Run train(int ranks, const std::string& args, const TempDir& dir) {
+  const std::string launcher = ranks > 0 ? mpirun(ranks) : "OMP_NUM_THREADS=1 ";
+  return shell(launcher + MINIDL_CLI + " train " + args + " " + data_flag(), dir);
+}
+
+// The largest difference between two checkpoints' tensors, naming the tensor; every tensor must be in both.
+std::pair<double, std::string> largest_difference(const std::string& a, const std::string& b, const std::string& skip = "") {
+  const Checkpoint x = load_safetensors(a), y = load_safetensors(b);
+  REQUIRE(x.tensors.size() == y.tensors.size());
+  std::pair<double, std::string> worst{0.0, ""};
+  for (const auto& [name, t] : x.tensors) {
+    REQUIRE(y.tensors.count(name));
+    if (!skip.empty() && name.find(skip) != std::string::npos) continue;
+    const Tensor& u = y.tensors.at(name);
+    REQUIRE(u.numel() == t.numel());
+    for (int64_t i = 0; i < t.numel(); ++i)
+      if (std::abs(double(t.data()[i]) - u.data()[i]) > worst.first) worst = {std::abs(double(t.data()[i]) - u.data()[i]), name};
+  }
+  return worst;
+}
+}  // namespace
+
+TEST_CASE("2 processes on a global batch train what 1 process trains, in all three modes", "[mpi]") {
+  if (!can_run()) return;
+  TempDir dir;
+  const std::string common = "--steps 20 --no-shuffle --batch-size 32 --epochs 1";
+  for (const char* mode : {"running", "batchwise", "manual"}) {
+    INFO(mode);
+    const std::string norm = std::string(" --norm ") + mode, one = dir.file(std::string("one-") + mode),
+                      two = dir.file(std::string("two-") + mode);
+    const Run a = train(0, common + norm + " --save " + one, dir);
+    const Run b = train(2, common + norm + " --save " + two, dir);
+    INFO(a.err << b.err);
+    REQUIRE(a.status == 0);
+    REQUIRE(b.status == 0);
+    CHECK_THAT(b.err, Catch::Contains("data parallel: 2 processes, 16 samples each per step (global batch 32)"));
+    // Every tensor within 1e-5 — except, in manual mode, the first layer's bias, which feeds the normalisation:
+    // its true gradient is exactly 0 (normalising subtracts it out), so its updates are Adam's reading of
+    // rounding noise, and summing the statistics in two halves rounds differently from one pass.
+    const std::string skip = std::string(mode) == "manual" ? "dense/bias" : "";
+    const auto [diff, name] = largest_difference(one, two, skip);
+    INFO("largest difference " << diff << " in " << name);
+    CHECK(diff <= 1e-5);
+    if (!skip.empty()) {
+      const Checkpoint x = load_safetensors(one), y = load_safetensors(two);
+      for (int64_t i = 0; i < x.tensors.at("dense/bias").numel(); ++i)
+        CHECK(std::abs(x.tensors.at("dense/bias").data()[i] - y.tensors.at("dense/bias").data()[i]) <= 1e-4);
+    }
+    // Only rank 0 logs.
+    CHECK(std::count(b.out.begin(), b.out.end(), '\n') == std::count(a.out.begin(), a.out.end(), '\n'));
+  }
+  // Each process's own statistics (PyTorch DDP's default) train something else.
+  const Run local = train(2, common + " --bn-sync local --save " + dir.file("local"), dir);
+  REQUIRE(local.status == 0);
+  CHECK(largest_difference(dir.file("one-running"), dir.file("local")).first > 1e-3);
+  // The same 2-process run twice gives the same bits.
+  REQUIRE(train(2, common + " --save " + dir.file("again"), dir).status == 0);
+  CHECK(largest_difference(dir.file("two-running"), dir.file("again")).first == 0.0);
+}
+
+TEST_CASE("3 processes, oversubscribed, and a 2-process checkpoint resumed on 1", "[mpi]") {
+  if (!can_run()) return;
+  TempDir dir;
+  // 640 samples in batches of 48: the last batch of 16 cannot split over 3 processes.
+  const Run uneven = train(3, "--steps 5 --batch-size 48 --save " + dir.file("x"), dir);
+  CHECK(uneven.status != 0);
+  CHECK_THAT(uneven.err, Catch::Contains("the last batch of each epoch holds 16 samples") && Catch::Contains("--drop-last"));
+  const Run odd = train(3, "--steps 5 --batch-size 32", dir);
+  CHECK(odd.status != 0);
+  CHECK_THAT(odd.err, Catch::Contains("the batch size 32 does not split evenly over 3 processes"));
+  const std::string common = "--steps 12 --batch-size 48 --drop-last --epochs 2";
+  REQUIRE(train(0, common + " --save " + dir.file("one"), dir).status == 0);
+  const Run three = train(3, common + " --save " + dir.file("three"), dir);
+  INFO(three.err);
+  REQUIRE(three.status == 0);
+  CHECK(largest_difference(dir.file("one"), dir.file("three")).first <= 1e-5);
+
+  // 2 processes for 10 steps, then 1 process to 20: as 1 process for 20 steps, within rounding.
+  const std::string resume = "--batch-size 32 --epochs 2";
+  REQUIRE(train(0, resume + " --steps 20 --save " + dir.file("straight"), dir).status == 0);
+  REQUIRE(train(2, resume + " --steps 10 --save " + dir.file("half"), dir).status == 0);
+  const Run rest = train(0, "--resume " + dir.file("half") + " --steps 20 --save " + dir.file("half"), dir);
+  INFO(rest.err);
+  REQUIRE(rest.status == 0);
+  CHECK(largest_difference(dir.file("straight"), dir.file("half"), "dense/bias").first <= 1e-5);
+}
+
+TEST_CASE("a process that fails or is killed ends the job, naming it, and leaves the last checkpoint whole", "[mpi]") {
+  if (!can_run()) return;
+  TempDir dir;
+  // Rank 1's data is missing (mpirun's MPMD form gives each process its own command line).
+  const std::string cli = MINIDL_CLI;
+  const Run missing = shell(mpirun(1) + cli + " train --steps 5 " + data_flag() + " : -np 1 -x OMP_NUM_THREADS=1 " + cli +
+                                " train --steps 5 --data " + dir.file("nowhere"),
+                            dir);
+  CHECK(missing.status != 0);
+  CHECK_THAT(missing.err, Catch::Contains("rank 1 of 2") && Catch::Contains(dir.file("nowhere")));
+
+  // kill -9 on rank 1 mid-run: the job ends, non-zero, within 30 s; the checkpoint of the last epoch loads.
+  const std::string save = dir.file("killed.safetensors");
+  const std::string command = mpirun(2) + cli + " train --epochs 400 --batch-size 32 --save " + save + " " + data_flag() +
+                              " >" + dir.file("kout") + " 2>" + dir.file("kerr");
+  const pid_t launcher = fork();
+  if (launcher == 0) {
+    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Wait for the first checkpoint, then find rank 1 by its environment and kill it.
+  const auto start = std::chrono::steady_clock::now();
+  while (!std::filesystem::exists(save) && std::chrono::steady_clock::now() - start < std::chrono::seconds(60))
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  REQUIRE(std::filesystem::exists(save));
+  pid_t victim = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::ifstream environ(entry.path() / "environ", std::ios::binary), cmdline(entry.path() / "cmdline", std::ios::binary);
+    const std::string env{std::istreambuf_iterator<char>(environ), {}}, cmd{std::istreambuf_iterator<char>(cmdline), {}};
+    if (cmd.find(save) != std::string::npos && cmd.find("mpirun") == std::string::npos &&
+        env.find(std::string("OMPI_COMM_WORLD_RANK=1") + '\0') != std::string::npos)
+      victim = static_cast<pid_t>(std::stol(entry.path().filename().string()));
+  }
+  REQUIRE(victim > 0);
+  const auto killed_at = std::chrono::steady_clock::now();
+  ::kill(victim, SIGKILL);
+  int status = 0;
+  while (waitpid(launcher, &status, WNOHANG) == 0 && std::chrono::steady_clock::now() - killed_at < std::chrono::seconds(40))
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  if (seconds >= 40) ::kill(launcher, SIGKILL), waitpid(launcher, &status, 0);
+  INFO(test::read_bytes(dir.file("kerr")));
+  CHECK(seconds < 30);
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) != 0));
+  CHECK_THAT(test::read_bytes(dir.file("kerr")), Catch::Contains("rank 1"));
+  CHECK(load_safetensors(save).tensors.size() > 0);
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
+    CHECK(entry.path().filename().string().find(".tmp") == std::string::npos);  // no partial checkpoint
+}
