@@ -20,7 +20,7 @@ Commands:
   export       a saved model as an ONNX file
   recalibrate  re-estimate a saved model's BatchNormalization statistics from training data (PreciseBN)
   summary      a model's layers, output shapes and parameter counts, as Keras prints them
-  compare      train every normalisation mode from the same initial weights; one table side by side
+  compare      a normalisation study: modes × batch sizes × seeds, mean ± sd, CSV, JSON and figures
   gradcheck    finite-difference check of the whole model's gradients
   bench        speed and memory of training steps, beside the machine's GEMM peak (and libtorch)
 
