@@ -160,10 +160,15 @@ StepResult Trainer::step(const Batch& batch) {
   const ForwardResult f = options_.forward(model_, batch);
   const double loss = f.loss.item();
   if (!std::isfinite(loss) && options_.on_non_finite == OnNonFinite::stop) {
-    const std::string where = find_non_finite(model_, batch.x);
+    // The diagnosis runs forward passes; with several processes those would meet the others' collectives out of
+    // step, so there the error says only what this process saw (the caller ends the job).
+    const bool alone = !options_.communicator || options_.communicator->size() == 1;
+    const std::string where = alone ? find_non_finite(model_, batch.x) : std::string();
     throw NonFiniteLoss(detail::concat("step ", steps_done() + 1, " (epoch ", epoch(), "): the loss is ", loss, "; ",
-                                       where.empty() ? "every layer's output is finite: the loss itself overflowed"
-                                                     : "the first non-finite value: " + where,
+                                       !alone          ? "on rank " + std::to_string(options_.communicator->rank()) +
+                                                                 " (the layer is not located when several processes train)"
+                                       : where.empty() ? "every layer's output is finite: the loss itself overflowed"
+                                                       : "the first non-finite value: " + where,
                                        ". The step was not applied."),
                         steps_done() + 1);
   }
