@@ -58,19 +58,30 @@ void batch_norm_dx_rows(const float* __restrict dy, const float* __restrict xhat
       dx[i] = accumulate ? dx[i] + d : d;
     }
 }
+
+// What both training kernels start with: x read as n rows of c channels, checked; γ and β (ones and zeros when
+// undefined); the [c] statistics to fill; and the buffers for inv, x̂ and y.
+struct TrainingPass {
+  int64_t n, c;
+  Tensor g, b, inv, xhat, y;
+};
+
+TrainingPass start_training_pass(const char* op, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                 Tensor& batch_mean, Tensor& batch_variance) {
+  int64_t n, c;
+  rows_and_channels(op, x, &n, &c);
+  check_channels(op, "gamma", gamma, c);
+  check_channels(op, "beta", beta, c);
+  batch_mean = Tensor::empty({c});
+  batch_variance = Tensor::empty({c});
+  return {n, c, gamma.defined() ? gamma : Tensor::ones({c}), beta.defined() ? beta : Tensor::zeros({c}),
+          Tensor::empty({c}), Tensor::empty(x.shape()), Tensor::empty(x.shape())};
+}
 }  // namespace
 
 Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float epsilon,
                         Tensor& batch_mean, Tensor& batch_variance) {
-  int64_t n, c;
-  rows_and_channels("batch_norm_train", x, &n, &c);
-  check_channels("batch_norm_train", "gamma", gamma, c);
-  check_channels("batch_norm_train", "beta", beta, c);
-  const Tensor g = gamma.defined() ? gamma : Tensor::ones({c});
-  const Tensor b = beta.defined() ? beta : Tensor::zeros({c});
-  batch_mean = Tensor::empty({c});
-  batch_variance = Tensor::empty({c});
-  Tensor inv = Tensor::empty({c}), xhat = Tensor::empty(x.shape()), y = Tensor::empty(x.shape());
+  auto [n, c, g, b, inv, xhat, y] = start_training_pass("batch_norm_train", x, gamma, beta, batch_mean, batch_variance);
   const float* px = x.data();
   float *mean = batch_mean.data(), *var = batch_variance.data(), *pinv = inv.data();
 
@@ -161,15 +172,7 @@ Tensor batch_norm_inference(const Tensor& x, const Tensor& mean, const Tensor& v
 
 Tensor batch_norm_train_synced(const Tensor& x, const Tensor& gamma, const Tensor& beta, float epsilon,
                                Communicator& world, Tensor& batch_mean, Tensor& batch_variance) {
-  int64_t n, c;
-  rows_and_channels("batch_norm_train_synced", x, &n, &c);
-  check_channels("batch_norm_train_synced", "gamma", gamma, c);
-  check_channels("batch_norm_train_synced", "beta", beta, c);
-  const Tensor g = gamma.defined() ? gamma : Tensor::ones({c});
-  const Tensor b = beta.defined() ? beta : Tensor::zeros({c});
-  batch_mean = Tensor::empty({c});
-  batch_variance = Tensor::empty({c});
-  Tensor inv = Tensor::empty({c}), xhat = Tensor::empty(x.shape()), y = Tensor::empty(x.shape());
+  auto [n, c, g, b, inv, xhat, y] = start_training_pass("batch_norm_train_synced", x, gamma, beta, batch_mean, batch_variance);
   const float* px = x.data();
   float *mean = batch_mean.data(), *var = batch_variance.data(), *pinv = inv.data();
   // Keras's synchronized statistics: Σx, Σx² and the count summed over the processes, then
