@@ -43,6 +43,11 @@ int64_t whole(const char* flag, const std::string& item, int64_t min) {
   return v;
 }
 
+// Steps in an epoch of a run with these settings.
+int64_t batches_per_epoch(const RunConfig& c, const Dataset& train) {
+  return std::max<int64_t>(1, c.drop_last ? train.size() / c.batch_size : (train.size() + c.batch_size - 1) / c.batch_size);
+}
+
 // A run's settings: the study's, with its mode, batch size and seed; --steps fixes the steps whatever the batch.
 RunConfig cell_config(const StudySettings& s, const Dataset& train, NormMode mode, int64_t batch, uint64_t seed) {
   RunConfig c = s.base;
@@ -50,8 +55,8 @@ RunConfig cell_config(const StudySettings& s, const Dataset& train, NormMode mod
   c.model.seed = seed;
   c.batch_size = batch;
   if (s.steps >= 0) {
-    const int64_t per_epoch = c.drop_last ? train.size() / batch : (train.size() + batch - 1) / batch;
-    c.epochs = static_cast<int>(std::max<int64_t>(1, (s.steps + per_epoch - 1) / std::max<int64_t>(per_epoch, 1)));
+    const int64_t per_epoch = batches_per_epoch(c, train);
+    c.epochs = static_cast<int>(std::max<int64_t>(1, (s.steps + per_epoch - 1) / per_epoch));
     c.max_steps = s.steps;
   }
   return c;
@@ -146,8 +151,7 @@ std::vector<RunResult> run_grid(const StudySettings& s, const DatasetSplits& dat
       for (uint64_t seed : s.seeds) {
         cells.push_back({mode, batch, seed});
         const RunConfig c = cell_config(s, data.train, mode, batch, seed);
-        const int64_t per_epoch = c.drop_last ? data.train.size() / batch : (data.train.size() + batch - 1) / batch;
-        total_steps += s.steps >= 0 ? s.steps : per_epoch * c.epochs;
+        total_steps += s.steps >= 0 ? s.steps : batches_per_epoch(c, data.train) * c.epochs;
       }
   std::vector<RunResult> results(cells.size());
   std::atomic<size_t> next{0}, finished{0};

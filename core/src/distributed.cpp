@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <type_traits>
 #include <vector>
 
 #include "minidl/autograd.h"
@@ -81,17 +82,13 @@ Communicator& Communicator::world() {
   return world;
 }
 
-void Communicator::sum(double* values, int64_t n) {
-#ifdef MINIDL_MPI
-  if (size_ > 1) reduce_and_broadcast(values, n, MPI_DOUBLE, rank_);
-#else
-  (void)values, (void)n;
-#endif
-}
+void Communicator::sum(double* values, int64_t n) { sum_any(values, n); }
+void Communicator::sum(float* values, int64_t n) { sum_any(values, n); }
 
-void Communicator::sum(float* values, int64_t n) {
+template <class T>
+void Communicator::sum_any(T* values, int64_t n) {
 #ifdef MINIDL_MPI
-  if (size_ > 1) reduce_and_broadcast(values, n, MPI_FLOAT, rank_);
+  if (size_ > 1) reduce_and_broadcast(values, n, std::is_same_v<T, double> ? MPI_DOUBLE : MPI_FLOAT, rank_);
 #else
   (void)values, (void)n;
 #endif

@@ -34,6 +34,9 @@ void channel_sums(int64_t n, int64_t c, std::vector<double>& out, Kernel kernel)
 
 // Scratch for the sums, reused across calls (kernels run on the calling thread's scratch).
 thread_local std::vector<double> t_sum_a, t_sum_b, t_scale;
+// The synchronised kernel's: the sums sent to the other processes, and zeros to centre Σx² on.
+thread_local std::vector<double> t_sync, t_sync_local;
+thread_local std::vector<float> t_zeros;
 
 // x̂ = (x − μ)·inv and y = γ·x̂ + β over `rows` rows of c channels. (__restrict: see column_sums.h.)
 void normalize_rows(const float* __restrict x, const float* __restrict mean, const float* __restrict inv,
@@ -177,12 +180,14 @@ Tensor batch_norm_train_synced(const Tensor& x, const Tensor& gamma, const Tenso
   float *mean = batch_mean.data(), *var = batch_variance.data(), *pinv = inv.data();
   // Keras's synchronized statistics: Σx, Σx² and the count summed over the processes, then
   // mean = Σx / count and var = max(Σx² / count − mean², 0), in double.
-  std::vector<double> sums(static_cast<size_t>(2 * c + 1), 0.0);
-  const std::vector<float> zeros(static_cast<size_t>(c), 0.0f);
+  std::vector<double>& sums = t_sync;
+  sums.assign(static_cast<size_t>(2 * c + 1), 0.0);
+  t_zeros.assign(static_cast<size_t>(c), 0.0f);
+  const float* zeros = t_zeros.data();
   channel_sums(n, c, t_sum_a, [&](int64_t k0, int64_t k1, double* s) { internal::add_column_sums(px + k0, n, c, k1 - k0, s + k0); });
   std::copy(t_sum_a.begin(), t_sum_a.end(), sums.begin());
   channel_sums(n, c, t_sum_a, [&](int64_t k0, int64_t k1, double* s) {
-    internal::add_column_squared_deviations(px + k0, zeros.data() + k0, n, c, k1 - k0, s + k0);
+    internal::add_column_squared_deviations(px + k0, zeros + k0, n, c, k1 - k0, s + k0);
   });
   std::copy(t_sum_a.begin(), t_sum_a.end(), sums.begin() + c);
   sums[static_cast<size_t>(2 * c)] = static_cast<double>(n);
@@ -205,20 +210,23 @@ Tensor batch_norm_train_synced(const Tensor& x, const Tensor& gamma, const Tenso
     // take this process's own sums.
     const float *dy = ctx.grad_output().data(), *ph = xhat.data(), *pinv = inv.data();
     const float* pg = ctx.input(1).data();
-    std::vector<double> local(static_cast<size_t>(2 * c), 0.0);
-    double *dbeta = local.data(), *dgamma = local.data() + c;
+    // This process's Σdy and Σdy·x̂ (γ's and β's gradients), then the same summed over the processes (dx's).
+    t_sync_local.assign(static_cast<size_t>(2 * c), 0.0);
+    double *dbeta = t_sync_local.data(), *dgamma = t_sync_local.data() + c;
     internal::parallel_for(c, n, [&](int64_t k0, int64_t k1) {
       internal::add_column_sums_and_dots(dy + k0, ph + k0, n, c, k1 - k0, dbeta + k0, dgamma + k0);
     });
-    std::vector<double> global = local;
-    world.sum(global.data(), 2 * c);
+    t_sync.assign(t_sync_local.begin(), t_sync_local.end());
+    world.sum(t_sync.data(), 2 * c);
+    const double* global = t_sync.data();
     if (ctx.needs_grad(0)) {
       bool fresh = false;
       float* dx = ctx.grad_for_write(0, &fresh);
-      std::vector<double> scale(static_cast<size_t>(c));
+      t_scale.resize(static_cast<size_t>(c));
+      double* scale = t_scale.data();
       for (int64_t k = 0; k < c; ++k) scale[k] = double(pg[k]) * pinv[k] / count;
       internal::parallel_for(n, c, [&](int64_t r0, int64_t r1) {
-        batch_norm_dx_rows(dy + r0 * c, ph + r0 * c, scale.data(), global.data(), global.data() + c, count, r1 - r0, c,
+        batch_norm_dx_rows(dy + r0 * c, ph + r0 * c, scale, global, global + c, count, r1 - r0, c,
                            !fresh, dx + r0 * c);
       });
     }

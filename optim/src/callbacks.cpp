@@ -192,14 +192,18 @@ void FreezeBatchNormStatistics::on_epoch_begin(Trainer& trainer) {
   freeze_batch_norm_statistics(trainer.model(), trainer.epoch() > trainer.options().epochs - last_epochs_);
 }
 
+void AllReduceGradients::on_train_begin(Trainer& trainer) {
+  parameters_ = trainer.model().parameters();
+  size_t total = 0;
+  for (const Tensor& p : parameters_) total += static_cast<size_t>(p.numel());
+  buffer_.resize(total);
+}
+
 void AllReduceGradients::on_after_backward(Trainer& trainer) {
   if (world_.size() < 2) return;
-  std::vector<Tensor> parameters = trainer.model().parameters();
-  size_t total = 0;
-  for (const Tensor& p : parameters) total += static_cast<size_t>(p.numel());
-  buffer_.resize(total);
+  if (parameters_.empty()) on_train_begin(trainer);  // steps outside fit()
   size_t at = 0;
-  for (const Tensor& p : parameters) {  // a parameter without a gradient this step contributes zeros
+  for (const Tensor& p : parameters_) {  // a parameter without a gradient this step contributes zeros
     const Tensor g = p.grad();
     if (g.defined())
       std::copy_n(g.data(), p.numel(), buffer_.data() + at);
@@ -207,10 +211,10 @@ void AllReduceGradients::on_after_backward(Trainer& trainer) {
       std::fill_n(buffer_.data() + at, p.numel(), 0.0f);
     at += static_cast<size_t>(p.numel());
   }
-  world_.sum(buffer_.data(), static_cast<int64_t>(total));
+  world_.sum(buffer_.data(), static_cast<int64_t>(buffer_.size()));
   const float scale = 1.0f / static_cast<float>(world_.size());
   at = 0;
-  for (Tensor& p : parameters) {
+  for (Tensor& p : parameters_) {
     if (!p.grad().defined()) p.impl().grad = Tensor::zeros(p.shape()).impl_ptr();
     float* g = p.grad().data();
     for (int64_t i = 0; i < p.numel(); ++i) g[i] = buffer_[at + static_cast<size_t>(i)] * scale;

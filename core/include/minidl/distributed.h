@@ -31,6 +31,8 @@ class Communicator {
 
  private:
   Communicator();
+  template <class T>
+  void sum_any(T* values, int64_t n);
   int rank_ = 0, size_ = 1;
 };
 

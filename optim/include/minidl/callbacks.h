@@ -130,11 +130,13 @@ int freeze_batch_norm_statistics(Module& model, bool frozen);
 class AllReduceGradients : public Callback {
  public:
   explicit AllReduceGradients(Communicator& world) : world_(world) {}
+  void on_train_begin(Trainer& trainer) override;
   void on_after_backward(Trainer& trainer) override;
 
  private:
   Communicator& world_;
-  std::vector<float> buffer_;
+  std::vector<Tensor> parameters_;  // the model's trainable parameters, taken once per fit
+  std::vector<float> buffer_;       // their gradients, packed; sized once
 };
 
 /// A callback made of functions (Keras's LambdaCallback); unset ones do nothing.
