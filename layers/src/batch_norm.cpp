@@ -63,7 +63,8 @@ void batch_norm_dx_rows(const float* __restrict dy, const float* __restrict xhat
 }
 
 // What both training kernels start with: x read as n rows of c channels, checked; γ and β (ones and zeros when
-// undefined); the [c] statistics to fill; and the buffers for inv, x̂ and y.
+// undefined); the [c] statistics to fill; and the buffers for inv, x̂ and y. Callers name the fields rather than
+// bind them with `auto [...]`: their lambdas capture them, which clang before 16 refuses for bindings.
 struct TrainingPass {
   int64_t n, c;
   Tensor g, b, inv, xhat, y;
@@ -84,7 +85,9 @@ TrainingPass start_training_pass(const char* op, const Tensor& x, const Tensor& 
 
 Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float epsilon,
                         Tensor& batch_mean, Tensor& batch_variance) {
-  auto [n, c, g, b, inv, xhat, y] = start_training_pass("batch_norm_train", x, gamma, beta, batch_mean, batch_variance);
+  TrainingPass pass = start_training_pass("batch_norm_train", x, gamma, beta, batch_mean, batch_variance);
+  const int64_t n = pass.n, c = pass.c;
+  Tensor &g = pass.g, &b = pass.b, &inv = pass.inv, &xhat = pass.xhat, &y = pass.y;
   const float* px = x.data();
   float *mean = batch_mean.data(), *var = batch_variance.data(), *pinv = inv.data();
 
@@ -175,7 +178,9 @@ Tensor batch_norm_inference(const Tensor& x, const Tensor& mean, const Tensor& v
 
 Tensor batch_norm_train_synced(const Tensor& x, const Tensor& gamma, const Tensor& beta, float epsilon,
                                Communicator& world, Tensor& batch_mean, Tensor& batch_variance) {
-  auto [n, c, g, b, inv, xhat, y] = start_training_pass("batch_norm_train_synced", x, gamma, beta, batch_mean, batch_variance);
+  TrainingPass pass = start_training_pass("batch_norm_train_synced", x, gamma, beta, batch_mean, batch_variance);
+  const int64_t n = pass.n, c = pass.c;
+  Tensor &g = pass.g, &b = pass.b, &inv = pass.inv, &xhat = pass.xhat, &y = pass.y;
   const float* px = x.data();
   float *mean = batch_mean.data(), *var = batch_variance.data(), *pinv = inv.data();
   // Keras's synchronized statistics: Σx, Σx² and the count summed over the processes, then
