@@ -57,10 +57,8 @@ void DataLoader::start_epoch() {
 bool DataLoader::next(Batch& batch) {
   if (order_.empty()) fail("DataLoader::next: call start_epoch() first");
   if (state_.next_batch >= batches_per_epoch()) return false;
-  // This process's slice of the global batch.
-  const int64_t global_begin = state_.next_batch * options_.batch_size;
-  const int64_t global_rows = std::min(options_.batch_size, data_.size() - global_begin);
-  const int64_t rows = global_rows / options_.shards, begin = global_begin + options_.shard * rows;
+  int64_t begin, rows;
+  shard_of_batch(state_.next_batch, &begin, &rows);
   const int64_t features = data_.features();
   reuse_or_allocate(batch.x, {rows, features});
   batch.labels.resize(static_cast<size_t>(rows));
@@ -90,12 +88,19 @@ bool DataLoader::next(Batch& batch) {
   return true;
 }
 
+void DataLoader::shard_of_batch(int64_t index, int64_t* begin, int64_t* rows) const {
+  const int64_t global_begin = index * options_.batch_size;
+  *rows = std::min(options_.batch_size, data_.size() - global_begin) / options_.shards;
+  *begin = global_begin + options_.shard * *rows;
+}
+
 void DataLoader::prefetch_next_batch() const {
   // Shuffled rows are scattered over the whole dataset, so reading them misses the cache; asking for the next
   // batch's rows now lets those loads overlap the training step that uses this batch.
   if (state_.next_batch >= batches_per_epoch()) return;
-  const int64_t begin = state_.next_batch * options_.batch_size;
-  const int64_t rows = std::min(options_.batch_size, data_.size() - begin), features = data_.features();
+  int64_t begin, rows;
+  shard_of_batch(state_.next_batch, &begin, &rows);
+  const int64_t features = data_.features();
   const int64_t bytes = features * (data_.is_images() ? 1 : static_cast<int64_t>(sizeof(float)));
   const auto* base = data_.is_images() ? reinterpret_cast<const char*>(data_.images.data())
                                        : reinterpret_cast<const char*>(data_.values.data());

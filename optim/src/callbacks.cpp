@@ -8,6 +8,7 @@
 
 #include <csignal>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -202,23 +203,24 @@ void AllReduceGradients::on_train_begin(Trainer& trainer) {
 void AllReduceGradients::on_after_backward(Trainer& trainer) {
   if (world_.size() < 2) return;
   if (parameters_.empty()) on_train_begin(trainer);  // steps outside fit()
-  size_t at = 0;
+  float* at = buffer_.data();
   for (const Tensor& p : parameters_) {  // a parameter without a gradient this step contributes zeros
     const Tensor g = p.grad();
+    const int64_t n = p.numel();
     if (g.defined())
-      std::copy_n(g.data(), p.numel(), buffer_.data() + at);
+      std::copy_n(g.data(), n, at);
     else
-      std::fill_n(buffer_.data() + at, p.numel(), 0.0f);
-    at += static_cast<size_t>(p.numel());
+      std::fill_n(at, n, 0.0f);
+    at += n;
   }
   world_.sum(buffer_.data(), static_cast<int64_t>(buffer_.size()));
   const float scale = 1.0f / static_cast<float>(world_.size());
-  at = 0;
+  at = buffer_.data();
   for (Tensor& p : parameters_) {
     if (!p.grad().defined()) p.impl().grad = Tensor::zeros(p.shape()).impl_ptr();
-    float* g = p.grad().data();
-    for (int64_t i = 0; i < p.numel(); ++i) g[i] = buffer_[at + static_cast<size_t>(i)] * scale;
-    at += static_cast<size_t>(p.numel());
+    const int64_t n = p.numel();
+    std::transform(at, at + n, p.grad().data(), [scale](float v) { return v * scale; });
+    at += n;
   }
 }
 

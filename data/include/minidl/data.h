@@ -158,6 +158,8 @@ class DataLoader {
 
  private:
   void prefetch_next_batch() const;
+  /// This process's slice of batch `index` of the epoch: `*rows` rows from position `*begin` of the order.
+  void shard_of_batch(int64_t index, int64_t* begin, int64_t* rows) const;
 
   const Dataset& data_;
   LoaderOptions options_;
