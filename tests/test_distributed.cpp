@@ -6,7 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <bit>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <thread>
@@ -61,6 +63,33 @@ std::pair<double, std::string> largest_difference(const std::string& a, const st
   return worst;
 }
 }  // namespace
+
+// Run inside each process of the next test (hidden: ctest does not list it).
+TEST_CASE("collectives inside mpirun", "[.mpi-child]") {
+  Communicator& world = Communicator::world();
+  REQUIRE(world.size() > 1);
+  // Values whose sum rounds differently in different orders: every process must still get the same bits.
+  std::vector<float> v(100000);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = std::ldexp(1.0f + 0.1f * float(world.rank() + 1), int(i % 40) - 20) / 3.0f;
+  world.sum(v.data(), static_cast<int64_t>(v.size()));
+  uint64_t hash = 0;
+  for (float x : v) hash = hash * 1099511628211ull + std::bit_cast<uint32_t>(x);
+  CHECK(world.agree(hash));
+  CHECK(world.agree(42));
+  CHECK_FALSE(world.agree(world.rank() == 1 ? 1 : 2));
+  CHECK_FALSE(world.agree(static_cast<uint64_t>(world.rank())));
+}
+
+TEST_CASE("sums give every process the same bits, and agree() tells equal values from unequal ones", "[mpi]") {
+  if (!can_run()) return;
+  TempDir dir;
+  for (int ranks : {2, 3}) {
+    const Run r = shell(mpirun(ranks) + std::filesystem::read_symlink("/proc/self/exe").string() + " --use-colour no \"[mpi-child]\"", dir);
+    INFO(ranks << " processes: " << r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK_THAT(r.out, Catch::Contains("All tests passed (5 assertions in 1 test case)"));
+  }
+}
 
 TEST_CASE("2 processes on a global batch train what 1 process trains, in all three modes", "[mpi]") {
   if (!can_run()) return;

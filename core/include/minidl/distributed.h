@@ -19,10 +19,12 @@ class Communicator {
   int rank() const { return rank_; }
   int size() const { return size_; }
 
-  /// Sums `n` values over every rank, in place. Every rank gets the same bits: the sum is reduced on rank 0 in a
-  /// fixed order and broadcast, so replicas never drift apart by rounding.
+  /// Sums `n` values over every rank, in place (MPI_Allreduce). Every rank gets the same bits, so replicas never
+  /// drift apart by rounding (distributed.cpp says why; agree() lets a caller check it).
   void sum(double* values, int64_t n);
   void sum(float* values, int64_t n);
+  /// Whether every rank passed the same value (a collective: every rank must call it).
+  bool agree(uint64_t value);
   /// Ends every rank's process: prints "rank R: message" and calls MPI_Abort with `code` (a world of one exits).
   [[noreturn]] void abort(const std::string& message, int code = 1);
 

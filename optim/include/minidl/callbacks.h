@@ -126,12 +126,14 @@ int freeze_batch_norm_statistics(Module& model, bool frozen);
 /// Data parallelism (docs/distributed.md): between backward and the optimizer step, averages every trainable
 /// parameter's gradient over `world`'s processes — one fused, contiguous buffer, one sum (Horovod's tensor
 /// fusion). Each process's loss is the mean over its equal slice of the global batch, so the average is the
-/// gradient of the global batch's mean loss. Does nothing in a world of one.
+/// gradient of the global batch's mean loss. At each epoch's end it checks that every process holds the same
+/// parameters, bit for bit, and throws if not. Does nothing in a world of one.
 class AllReduceGradients : public Callback {
  public:
   explicit AllReduceGradients(Communicator& world) : world_(world) {}
   void on_train_begin(Trainer& trainer) override;
   void on_after_backward(Trainer& trainer) override;
+  void on_epoch_end(Trainer& trainer, const EpochLogs& logs) override;
 
  private:
   Communicator& world_;
