@@ -11,6 +11,8 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
+#include <sstream>
 #include <thread>
 
 #include "cli_helpers.h"
@@ -154,6 +156,51 @@ TEST_CASE("3 processes, oversubscribed, and a 2-process checkpoint resumed on 1"
   INFO(rest.err);
   REQUIRE(rest.status == 0);
   CHECK(largest_difference(dir.file("straight"), dir.file("half"), "dense/bias").first <= 1e-5);
+}
+
+TEST_CASE("compare under mpirun: global and local batch statistics side by side", "[mpi]") {
+  if (!can_run()) return;
+  TempDir dir;
+  const std::string grid = " compare --modes running,manual --batch-sizes 16,32 --steps 8 --recalibrate 0 " + data_flag();
+  const Run one = shell("OMP_NUM_THREADS=1 " MINIDL_CLI + grid + " --out " + dir.file("one"), dir);
+  const Run two = shell(mpirun(2) + MINIDL_CLI + grid + " --bn-sync global,local --out " + dir.file("two"), dir);
+  INFO(one.err << two.err);
+  REQUIRE(one.status == 0);
+  REQUIRE(two.status == 0);
+  CHECK_THAT(two.out, Catch::Contains("running/global") && Catch::Contains("manual/local") &&
+                          Catch::Contains("data-parallel on 2 processes"));
+  CHECK(std::count(two.err.begin(), two.err.end(), '\n') >= 8);  // rank 0's line per run, not one per process
+  // Rows keyed by mode, bn_sync, batch size: global equals the one-process study within rounding; local does not.
+  const auto rows = [](const std::string& path) {
+    std::map<std::string, std::vector<std::string>> out;
+    std::istringstream in(test::read_bytes(path));
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+      std::vector<std::string> cells;
+      std::istringstream fields(line);
+      for (std::string cell; std::getline(fields, cell, ',');) cells.push_back(cell);
+      out[cells[0] + "/" + cells[1] + "/" + cells[2]] = cells;  // the last epoch's row wins
+    }
+    return out;
+  };
+  const auto a = rows(dir.file("one/compare.csv")), b = rows(dir.file("two/compare.csv"));
+  REQUIRE(a.size() == 4);
+  REQUIRE(b.size() == 8);
+  const size_t loss = 7;  // mode, bn_sync, batch_size, seed, epoch, steps, seconds, train_loss
+  for (const std::string mode : {"running", "manual"})
+    for (const std::string batch : {"16", "32"}) {
+      const std::string global = mode + "/global/" + batch, local = mode + "/local/" + batch;
+      INFO(global);
+      REQUIRE(b.count(global));
+      REQUIRE(b.count(local));
+      CHECK(std::abs(std::stod(b.at(global)[loss]) - std::stod(a.at(global)[loss])) < 1e-4);
+      CHECK(std::abs(std::stod(b.at(local)[loss]) - std::stod(a.at(global)[loss])) > 1e-4);
+    }
+  // Under mpirun the processes share each run: more runs at once is refused.
+  const Run jobs = shell(mpirun(2) + MINIDL_CLI + grid + " --jobs 2", dir);
+  CHECK(jobs.status != 0);
+  CHECK_THAT(jobs.err, Catch::Contains("--jobs 2: under mpirun the 2 processes train each run together"));
 }
 
 TEST_CASE("a process that fails or is killed ends the job, naming it, and leaves the last checkpoint whole", "[mpi]") {

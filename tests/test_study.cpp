@@ -56,7 +56,7 @@ TEST_CASE("compare runs the grid: long-format CSV, numeric JSON with every setti
   REQUIRE(r.status == 0);
   std::vector<std::string> header;
   const std::vector<Row> rows = read_csv(dir.file("out/compare.csv"), &header);
-  CHECK(header == std::vector<std::string>{"mode", "batch_size", "seed", "epoch", "steps", "seconds", "train_loss",
+  CHECK(header == std::vector<std::string>{"mode", "bn_sync", "batch_size", "seed", "epoch", "steps", "seconds", "train_loss",
                                            "train_accuracy", "test_accuracy", "test_accuracy_recalibrated",
                                            "test_accuracy_batch_stats_32", "test_accuracy_batch_stats_1000",
                                            "train_test_gap", "moving_mean_gap", "moving_variance_gap",
@@ -64,7 +64,7 @@ TEST_CASE("compare runs the grid: long-format CSV, numeric JSON with every setti
   REQUIRE(rows.size() == 4 * 2 * 2 * 2);  // one row per mode × batch size × seed × epoch
   for (const Row& row : rows)
     for (const auto& [name, value] : row) {
-      if (name == "mode" || value.empty()) continue;
+      if (name == "mode" || name == "bn_sync" || value.empty()) continue;
       INFO(name << " = '" << value << "'");
       size_t used = 0;
       std::stod(value, &used);
@@ -162,6 +162,9 @@ TEST_CASE("compare refuses a bad grid before training, naming the flag and the f
   CHECK_THAT(error_of("--modes frozen --batch-sizes 8,64 --steps 50"),
              Catch::Contains("mode frozen at batch size 8") && Catch::Contains("leaves no epoch of 1"));
   CHECK_THAT(error_of("--seed 2 --seeds 1,2"), Catch::Contains("--seed and --seeds exclude each other"));
+  CHECK_THAT(error_of("--bn-sync global,local"), Catch::Contains("--bn-sync local") && Catch::Contains("mpirun -np N"));
+  CHECK_THAT(error_of("--bn-sync everywhere"), Catch::Contains("--bn-sync: expected global, local or global,local"));
+  CHECK_THAT(error_of("--bn-sync global,global"), Catch::Contains("each of global and local at most once"));
 }
 
 TEST_CASE("train takes every norm mode, and a variant's settings travel with its checkpoint", "[cli][study]") {

@@ -2,11 +2,14 @@
 // from its seed's initial weights (the same in every mode), in parallel, one run per core; each run records per
 // epoch its training loss and accuracy and its test accuracy with moving statistics and with batch statistics
 // at each evaluation batch size, and at the end how far its moving statistics are from the population's and,
-// with --recalibrate, the same after PreciseBN. study.cpp turns the results into the table, CSV, JSON and figures.
+// with --recalibrate, the same after PreciseBN. Under mpirun each run is data-parallel over the processes, and
+// --bn-sync global,local sets synchronised and per-process batch statistics side by side. study.cpp turns the
+// results into the table, CSV, JSON and figures.
 #include <omp.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -48,10 +51,11 @@ int64_t batches_per_epoch(const RunConfig& c, const Dataset& train) {
   return std::max<int64_t>(1, c.drop_last ? train.size() / c.batch_size : (train.size() + c.batch_size - 1) / c.batch_size);
 }
 
-// A run's settings: the study's, with its mode, batch size and seed; --steps fixes the steps whatever the batch.
-RunConfig cell_config(const StudySettings& s, const Dataset& train, NormMode mode, int64_t batch, uint64_t seed) {
+// A run's settings: the study's, with its arm, batch size and seed; --steps fixes the steps whatever the batch.
+RunConfig cell_config(const StudySettings& s, const Dataset& train, const Arm& arm, int64_t batch, uint64_t seed) {
   RunConfig c = s.base;
-  c.model.norm = mode;
+  c.model.norm = arm.mode;
+  c.sync_batch_norm = arm.sync_batch_norm;
   c.model.seed = seed;
   c.batch_size = batch;
   if (s.steps >= 0) {
@@ -75,10 +79,10 @@ std::vector<double> batch_statistics_accuracy(Sequential& model, const Dataset& 
   return out;
 }
 
-RunResult run_cell(const StudySettings& s, const DatasetSplits& data, NormMode mode, int64_t batch, uint64_t seed,
+RunResult run_cell(const StudySettings& s, const DatasetSplits& data, const Arm& arm, int64_t batch, uint64_t seed,
                    std::atomic<int64_t>& steps_done) {
-  RunResult result{mode, batch, seed, {}};
-  Run run(cell_config(s, data.train, mode, batch, seed), data);
+  RunResult result{arm, batch, seed, {}};
+  Run run(cell_config(s, data.train, arm, batch, seed), data);
   Sequential& model = *run.model;
   auto record = std::make_shared<LambdaCallback>();
   record->step_end = [&](Trainer&, const StepResult&) { steps_done.fetch_add(1, std::memory_order_relaxed); };
@@ -86,7 +90,7 @@ RunResult run_cell(const StudySettings& s, const DatasetSplits& data, NormMode m
     EpochMetrics m;
     m.epoch = e.epoch, m.steps = trainer.steps_done(), m.seconds = e.seconds;
     m.train_loss = e.loss, m.train_accuracy = e.accuracy;
-    if (mode != NormMode::manual) m.test_accuracy = e.val_accuracy;  // manual mode has no inference statistics
+    if (arm.mode != NormMode::manual) m.test_accuracy = e.val_accuracy;  // manual mode has no inference statistics
     m.batch_stats_accuracy = batch_statistics_accuracy(model, data.test, s.eval_batch_sizes);
     result.epochs.push_back(m);
   };
@@ -113,11 +117,11 @@ void check_grid(const StudySettings& s, const DatasetSplits& data) {
     if (batch > data.train.size())
       fail("--batch-sizes: ", batch, " is larger than the training set (", data.train.size(),
            " samples): every step would see the same batch — choose batch sizes up to ", data.train.size());
-  for (NormMode mode : s.modes)
+  for (const Arm& arm : s.arms())
     for (int64_t batch : s.batch_sizes) {
-      const std::string where = "mode " + to_string(mode) + " at batch size " + std::to_string(batch);
+      const std::string where = "mode " + s.label(arm) + " at batch size " + std::to_string(batch);
       try {
-        const RunConfig config = cell_config(s, data.train, mode, batch, s.seeds.front());
+        const RunConfig config = cell_config(s, data.train, arm, batch, s.seeds.front());
         check_freeze_epochs(config);
         Run run(config, data);
         for (int64_t b : s.eval_batch_sizes) check_evaluation(*run.model, data.test, b, true, "--eval-batch-sizes:");
@@ -137,20 +141,21 @@ std::string duration(double seconds) {
   return buf;
 }
 
-// Runs the grid on `jobs` threads, drawing one progress line (runs done, steps, ETA) while they work.
+// Runs the grid on `jobs` threads, drawing one progress line (runs done, steps, ETA) while they work. Under
+// mpirun every process runs each cell in turn, on its main thread (MPI is initialised for that thread only).
 std::vector<RunResult> run_grid(const StudySettings& s, const DatasetSplits& data) {
   struct Cell {
-    NormMode mode;
+    Arm arm;
     int64_t batch;
     uint64_t seed;
   };
   std::vector<Cell> cells;
   int64_t total_steps = 0;
-  for (NormMode mode : s.modes)
+  for (const Arm& arm : s.arms())
     for (int64_t batch : s.batch_sizes)
       for (uint64_t seed : s.seeds) {
-        cells.push_back({mode, batch, seed});
-        const RunConfig c = cell_config(s, data.train, mode, batch, seed);
+        cells.push_back({arm, batch, seed});
+        const RunConfig c = cell_config(s, data.train, arm, batch, seed);
         total_steps += s.steps >= 0 ? s.steps : batches_per_epoch(c, data.train) * c.epochs;
       }
   std::vector<RunResult> results(cells.size());
@@ -164,9 +169,9 @@ std::vector<RunResult> run_grid(const StudySettings& s, const DatasetSplits& dat
     for (size_t i; !failed && (i = next++) < cells.size();) {
       try {
         const auto start = std::chrono::steady_clock::now();
-        results[i] = run_cell(s, data, cells[i].mode, cells[i].batch, cells[i].seed, steps_done);
+        results[i] = run_cell(s, data, cells[i].arm, cells[i].batch, cells[i].seed, steps_done);
         const EpochMetrics& last = results[i].epochs.back();
-        spdlog::info("{} batch {} seed {}: test accuracy {:.4f} ({:.1f} s)", to_string(cells[i].mode), cells[i].batch,
+        spdlog::info("{} batch {} seed {}: test accuracy {:.4f} ({:.1f} s)", s.label(cells[i].arm), cells[i].batch,
                      cells[i].seed, last.deployed_accuracy(),
                      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
       } catch (...) {
@@ -177,6 +182,11 @@ std::vector<RunResult> run_grid(const StudySettings& s, const DatasetSplits& dat
       ++finished;
     }
   };
+  if (s.processes > 1) {
+    worker();
+    if (error) std::rethrow_exception(error);
+    return results;
+  }
   std::vector<std::thread> threads;
   for (int j = 0; j < s.jobs; ++j) threads.emplace_back(worker);
   const bool tty = ::isatty(STDERR_FILENO);
@@ -195,6 +205,14 @@ std::vector<RunResult> run_grid(const StudySettings& s, const DatasetSplits& dat
   if (error) std::rethrow_exception(error);
   return results;
 }
+// The footnote's sentence on data parallelism (empty in one process).
+std::string parallel_note(const StudySettings& s) {
+  if (s.processes == 1) return "";
+  return " Every run data-parallel on " + std::to_string(s.processes) + " processes, " +
+         (s.bn_syncs.size() > 1 ? "/global: batch statistics over the global batch, /local: over each process's slice."
+          : s.bn_syncs[0]       ? "batch statistics over the global batch."
+                                : "batch statistics over each process's slice.");
+}
 }  // namespace
 
 int compare_command(int argc, char** argv) {
@@ -212,6 +230,9 @@ int compare_command(int argc, char** argv) {
       "recalibrate", "after training, also re-estimate the moving statistics from this many training samples "
                      "(PreciseBN; 0: all) and report inference accuracy and gaps again",
       cxxopts::value<int64_t>())("jobs", "runs trained at once (default: one per core)", cxxopts::value<int>())(
+      "bn-sync", "under mpirun: each mode's batch statistics over the global batch (global), each process's slice "
+                 "(local), or both side by side (global,local)",
+      cxxopts::value<std::string>()->default_value("global"))(
       "drop-last", "drop each epoch's partial last batch")(
       "out", "write compare.csv, compare.json, accuracy_vs_batch_size.svg and curves.svg into this directory",
       cxxopts::value<std::string>());
@@ -220,9 +241,13 @@ int compare_command(int argc, char** argv) {
   const auto f = parse_flags(options, argc, argv,
                              "minidl compare --batch-sizes 8,32,256 --seeds 1,2,3 --steps 2000 --recalibrate 4096 --out results");
   if (f.count("norm")) fail("compare trains every mode in --modes: give --modes instead of --norm");
-  if (Communicator::world().size() > 1)
-    fail("compare runs its grid in one process, several runs at once (--jobs): start it without mpirun (data "
-         "parallelism is for one long run: mpirun -np N minidl train)");
+  // Under mpirun the processes train each run together, one run after another; rank 0 alone logs and writes.
+  Communicator& world = Communicator::world();
+  const bool leader = world.rank() == 0;
+  if (!leader) spdlog::set_level(spdlog::level::err);
+  if (world.size() > 1 && f.count("jobs") && f["jobs"].as<int>() != 1)
+    fail("--jobs ", f["jobs"].as<int>(), ": under mpirun the ", world.size(), " processes train each run together, "
+         "one run at a time; leave --jobs out");
   if (f.count("batch-size") && f.count("batch-sizes")) fail("--batch-size and --batch-sizes exclude each other");
   if (f.count("seed") && f.count("seeds")) fail("--seed and --seeds exclude each other");
   StudySettings s;
@@ -232,19 +257,31 @@ int compare_command(int argc, char** argv) {
   if (s.batch_sizes.front() < 1) fail("--batch-size must be >= 1, got ", s.batch_sizes.front());
   s.seeds = f.count("seeds") ? list_flag<uint64_t>(f, "seeds", [](const std::string& t) { return static_cast<uint64_t>(whole("seeds", t, 0)); })
                              : std::vector<uint64_t>{f["seed"].as<uint64_t>()};
+  s.processes = world.size();
+  s.bn_syncs = list_flag<bool>(f, "bn-sync", [](const std::string& t) {
+    if (t != "global" && t != "local") fail("--bn-sync: expected global, local or global,local, got '", t, "'");
+    return t == "global";
+  });
+  if (s.bn_syncs.size() > 2 || (s.bn_syncs.size() == 2 && s.bn_syncs[0] == s.bn_syncs[1]))
+    fail("--bn-sync: each of global and local at most once, got '", f["bn-sync"].as<std::string>(), "'");
+  if (s.processes == 1 && std::find(s.bn_syncs.begin(), s.bn_syncs.end(), false) != s.bn_syncs.end())
+    fail("--bn-sync local: one process normalises over the whole batch, so local and global are the same; start "
+         "compare under mpirun -np N to compare them");
   s.eval_batch_sizes = list_flag<int64_t>(f, "eval-batch-sizes", [](const std::string& t) { return whole("eval-batch-sizes", t, 1); });
   s.steps = f.count("steps") ? f["steps"].as<int64_t>() : -1;
   if (f.count("steps") && s.steps < 1) fail("--steps must be >= 1, got ", s.steps);
   s.recalibrate = f.count("recalibrate") ? f["recalibrate"].as<int64_t>() : -1;
   if (f.count("recalibrate") && s.recalibrate < 0) fail("--recalibrate must be >= 0 (0: all the training data), got ", s.recalibrate);
   const int cores = omp_get_num_procs(), threads = f["threads"].as<int>() > 0 ? f["threads"].as<int>() : cores;
-  const int64_t runs = static_cast<int64_t>(s.modes.size() * s.batch_sizes.size() * s.seeds.size());
+  const int64_t runs = static_cast<int64_t>(s.arms().size() * s.batch_sizes.size() * s.seeds.size());
   s.jobs = static_cast<int>(std::min<int64_t>(f.count("jobs") ? f["jobs"].as<int>() : cores, runs));
   if (f.count("jobs") && f["jobs"].as<int>() < 1) fail("--jobs must be >= 1, got ", f["jobs"].as<int>());
   s.threads_per_job = std::max(1, threads / s.jobs);
+  if (s.processes > 1)  // one run at a time, with the threads mpirun gives each process (-x OMP_NUM_THREADS)
+    s.jobs = 1, s.threads_per_job = f["threads"].as<int>() > 0 ? f["threads"].as<int>() : omp_get_max_threads();
 
   std::string dir;
-  if (f.count("out")) {  // before any training: a study must not be lost to an unwritable directory
+  if (f.count("out") && leader) {  // before any training: a study must not be lost to an unwritable directory
     dir = f["out"].as<std::string>();
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
@@ -253,21 +290,29 @@ int compare_command(int argc, char** argv) {
   }
   const DatasetSplits data = load_logged(data_spec_from_flags(f));
   s.base = run_config_from_flags(f, data.train);
+  s.base.world = &world;
   s.base.eval_batch_size = s.eval_batch_sizes.front();
   check_grid(s, data);
-  spdlog::info("compare: {} runs ({} modes × {} batch sizes × {} seeds), {} at a time with {} thread(s) each", runs,
-               s.modes.size(), s.batch_sizes.size(), s.seeds.size(), s.jobs, s.threads_per_job);
+  if (s.processes > 1)
+    spdlog::info("compare: {} runs ({} modes × {} batch statistics × {} batch sizes × {} seeds), each data-parallel "
+                 "on {} processes",
+                 runs, s.modes.size(), s.bn_syncs.size(), s.batch_sizes.size(), s.seeds.size(), s.processes);
+  else
+    spdlog::info("compare: {} runs ({} modes × {} batch sizes × {} seeds), {} at a time with {} thread(s) each", runs,
+                 s.modes.size(), s.batch_sizes.size(), s.seeds.size(), s.jobs, s.threads_per_job);
   const std::vector<RunResult> results = run_grid(s, data);
+  if (!leader) return 0;
   std::printf("%s", study_table(s, results).c_str());
   std::printf("\n%s; %s; mean ± sd over seeds %s of the last epoch. moving: test accuracy in inference mode (moving "
               "statistics; n/a in manual mode, which has none). batch@N: each test batch of N normalised with its own "
               "statistics. train-test: training accuracy minus test accuracy as deployed. Gaps: relative L2 distance "
-              "between the moving statistics and those of the whole training set.%s\n",
+              "between the moving statistics and those of the whole training set.%s%s\n",
               s.base.model.description.c_str(),
               s.steps >= 0 ? (std::to_string(s.steps) + " steps per run").c_str()
                            : (std::to_string(s.base.epochs) + " epochs per run").c_str(),
               f.count("seeds") ? f["seeds"].as<std::string>().c_str() : std::to_string(s.seeds.front()).c_str(),
-              s.recalibrate >= 0 ? " re-estimated: after PreciseBN from the training samples --recalibrate names." : "");
+              s.recalibrate >= 0 ? " re-estimated: after PreciseBN from the training samples --recalibrate names." : "",
+              parallel_note(s).c_str());
   if (!dir.empty()) write_study(dir, s, results);
   return 0;
 }

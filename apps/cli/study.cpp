@@ -63,13 +63,16 @@ MeanSd mean_sd(const std::vector<double>& values) {
   return r;
 }
 
-// The runs of one mode and batch size (one per seed).
-std::vector<const RunResult*> cell(const std::vector<RunResult>& results, NormMode mode, int64_t batch) {
+// The runs of one arm and batch size (one per seed).
+std::vector<const RunResult*> cell(const std::vector<RunResult>& results, const Arm& arm, int64_t batch) {
   std::vector<const RunResult*> out;
   for (const RunResult& r : results)
-    if (r.mode == mode && r.batch_size == batch) out.push_back(&r);
+    if (r.arm.mode == arm.mode && r.arm.sync_batch_norm == arm.sync_batch_norm && r.batch_size == batch)
+      out.push_back(&r);
   return out;
 }
+
+const char* span(const Arm& arm) { return arm.sync_batch_norm ? "global" : "local"; }
 
 MeanSd final_stat(const std::vector<const RunResult*>& runs, const Metric& metric) {
   std::vector<double> v;
@@ -111,13 +114,13 @@ std::string csv(const StudySettings& s, const std::vector<RunResult>& results) {
       {"train_loss", [](const EpochMetrics& m) { return m.train_loss; }},
       {"train_accuracy", [](const EpochMetrics& m) { return m.train_accuracy; }}};
   for (const Column& c : final_columns(s)) metrics.emplace_back(c.name, c.value);
-  std::string out = "mode,batch_size,seed,epoch";
+  std::string out = "mode,bn_sync,batch_size,seed,epoch";
   for (const auto& [name, f] : metrics) out += "," + name;
   out += '\n';
   for (const RunResult& r : results)
     for (const EpochMetrics& e : r.epochs) {
-      out += to_string(r.mode) + "," + std::to_string(r.batch_size) + "," + std::to_string(r.seed) + "," +
-             std::to_string(e.epoch);
+      out += to_string(r.arm.mode) + "," + span(r.arm) + "," + std::to_string(r.batch_size) + "," +
+             std::to_string(r.seed) + "," + std::to_string(e.epoch);
       for (const auto& [name, f] : metrics) out += "," + format_number(f(e));
       out += '\n';
     }
@@ -135,8 +138,10 @@ nlohmann::ordered_json json(const StudySettings& s, const std::vector<RunResult>
       {"renorm_momentum", b.model.renorm_momentum}, {"rmax", number(b.model.rmax)}, {"rmin", number(b.model.rmin)},
       {"dmax", number(b.model.dmax)}, {"freeze_epochs", b.freeze_epochs}, {"eval_batch_sizes", s.eval_batch_sizes},
       {"recalibrate", s.recalibrate < 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(s.recalibrate)},
-      {"data", b.data.to_metadata()}, {"shuffle", b.shuffle}, {"drop_last", b.drop_last}};
+      {"data", b.data.to_metadata()}, {"shuffle", b.shuffle}, {"drop_last", b.drop_last},
+      {"processes", s.processes}, {"bn_sync", nlohmann::json::array()}};
   for (NormMode m : s.modes) settings["modes"].push_back(to_string(m));
+  for (bool sync : s.bn_syncs) settings["bn_sync"].push_back(sync ? "global" : "local");
   nlohmann::ordered_json out = {{"minidl_version", version()},
                                 {"cpu", cpu_name()},
                                 {"jobs", s.jobs},
@@ -144,18 +149,18 @@ nlohmann::ordered_json json(const StudySettings& s, const std::vector<RunResult>
                                 {"settings", settings},
                                 {"summary", nlohmann::json::array()},
                                 {"runs", nlohmann::json::array()}};
-  for (NormMode mode : s.modes)
+  for (const Arm& arm : s.arms())
     for (int64_t batch : s.batch_sizes) {
-      nlohmann::ordered_json row = {{"mode", to_string(mode)}, {"batch_size", batch}};
+      nlohmann::ordered_json row = {{"mode", to_string(arm.mode)}, {"bn_sync", span(arm)}, {"batch_size", batch}};
       for (const Column& c : final_columns(s)) {
-        const MeanSd m = final_stat(cell(results, mode, batch), c.value);
+        const MeanSd m = final_stat(cell(results, arm, batch), c.value);
         row[c.name] = {{"mean", number(m.mean)}, {"sd", number(m.sd)}, {"n", m.n}};
       }
       out["summary"].push_back(row);
     }
   for (const RunResult& r : results) {
-    nlohmann::ordered_json run = {{"mode", to_string(r.mode)}, {"batch_size", r.batch_size}, {"seed", r.seed},
-                                  {"epochs", nlohmann::json::array()}};
+    nlohmann::ordered_json run = {{"mode", to_string(r.arm.mode)}, {"bn_sync", span(r.arm)},
+                                  {"batch_size", r.batch_size}, {"seed", r.seed}, {"epochs", nlohmann::json::array()}};
     for (const EpochMetrics& e : r.epochs) {
       nlohmann::ordered_json ep = {{"epoch", e.epoch}, {"steps", e.steps}, {"seconds", e.seconds},
                                    {"train_loss", number(e.train_loss)}, {"train_accuracy", number(e.train_accuracy)}};
@@ -178,10 +183,10 @@ std::string batch_size_figure(const StudySettings& s, const std::vector<RunResul
             : c.name.find("recal") != std::string::npos ? "inference: re-estimated statistics (PreciseBN)"
                                                         : "batch statistics, test batches of " + c.header.substr(6),
             "training batch size", "test accuracy", true, {}};
-    for (NormMode mode : s.modes) {
-      Line line{to_string(mode), {}, {}, {}};
+    for (const Arm& arm : s.arms()) {
+      Line line{s.label(arm), {}, {}, {}};
       for (int64_t batch : s.batch_sizes) {
-        const MeanSd m = final_stat(cell(results, mode, batch), c.value);
+        const MeanSd m = final_stat(cell(results, arm, batch), c.value);
         line.x.push_back(static_cast<double>(batch)), line.y.push_back(m.mean), line.err.push_back(m.sd);
       }
       p.lines.push_back(line);
@@ -196,9 +201,9 @@ std::string curves_figure(const StudySettings& s, const std::vector<RunResult>& 
   std::vector<Panel> panels;
   for (int64_t batch : s.batch_sizes) {
     Panel p{"batch size " + std::to_string(batch), "training steps", "test accuracy (as deployed)", false, {}};
-    for (NormMode mode : s.modes) {
-      const auto runs = cell(results, mode, batch);
-      Line line{to_string(mode), {}, {}, {}};
+    for (const Arm& arm : s.arms()) {
+      const auto runs = cell(results, arm, batch);
+      Line line{s.label(arm), {}, {}, {}};
       for (size_t e = 0; !runs.empty() && e < runs.front()->epochs.size(); ++e) {
         std::vector<double> v;
         for (const RunResult* r : runs) v.push_back(r->epochs[e].deployed_accuracy());
@@ -213,17 +218,28 @@ std::string curves_figure(const StudySettings& s, const std::vector<RunResult>& 
 }
 }  // namespace
 
+std::vector<Arm> StudySettings::arms() const {
+  std::vector<Arm> out;
+  for (NormMode mode : modes)
+    for (bool sync : bn_syncs) out.push_back({mode, sync});
+  return out;
+}
+
+std::string StudySettings::label(const Arm& arm) const {
+  return bn_syncs.size() > 1 ? to_string(arm.mode) + "/" + span(arm) : to_string(arm.mode);
+}
+
 std::vector<std::string> study_files() { return {"compare.csv", "compare.json", "accuracy_vs_batch_size.svg", "curves.svg"}; }
 
 std::string study_table(const StudySettings& s, const std::vector<RunResult>& results) {
   const std::vector<Column> columns = final_columns(s);
   std::vector<std::vector<std::string>> rows = {{"mode", "batch"}};
   for (const Column& c : columns) rows[0].push_back(c.header);
-  for (NormMode mode : s.modes)
+  for (const Arm& arm : s.arms())
     for (int64_t batch : s.batch_sizes) {
-      std::vector<std::string> row = {to_string(mode), std::to_string(batch)};
+      std::vector<std::string> row = {s.label(arm), std::to_string(batch)};
       for (const Column& c : columns)
-        row.push_back(text(final_stat(cell(results, mode, batch), c.value), c.name.find("gap") != std::string::npos));
+        row.push_back(text(final_stat(cell(results, arm, batch), c.value), c.name.find("gap") != std::string::npos));
       rows.push_back(row);
     }
   // Widths in characters: '±' is two bytes of UTF-8.

@@ -1,5 +1,6 @@
-// compare's study: the grid it runs (modes × batch sizes × seeds), what one run measures, and the reports made
-// from the results — the mean ± sd table, the long-format CSV, the JSON with every setting, the SVG figures.
+// compare's study: the grid it runs (modes × span of the batch statistics × batch sizes × seeds), what one run
+// measures, and the reports made from the results — the mean ± sd table, the long-format CSV, the JSON with every
+// setting, the SVG figures.
 #pragma once
 
 #include <cmath>
@@ -11,14 +12,28 @@
 
 namespace minidl::cli {
 
+/// One arm of the study: a normalisation mode and, under mpirun, whether its batch statistics span the global
+/// batch (--bn-sync global, Keras's synchronized=True) or each process's slice (local, PyTorch DDP's default).
+struct Arm {
+  NormMode mode;
+  bool sync_batch_norm = true;
+};
+
 struct StudySettings {
   std::vector<NormMode> modes;
+  std::vector<bool> bn_syncs = {true};  ///< --bn-sync: global (true) and/or local (false; only under mpirun)
+  int processes = 1;                    ///< data-parallel processes per run (mpirun -np)
   std::vector<int64_t> batch_sizes, eval_batch_sizes;
   std::vector<uint64_t> seeds;
   int64_t steps = -1;        ///< equal steps for every batch size (-1: --epochs decides)
   int64_t recalibrate = -1;  ///< PreciseBN samples after training (0: all; -1: not asked)
   int jobs = 1, threads_per_job = 1;
   RunConfig base;            ///< model, lr, momentum, epochs, data: what every run shares
+
+  /// modes × bn_syncs, in that order.
+  std::vector<Arm> arms() const;
+  /// How tables and figures name an arm: the mode, followed by "/global" or "/local" when the grid has both.
+  std::string label(const Arm& arm) const;
 };
 
 /// What one epoch of one run measured. NaN where it does not apply (a mode without moving statistics, an
@@ -38,7 +53,7 @@ struct EpochMetrics {
 };
 
 struct RunResult {
-  NormMode mode;
+  Arm arm;
   int64_t batch_size;
   uint64_t seed;
   std::vector<EpochMetrics> epochs;
