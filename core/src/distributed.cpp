@@ -24,10 +24,35 @@ bool started_by_mpirun() {
 }
 
 #ifdef MINIDL_MPI
+// reduction_buffer's memory when every process runs on one machine: one window the processes share, of size + 1
+// slots of `stride` floats — slot r holds rank r's values, the last one the sums.
+struct SharedSlots {
+  bool decided = false, shared = false;  // whether every process shares memory (decided on first use)
+  MPI_Comm node = MPI_COMM_NULL;
+  MPI_Win window = MPI_WIN_NULL;
+  float* base = nullptr;
+  int64_t stride = 0;
+
+  void release() {
+    if (window == MPI_WIN_NULL) return;
+    MPI_Win_unlock_all(window);
+    MPI_Win_free(&window);
+    base = nullptr, stride = 0;
+  }
+  // Every process's writes to the window are seen by every other after this (MPI's unified memory model).
+  void fence() const {
+    MPI_Win_sync(window);
+    MPI_Barrier(node);
+    MPI_Win_sync(window);
+  }
+} g_slots;
+
 void finalize() {
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (!finalized) MPI_Finalize();
+  if (finalized) return;
+  g_slots.release();
+  MPI_Finalize();
 }
 
 #endif
@@ -89,6 +114,58 @@ void Communicator::sum_any(T* values, int64_t n) {
 #else
   (void)values, (void)n;
 #endif
+}
+
+float* Communicator::reduction_buffer(int64_t n) {
+#ifdef MINIDL_MPI
+  if (size_ > 1 && !g_slots.decided) {
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &g_slots.node);
+    int node_size = 0;
+    MPI_Comm_size(g_slots.node, &node_size);
+    g_slots.decided = true;
+    g_slots.shared = node_size == size_;
+  }
+  if (size_ > 1 && g_slots.shared) {
+    if (n > g_slots.stride) {  // every rank asks for the same n, so every rank reallocates together
+      g_slots.release();
+      const int64_t stride = (n + 15) / 16 * 16;  // slots on separate cache lines
+      const MPI_Aint bytes = rank_ == 0 ? static_cast<MPI_Aint>((size_ + 1) * stride * sizeof(float)) : 0;
+      void* mine = nullptr;
+      MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, g_slots.node, &mine, &g_slots.window);
+      MPI_Aint size = 0;
+      int unit = 0;
+      MPI_Win_shared_query(g_slots.window, 0, &size, &unit, &g_slots.base);
+      MPI_Win_lock_all(MPI_MODE_NOCHECK, g_slots.window);
+      g_slots.stride = stride;
+    }
+    return g_slots.base + rank_ * g_slots.stride;
+  }
+#endif
+  private_buffer_.resize(static_cast<size_t>(n));
+  return private_buffer_.data();
+}
+
+const float* Communicator::sum_reduction_buffer(int64_t n) {
+#ifdef MINIDL_MPI
+  if (size_ > 1 && g_slots.shared) {
+    if (n > g_slots.stride) fail("Communicator::sum_reduction_buffer(", n, "): reduction_buffer holds ", g_slots.stride);
+    g_slots.fence();  // every process has written its slot
+    // This process's share of the elements, summed over the slots in rank order.
+    const int64_t begin = n * rank_ / size_, end = n * (rank_ + 1) / size_;
+    float* sums = g_slots.base + size_ * g_slots.stride;
+    std::copy(g_slots.base + begin, g_slots.base + end, sums + begin);
+    for (int r = 1; r < size_; ++r) {
+      const float* slot = g_slots.base + r * g_slots.stride;
+      for (int64_t i = begin; i < end; ++i) sums[i] += slot[i];
+    }
+    g_slots.fence();  // every share is summed
+    return sums;
+  }
+#endif
+  if (n > static_cast<int64_t>(private_buffer_.size()))
+    fail("Communicator::sum_reduction_buffer(", n, "): reduction_buffer holds ", private_buffer_.size());
+  sum(private_buffer_.data(), n);
+  return private_buffer_.data();
 }
 
 bool Communicator::agree(uint64_t value) {

@@ -195,15 +195,14 @@ void FreezeBatchNormStatistics::on_epoch_begin(Trainer& trainer) {
 
 void AllReduceGradients::on_train_begin(Trainer& trainer) {
   parameters_ = trainer.model().parameters();
-  size_t total = 0;
-  for (const Tensor& p : parameters_) total += static_cast<size_t>(p.numel());
-  buffer_.resize(total);
+  total_ = 0;
+  for (const Tensor& p : parameters_) total_ += p.numel();
 }
 
 void AllReduceGradients::on_after_backward(Trainer& trainer) {
   if (world_.size() < 2) return;
   if (parameters_.empty()) on_train_begin(trainer);  // steps outside fit()
-  float* at = buffer_.data();
+  float* at = world_.reduction_buffer(total_);
   for (const Tensor& p : parameters_) {  // a parameter without a gradient this step contributes zeros
     const Tensor g = p.grad();
     const int64_t n = p.numel();
@@ -213,14 +212,13 @@ void AllReduceGradients::on_after_backward(Trainer& trainer) {
       std::fill_n(at, n, 0.0f);
     at += n;
   }
-  world_.sum(buffer_.data(), static_cast<int64_t>(buffer_.size()));
+  const float* sums = world_.sum_reduction_buffer(total_);
   const float scale = 1.0f / static_cast<float>(world_.size());
-  at = buffer_.data();
   for (Tensor& p : parameters_) {
     if (!p.grad().defined()) p.impl().grad = Tensor::zeros(p.shape()).impl_ptr();
     const int64_t n = p.numel();
-    std::transform(at, at + n, p.grad().data(), [scale](float v) { return v * scale; });
-    at += n;
+    std::transform(sums, sums + n, p.grad().data(), [scale](float v) { return v * scale; });
+    sums += n;
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace minidl {
 
@@ -23,6 +24,14 @@ class Communicator {
   /// drift apart by rounding (distributed.cpp says why; agree() lets a caller check it).
   void sum(double* values, int64_t n);
   void sum(float* values, int64_t n);
+  /// The fused sum for large buffers of floats, without copies: fill the `n` floats reduction_buffer(n) returns
+  /// on every rank, then sum_reduction_buffer(n) returns their sums, which every rank reads (valid until the next
+  /// call of either). When every process runs on one machine the buffers are memory they all share, and each
+  /// process adds its share of the elements over the buffers in rank order: the sums cost two barriers and one
+  /// pass over the data, and are the same bits everywhere by construction. Across machines it is an
+  /// MPI_Allreduce of a private buffer. Both calls are collectives (every rank, the same n).
+  float* reduction_buffer(int64_t n);
+  const float* sum_reduction_buffer(int64_t n);
   /// Whether every rank passed the same value (a collective: every rank must call it).
   bool agree(uint64_t value);
   /// Ends every rank's process: prints "rank R: message" and calls MPI_Abort with `code` (a world of one exits).
@@ -36,6 +45,7 @@ class Communicator {
   template <class T>
   void sum_any(T* values, int64_t n);
   int rank_ = 0, size_ = 1;
+  std::vector<float> private_buffer_;  // reduction_buffer's when memory is not shared
 };
 
 }  // namespace minidl
