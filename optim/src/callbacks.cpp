@@ -228,12 +228,13 @@ void AllReduceGradients::on_epoch_end(Trainer& trainer, const EpochLogs& logs) {
   uint64_t hash = 14695981039346656037ull;
   for (const Tensor& p : trainer.model().parameters()) {
     const auto* bytes = reinterpret_cast<const unsigned char*>(p.data());
-    for (size_t i = 0; i < static_cast<size_t>(p.numel()) * sizeof(float); ++i) hash = (hash ^ bytes[i]) * 1099511628211ull;
+    const size_t size = static_cast<size_t>(p.numel()) * sizeof(float);
+    for (size_t i = 0; i < size; ++i) hash = (hash ^ bytes[i]) * 1099511628211ull;
   }
   if (!world_.agree(hash))
-    fail("after epoch ", logs.epoch, " the ", world_.size(), " processes hold different parameters: their gradient "
-         "sums did not give every process the same bits. This MPI's all-reduce is not usable for data parallelism; "
-         "please report the MPI library and version");
+    fail("after epoch ", logs.epoch, " the ", world_.size(), " processes hold different parameters: the sums of "
+         "their gradients or batch statistics did not give every process the same bits, so this MPI's all-reduce "
+         "cannot be used for data parallelism; please report the MPI library and its version");
 }
 
 }  // namespace minidl
