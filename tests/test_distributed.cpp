@@ -18,6 +18,7 @@
 #include "cli_helpers.h"
 #include "minidl/checkpoint.h"
 #include "minidl/distributed.h"
+#include "minidl/layers.h"
 
 using namespace minidl;
 using minidl::test::data_flag;
@@ -144,6 +145,28 @@ TEST_CASE("2 processes on a global batch train what 1 process trains, in all thr
   // The same 2-process run twice gives the same bits.
   REQUIRE(train(2, common + " --save " + dir.file("again"), dir).status == 0);
   CHECK(largest_difference(dir.file("two-running"), dir.file("again")).first == 0.0);
+  // Dropout drops what one process drops (each process keeps its slice of the global batch's mask).
+  const std::string dropout = common + " --model dense:64,relu,dropout:0.3,bn,dense:10,softmax --save ";
+  REQUIRE(train(0, dropout + dir.file("one-dropout"), dir).status == 0);
+  REQUIRE(train(2, dropout + dir.file("two-dropout"), dir).status == 0);
+  CHECK(largest_difference(dir.file("one-dropout"), dir.file("two-dropout")).first <= 1e-5);
+}
+
+TEST_CASE("Dropout on a slice of the global batch keeps that slice of the global mask", "[distributed]") {
+  Dropout whole(0.4f, 7);
+  const Tensor first = whole.forward(Tensor::ones({6, 5})), second = whole.forward(Tensor::ones({6, 5}));
+  for (int shards : {2, 3})
+    for (int shard = 0; shard < shards; ++shard) {
+      Dropout part(0.4f, 7);
+      part.set_shard(shard, shards);
+      const int64_t rows = 6 / shards;
+      for (const Tensor& global : {first, second}) {  // the second step draws on from where the global one would
+        const Tensor mine = part.forward(Tensor::ones({rows, 5}));
+        INFO("shard " << shard << " of " << shards);
+        for (int64_t i = 0; i < mine.numel(); ++i) CHECK(mine.data()[i] == global.data()[shard * rows * 5 + i]);
+      }
+    }
+  CHECK_THROWS_WITH(whole.set_shard(2, 2), Catch::Contains("shard 2 of 2 is out of range"));
 }
 
 TEST_CASE("3 processes, oversubscribed, and a 2-process checkpoint resumed on 1", "[mpi]") {

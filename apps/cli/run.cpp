@@ -245,6 +245,7 @@ Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {
   optimizer = std::make_unique<Adam>(model->named_parameters(true), AdamOptions{.learning_rate = c.learning_rate});
   const int ranks = c.world ? c.world->size() : 1, rank = c.world ? c.world->rank() : 0;
   if (ranks > 1 && c.sync_batch_norm) synchronize_batch_norm(*model, c.world);
+  if (ranks > 1) shard_dropout(*model, rank, ranks);
   LoaderOptions lo = training_loader_options(
       *model, data.train, {.batch_size = c.batch_size, .shuffle = c.shuffle, .drop_last = c.drop_last, .seed = c.model.seed});
   lo.shard = rank, lo.shards = ranks;

@@ -74,7 +74,25 @@ Dropout::Dropout(float rate, uint64_t seed, std::string name)
 
 Tensor Dropout::forward(const Tensor& x) {
   if (!is_training() || rate_ == 0.0f) return x;
-  return dropout(x, rate_, generator_);
+  if (shards_ == 1) return dropout(x, rate_, generator_);
+  // The global batch's mask is drawn row after row: the slices before this process's, its own, those after.
+  const auto skip = [this](int64_t n) {
+    for (int64_t i = 0; i < n; ++i) generator_.uniform();
+  };
+  skip(shard_ * x.numel());
+  Tensor y = dropout(x, rate_, generator_);
+  skip((shards_ - 1 - shard_) * x.numel());
+  return y;
+}
+
+void Dropout::set_shard(int shard, int shards) {
+  if (shards < 1 || shard < 0 || shard >= shards)
+    fail("Dropout '", name(), "': shard ", shard, " of ", shards, " is out of range");
+  shard_ = shard, shards_ = shards;
+}
+
+int shard_dropout(Module& model, int shard, int shards) {
+  return for_each_module<Dropout>(model, [=](Dropout& d) { d.set_shard(shard, shards); });
 }
 
 }  // namespace minidl

@@ -187,11 +187,8 @@ Tensor BatchNormalization::forward(const Tensor& x) {
 }
 
 int synchronize_batch_norm(Module& model, Communicator* world) {
-  int count = 0;
-  if (auto* bn = dynamic_cast<BatchNormalization*>(&model)) bn->synchronize(world), ++count;
-  if (auto* moments = dynamic_cast<MomentsNormalization*>(&model)) moments->synchronize(world), ++count;
-  for (const auto& child : model.children()) count += synchronize_batch_norm(*child, world);
-  return count;
+  return for_each_module<BatchNormalization>(model, [world](BatchNormalization& bn) { bn.synchronize(world); }) +
+         for_each_module<MomentsNormalization>(model, [world](MomentsNormalization& m) { m.synchronize(world); });
 }
 
 }  // namespace minidl

@@ -176,13 +176,7 @@ void StopOnSignal::restore() {
 }
 
 int freeze_batch_norm_statistics(Module& model, bool frozen) {
-  int count = 0;
-  if (auto* bn = dynamic_cast<BatchNormalization*>(&model)) {
-    bn->freeze_statistics(frozen);
-    ++count;
-  }
-  for (const auto& child : model.children()) count += freeze_batch_norm_statistics(*child, frozen);
-  return count;
+  return for_each_module<BatchNormalization>(model, [frozen](BatchNormalization& bn) { bn.freeze_statistics(frozen); });
 }
 
 FreezeBatchNormStatistics::FreezeBatchNormStatistics(int last_epochs) : last_epochs_(last_epochs) {

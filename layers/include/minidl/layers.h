@@ -62,10 +62,15 @@ class Dropout : public Module {
   std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
   std::string type_name() const override { return "Dropout"; }
   float rate() const { return rate_; }
+  /// Data parallelism: this process's rows are slice `shard` of `shards` equal slices of the global batch. The
+  /// mask is then drawn for the whole global batch, as one process would draw it, and this slice of it kept: N
+  /// processes drop what one process drops.
+  void set_shard(int shard, int shards);
 
  private:
   float rate_;
   Generator generator_;
+  int shard_ = 0, shards_ = 1;
 };
 
 struct BatchNormalizationOptions {
@@ -204,5 +209,8 @@ class MomentsNormalization : public Module {
 /// Synchronises (world) or unsynchronises (nullptr) every BatchNormalization and MomentsNormalization in `model`;
 /// returns how many there are: `minidl train --bn-sync global` under mpirun.
 int synchronize_batch_norm(Module& model, Communicator* world);
+/// Tells every Dropout in `model` which slice of the global batch this process holds (Dropout::set_shard);
+/// returns how many there are.
+int shard_dropout(Module& model, int shard, int shards);
 
 }  // namespace minidl

@@ -186,4 +186,14 @@ class Sequential : public Module {
   Shape input_shape_;
 };
 
+/// Calls f on every module of type M in the tree under `model` (the model itself included), depth first; returns
+/// how many there are.
+template <class M, class F>
+int for_each_module(Module& model, F&& f) {
+  int count = 0;
+  if (auto* m = dynamic_cast<M*>(&model)) f(*m), ++count;
+  for (const auto& child : model.children()) count += for_each_module<M>(*child, f);
+  return count;
+}
+
 }  // namespace minidl
