@@ -85,6 +85,22 @@ TEST_CASE("10 steps, then resume to 20, equals 20 straight steps bit for bit", "
                      dir)
               .status == 0);
   CHECK(read_bytes(dir.file("resumed")) == read_bytes(dir.file("straight")));
+  // A cosine schedule spans the epochs, so a resumed run continues it: the same bits as the straight run, although
+  // the checkpoint's optimizer holds the decayed rate by then.
+  const std::string cosine = "train --lr-schedule cosine --lr 0.002 --epochs 2 " + data_flag();
+  REQUIRE(minidl_cli(cosine + " --save " + dir.file("cos-straight"), dir).status == 0);
+  REQUIRE(minidl_cli(cosine + " --steps 25 --save " + dir.file("cos-half"), dir).status == 0);
+  CHECK(std::stof(load_safetensors(dir.file("cos-half")).metadata.at("train.initial_learning_rate")) == 0.002f);
+  const Run cos_resumed = minidl_cli(cosine + " --resume " + dir.file("cos-half") + " --save " + dir.file("cos-half"), dir);
+  INFO(cos_resumed.err);
+  REQUIRE(cos_resumed.status == 0);
+  CHECK(read_bytes(dir.file("cos-half")) == read_bytes(dir.file("cos-straight")));
+  CHECK(std::stod(load_safetensors(dir.file("cos-straight")).metadata.at("optimizer.learning_rate")) < 1e-5);
+  const Run constant = minidl_cli("train --resume " + dir.file("cos-half") + " --lr-schedule constant " + data_flag(), dir);
+  CHECK(constant.status == 1);
+  CHECK_THAT(constant.err, Catch::Contains("--lr-schedule constant differs from the checkpoint"));
+  CHECK_THAT(minidl_cli("train --lr-schedule linear " + data_flag(), dir).err,
+             Catch::Contains("--lr-schedule must be constant or cosine, got 'linear'"));
   const Run contradiction = minidl_cli("train --resume " + dir.file("half") + " --norm none " + data_flag(), dir);
   CHECK(contradiction.status == 1);
   CHECK_THAT(contradiction.err, Catch::Contains("--norm none differs from the checkpoint") &&

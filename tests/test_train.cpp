@@ -180,6 +180,26 @@ TEST_CASE("EarlyStopping and LearningRateScheduler act as Keras's", "[train]") {
   CHECK_THROWS_WITH(EarlyStopping({.monitor = "val_acc"}), Catch::Contains("unknown monitor 'val_acc'"));
 }
 
+TEST_CASE("CosineDecay sets Keras's cosine learning rate before every step", "[train]") {
+  Pieces p(kDocumentModel, {.epochs = 1, .max_steps = 14});
+  auto decay = std::make_shared<CosineDecay>(0.01f, 10, 0.1f);
+  std::vector<float> used;
+  auto record = std::make_shared<LambdaCallback>();
+  record->step_end = [&](Trainer& t, const StepResult&) { used.push_back(t.optimizer().learning_rate()); };
+  p.trainer->add_callback(decay).add_callback(record);
+  p.trainer->fit();
+  REQUIRE(used.size() == 14);
+  for (int t = 0; t < 14; ++t) {  // Keras: initial · ((1 − alpha) · ½(1 + cos(π · min(t, 10) / 10)) + alpha)
+    const double expected = 0.01 * (0.9 * 0.5 * (1.0 + std::cos(M_PI * std::min(t, 10) / 10.0)) + 0.1);
+    INFO("step " << t);
+    CHECK(used[static_cast<size_t>(t)] == Approx(expected).epsilon(1e-6));
+  }
+  CHECK(used[0] == 0.01f);
+  CHECK(used[13] == Approx(0.001).epsilon(1e-6));  // alpha · initial after decay_steps
+  CHECK_THROWS_WITH(CosineDecay(0.01f, 0), Catch::Contains("decay_steps must be >= 1, got 0"));
+  CHECK_THROWS_WITH(CosineDecay(0.01f, 10, 2.0f), Catch::Contains("alpha must be in [0, 1], got 2"));
+}
+
 TEST_CASE("a training checkpoint resumes exactly, dropout masks included, with slots named by parameter", "[train]") {
   test::TempDir dir;
   const std::string d = "dense:32,relu,dropout:0.3,bn,dense:10,softmax";

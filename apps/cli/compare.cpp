@@ -225,6 +225,8 @@ int compare_command(int argc, char** argv) {
       "epochs", "epochs per run", cxxopts::value<int>()->default_value("5"))(
       "steps", "train every run for exactly this many steps, whatever its batch size (overrides --epochs)",
       cxxopts::value<int64_t>())("lr", "Adam learning rate", cxxopts::value<float>()->default_value("0.001"))(
+      "lr-schedule", "constant, or cosine: Keras's CosineDecay from --lr to 0 over each run's epochs",
+      cxxopts::value<std::string>()->default_value("constant"))(
       "eval-batch-sizes", "test batch sizes for the accuracy with batch statistics",
       cxxopts::value<std::string>()->default_value("32,1000"))(
       "recalibrate", "after training, also re-estimate the moving statistics from this many training samples "

@@ -34,6 +34,10 @@ void check_freeze_epochs(const RunConfig& r) {
 Metadata RunConfig::to_metadata() const {
   Metadata m = model.to_metadata();
   if (model.norm == NormMode::frozen) m["train.freeze_epochs"] = std::to_string(freeze_epochs);
+  if (cosine_decay) {  // the optimizer's own learning rate is the decayed one by the time it is saved
+    m["train.lr_schedule"] = "cosine";
+    m["train.initial_learning_rate"] = exact_text(learning_rate);
+  }
   m.merge(data.to_metadata());
   return m;
 }
@@ -151,6 +155,10 @@ RunConfig run_config_from_flags(const cxxopts::ParseResult& f, const Dataset& tr
   r.max_steps = flag<int64_t>(f, "steps", -1);
   r.batch_size = flag<int64_t>(f, "batch-size", 32);
   r.learning_rate = flag<float>(f, "lr", 1e-3f);
+  const std::string schedule = flag<std::string>(f, "lr-schedule", "constant");
+  if (schedule != "constant" && schedule != "cosine")
+    fail("--lr-schedule must be constant or cosine, got '", schedule, "'");
+  r.cosine_decay = schedule == "cosine";
   r.shuffle = !flag<bool>(f, "no-shuffle", false);
   r.drop_last = flag<bool>(f, "drop-last", false);
   r.eval_batch_size = flag<int64_t>(f, "eval-batch-size", 32);
@@ -186,6 +194,12 @@ RunConfig resumed_run_config(const cxxopts::ParseResult& f, const Checkpoint& ch
     saved.eval_batch_size = m.integer("trainer.validation_batch_size", 1, int64_t{1} << 40);
   saved.data = data_spec_for(f, upgraded.metadata, path, false);
   if (m.has("train.freeze_epochs")) saved.freeze_epochs = static_cast<int>(m.integer("train.freeze_epochs", 0, 1 << 30));
+  if (m.has("train.lr_schedule")) {
+    if (m.text("train.lr_schedule") != "cosine")
+      fail("checkpoint '", path, "': train.lr_schedule is '", m.text("train.lr_schedule"), "', expected cosine");
+    saved.cosine_decay = true;
+    saved.learning_rate = static_cast<float>(m.number("train.initial_learning_rate", 0.0, 1e30));
+  }
 
   // Flags the checkpoint fixes may be repeated with the same value (the same command line resumes), never
   // changed. Their values are read as a fresh run would read them, here with the checkpoint's data shapes.
@@ -214,6 +228,8 @@ RunConfig resumed_run_config(const cxxopts::ParseResult& f, const Checkpoint& ch
   check("seed", f.count("seed"), static_cast<int64_t>(given.model.seed), static_cast<int64_t>(saved.model.seed));
   check("batch-size", f.count("batch-size"), given.batch_size, saved.batch_size);
   check("lr", f.count("lr"), given.learning_rate, saved.learning_rate);
+  check("lr-schedule", f.count("lr-schedule"), std::string(given.cosine_decay ? "cosine" : "constant"),
+        std::string(saved.cosine_decay ? "cosine" : "constant"));
   check("no-shuffle", f.count("no-shuffle"), !given.shuffle, !saved.shuffle);
   check("drop-last", f.count("drop-last"), given.drop_last, saved.drop_last);
   if (m.has("data.train")) {
@@ -259,6 +275,8 @@ Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {
                                                      .validation_batch_size = c.eval_batch_size, .communicator = c.world});
   if (ranks > 1) trainer->add_callback(std::make_shared<AllReduceGradients>(*c.world));
   if (c.model.norm == NormMode::frozen) trainer->add_callback(std::make_shared<FreezeBatchNormStatistics>(c.freeze_epochs));
+  if (c.cosine_decay)
+    trainer->add_callback(std::make_shared<CosineDecay>(c.learning_rate, c.epochs * loader->batches_per_epoch()));
 }
 
 DatasetSplits load_logged(const DataSpec& spec) {

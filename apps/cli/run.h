@@ -19,7 +19,10 @@ struct RunConfig {
   int epochs = 5;
   int64_t max_steps = -1;  ///< -1: no limit
   int64_t batch_size = 32;
-  float learning_rate = 1e-3f;
+  float learning_rate = 1e-3f;  ///< the initial one, with a schedule
+  /// --lr-schedule cosine: Keras's CosineDecay from learning_rate to 0 over all the epochs (--steps only stops
+  /// early); the checkpoint records it, so a resumed run continues the same schedule.
+  bool cosine_decay = false;
   bool shuffle = true;
   bool drop_last = false;
   int64_t eval_batch_size = 32;

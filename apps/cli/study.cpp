@@ -132,7 +132,8 @@ nlohmann::ordered_json json(const StudySettings& s, const std::vector<RunResult>
   nlohmann::ordered_json settings = {
       {"model", b.model.description}, {"modes", nlohmann::json::array()}, {"batch_sizes", s.batch_sizes},
       {"seeds", s.seeds}, {"epochs", b.epochs}, {"steps", s.steps < 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(s.steps)},
-      {"learning_rate", b.learning_rate}, {"optimizer", "Adam (Keras defaults)"},
+      {"learning_rate", b.learning_rate}, {"lr_schedule", b.cosine_decay ? "cosine" : "constant"},
+      {"optimizer", "Adam (Keras defaults)"},
       {"momentum", b.model.momentum ? nlohmann::ordered_json(*b.model.momentum) : nlohmann::ordered_json("mode default")},
       {"epsilon", b.model.epsilon}, {"virtual_batch_size", b.model.ghost_batch_size()}, {"groups", b.model.group_count()},
       {"renorm_momentum", b.model.renorm_momentum}, {"rmax", number(b.model.rmax)}, {"rmin", number(b.model.rmin)},

@@ -17,6 +17,8 @@ int train_command(int argc, char** argv) {
   options.add_options()("epochs", "epochs in all", cxxopts::value<int>()->default_value("5"))(
       "batch-size", "training batch size", cxxopts::value<int64_t>()->default_value("32"))(
       "lr", "Adam learning rate", cxxopts::value<float>()->default_value("0.001"))(
+      "lr-schedule", "constant, or cosine: Keras's CosineDecay from --lr to 0 over all the epochs",
+      cxxopts::value<std::string>()->default_value("constant"))(
       "steps", "stop after this many optimizer steps in all", cxxopts::value<int64_t>()->default_value("-1"))(
       "no-shuffle", "keep file order instead of a fresh permutation each epoch")(
       "drop-last", "drop the partial last batch of each epoch (by default it is kept, unless it is too small for "

@@ -121,6 +121,24 @@ void LearningRateScheduler::on_epoch_begin(Trainer& trainer) {
   optimizer.set_learning_rate(schedule_(static_cast<int>(trainer.epoch()) - 1, optimizer.learning_rate()));
 }
 
+CosineDecay::CosineDecay(float initial_learning_rate, int64_t decay_steps, float alpha)
+    : initial_(initial_learning_rate), alpha_(alpha), decay_steps_(decay_steps) {
+  if (!(initial_learning_rate >= 0.0f) || !std::isfinite(initial_learning_rate))
+    fail("CosineDecay: the initial learning rate must be a finite number >= 0, got ", initial_learning_rate);
+  if (decay_steps < 1) fail("CosineDecay: decay_steps must be >= 1, got ", decay_steps);
+  if (!(alpha >= 0.0f && alpha <= 1.0f)) fail("CosineDecay: alpha must be in [0, 1], got ", alpha);
+}
+
+float CosineDecay::learning_rate(int64_t step) const {
+  const double done = static_cast<double>(std::min(std::max<int64_t>(step, 0), decay_steps_));
+  const double cosine = 0.5 * (1.0 + std::cos(M_PI * done / static_cast<double>(decay_steps_)));
+  return static_cast<float>(initial_ * ((1.0 - alpha_) * cosine + alpha_));
+}
+
+void CosineDecay::on_after_backward(Trainer& trainer) {
+  trainer.optimizer().set_learning_rate(learning_rate(trainer.steps_done()));
+}
+
 namespace {
 // Signal state is process-wide: the handler may only touch a sig_atomic_t and call async-signal-safe functions.
 volatile std::sig_atomic_t g_stop_signal = 0;

@@ -1,5 +1,5 @@
-// Callbacks for the Trainer, as Keras's: a progress bar, checkpoints, early stopping, a learning-rate
-// schedule, a clean stop on SIGINT/SIGTERM, and one made of lambdas.
+// Callbacks for the Trainer, as Keras's: a progress bar, checkpoints, early stopping, learning-rate
+// schedules, a clean stop on SIGINT/SIGTERM, data parallelism, and one made of lambdas.
 #pragma once
 
 #include <functional>
@@ -81,6 +81,21 @@ class LearningRateScheduler : public Callback {
 
  private:
   std::function<float(int, float)> schedule_;
+};
+
+/// Keras's CosineDecay schedule (tf.keras.optimizers.schedules), set before every optimizer step: step t (the
+/// steps done before it, counted from 0) trains with
+///   initial · ((1 − alpha) · ½ · (1 + cos(π · min(t, decay_steps) / decay_steps)) + alpha).
+class CosineDecay : public Callback {
+ public:
+  CosineDecay(float initial_learning_rate, int64_t decay_steps, float alpha = 0.0f);
+  void on_after_backward(Trainer& trainer) override;
+  /// The learning rate of step t.
+  float learning_rate(int64_t step) const;
+
+ private:
+  double initial_, alpha_;
+  int64_t decay_steps_;
 };
 
 /// Stops training cleanly on SIGINT or SIGTERM: the step under way finishes, then the Trainer stops (no
