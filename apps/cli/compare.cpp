@@ -205,6 +205,7 @@ std::vector<RunResult> run_grid(const StudySettings& s, const DatasetSplits& dat
   if (error) std::rethrow_exception(error);
   return results;
 }
+
 // The footnote's sentence on data parallelism (empty in one process).
 std::string parallel_note(const StudySettings& s) {
   if (s.processes == 1) return "";
