@@ -102,7 +102,8 @@ TEST_CASE("sums give every process the same bits, and agree() tells equal values
   if (!can_run()) return;
   TempDir dir;
   for (int ranks : {2, 3}) {
-    const Run r = shell(mpirun(ranks) + std::filesystem::read_symlink("/proc/self/exe").string() + " --use-colour no \"[mpi-child]\"", dir);
+    const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+    const Run r = shell(mpirun(ranks) + self + " --use-colour no \"[mpi-child]\"", dir);
     INFO(ranks << " processes: " << r.out << r.err);
     CHECK(r.status == 0);
     CHECK_THAT(r.out, Catch::Contains("All tests passed (7 assertions in 1 test case)"));

@@ -56,8 +56,8 @@ TEST_CASE("compare runs the grid: long-format CSV, numeric JSON with every setti
   REQUIRE(r.status == 0);
   std::vector<std::string> header;
   const std::vector<Row> rows = read_csv(dir.file("out/compare.csv"), &header);
-  CHECK(header == std::vector<std::string>{"mode", "bn_sync", "batch_size", "seed", "epoch", "steps", "seconds", "train_loss",
-                                           "train_accuracy", "test_accuracy", "test_accuracy_recalibrated",
+  CHECK(header == std::vector<std::string>{"mode", "bn_sync", "batch_size", "seed", "epoch", "steps", "seconds",
+                                           "train_loss", "train_accuracy", "test_accuracy", "test_accuracy_recalibrated",
                                            "test_accuracy_batch_stats_32", "test_accuracy_batch_stats_1000",
                                            "train_test_gap", "moving_mean_gap", "moving_variance_gap",
                                            "recalibrated_mean_gap", "recalibrated_variance_gap"});
