@@ -236,9 +236,10 @@ void AllReduceGradients::on_after_backward(Trainer& trainer) {
 
 void AllReduceGradients::on_epoch_end(Trainer& trainer, const EpochLogs& logs) {
   if (world_.size() < 2) return;
+  if (parameters_.empty()) on_train_begin(trainer);
   // FNV-1a over the parameters' bytes: one number that differs when any bit does.
   uint64_t hash = 14695981039346656037ull;
-  for (const Tensor& p : trainer.model().parameters()) {
+  for (const Tensor& p : parameters_) {
     const auto* bytes = reinterpret_cast<const unsigned char*>(p.data());
     const size_t size = static_cast<size_t>(p.numel()) * sizeof(float);
     for (size_t i = 0; i < size; ++i) hash = (hash ^ bytes[i]) * 1099511628211ull;

@@ -142,8 +142,8 @@ int freeze_batch_norm_statistics(Module& model, bool frozen);
 /// parameter's gradient over `world`'s processes — packed into one contiguous buffer, one sum (Horovod's tensor
 /// fusion; the buffer is Communicator::reduction_buffer, shared memory when the processes share a machine). Each
 /// process's loss is the mean over its equal slice of the global batch, so the average is the gradient of the
-/// global batch's mean loss. At each epoch's end it checks that every process holds the same
-/// parameters, bit for bit, and throws if not. Does nothing in a world of one.
+/// global batch's mean loss. At each epoch's end it checks that every process holds the same parameters, bit for
+/// bit, and throws if not. Does nothing in a world of one.
 class AllReduceGradients : public Callback {
  public:
   explicit AllReduceGradients(Communicator& world) : world_(world) {}
