@@ -210,9 +210,13 @@ Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> size, std::array<int64
     const Shape in = ctx.input(0).shape();
     const int64_t c = in[3];
     const float *g = ctx.grad_output().data(), *pw = winner.data();
-    float* dx = ctx.grad(0);
+    bool fresh = false;
+    float* dx = ctx.grad_for_write(0, &fresh);
+    const int64_t image = in[1] * in[2] * c;
     internal::parallel_for(in[0], w.out_h * w.out_w * c, [&](int64_t n0, int64_t n1) {
-      for (int64_t n = n0; n < n1; ++n)
+      for (int64_t n = n0; n < n1; ++n) {
+        // A fresh gradient is zeroed here, an image at a time, while it is in this core's cache.
+        if (fresh) std::fill_n(dx + n * image, image, 0.0f);
         for (int64_t oh = 0; oh < w.out_h; ++oh)
           for (int64_t ow = 0; ow < w.out_w; ++ow) {
             const int64_t o = ((n * w.out_h + oh) * w.out_w + ow) * c;
@@ -223,6 +227,7 @@ Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> size, std::array<int64
               dx[((n * in[1] + ih) * in[2] + iw) * c + q] += g[o + q];
             }
           }
+      }
     });
   });
 }
@@ -252,9 +257,12 @@ Tensor avg_pool2d(const Tensor& x, std::array<int64_t, 2> size, std::array<int64
     const Shape in = ctx.input(0).shape();
     const int64_t c = in[3];
     const float* g = ctx.grad_output().data();
-    float* dx = ctx.grad(0);
+    bool fresh = false;
+    float* dx = ctx.grad_for_write(0, &fresh);
+    const int64_t image = in[1] * in[2] * c;
     internal::parallel_for(in[0], w.out_h * w.out_w * w.kh * w.kw * c, [&](int64_t n0, int64_t n1) {
-      for (int64_t n = n0; n < n1; ++n)
+      for (int64_t n = n0; n < n1; ++n) {
+        if (fresh) std::fill_n(dx + n * image, image, 0.0f);  // as max pooling's
         for (int64_t oh = 0; oh < w.out_h; ++oh)
           for (int64_t ow = 0; ow < w.out_w; ++ow) {
             const Clip r = clip(w, in, oh, ow);
@@ -266,6 +274,7 @@ Tensor avg_pool2d(const Tensor& x, std::array<int64_t, 2> size, std::array<int64
                 for (int64_t q = 0; q < c; ++q) d[q] += go[q] * scale;
               }
           }
+      }
     });
   });
 }
