@@ -1,6 +1,6 @@
 // Tests of minidl's matrix product (core/src/gemm.cpp): every micro-kernel this CPU has and every path of the
 // driver (B read in place or packed, a transposed A packed or read in place, partial tiles, several depth
-// blocks, accumulation, k = 0) against a double-precision reference; the threaded shapes for every transpose;
+// blocks, depth cut into parts, accumulation, k = 0) against a double-precision reference; the threaded shapes for every transpose;
 // accumulation into a bias; and bit-identical results for 1 and 2 threads.
 #include <omp.h>
 
@@ -86,9 +86,10 @@ TEST_CASE("threaded matrix products equal a double-precision reference for every
 
 TEST_CASE("every micro-kernel this CPU has, on every path of the driver, equals the reference", "[linalg]") {
   // (m, n, k): one element; partial tiles in both directions; k·n below and above the in-place limit for B;
-  // a transposed A wide enough to be packed; several depth blocks.
+  // a transposed A wide enough to be packed; several depth blocks; a small result of a long product, whose depth
+  // is cut into parts summed apart (and whose B, one panel of the widest kernel, is read in place).
   const std::vector<std::tuple<int64_t, int64_t, int64_t>> shapes = {
-      {1, 1, 1}, {13, 33, 7}, {37, 70, 300}, {50, 200, 700}, {25, 1100, 129}, {200, 130, 600}};
+      {1, 1, 1}, {13, 33, 7}, {37, 70, 300}, {50, 200, 700}, {25, 1100, 129}, {200, 130, 600}, {9, 32, 9000}};
   const std::string detected = internal::gemm_kernel_name();
   int kernels = 0;
   for (const char* kernel : {"avx512", "avx2", "portable"}) {

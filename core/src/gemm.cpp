@@ -166,7 +166,7 @@ void pack_a_transposed(const MatrixArg& a, int64_t i0, int64_t rows, float* out)
 }
 
 // Grow-only scratch, reused across calls: a training step allocates nothing here after its first.
-thread_local std::vector<float> t_packed_b, t_packed_a;
+thread_local std::vector<float> t_packed_b, t_packed_a, t_partial;
 float* scratch(std::vector<float>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
   return v.data();
@@ -174,11 +174,12 @@ float* scratch(std::vector<float>& v, int64_t n) {
 
 // The product with one kernel shape. Blocking: KC of depth (a B micro-panel stays in L1 while the row tiles
 // stream), MC rows per work item. op(B) is packed into NR-column panels once, by all threads together — unless it
-// is a row-major block small enough to stay in L2, which the kernel then reads in place (at training's small batches
-// packing it costs about what a second core saves). Work items are (row block, column panel), row-block-major, so
-// that a row block of A stays in L2 across its panels (panel-major order streamed A from L3 once per panel: 80
-// instead of 125 GF/s for xᵀ·g at 1024). Thread t of T takes items [items·t/T, items·(t+1)/T): contiguous rows, the
-// same every step. Which thread computes an item never changes what it computes.
+// is a row-major block small enough to stay in L2, or a single panel (already the packed layout), which the kernel
+// then reads in place (at training's small batches packing it costs about what a second core saves). Work items are
+// (depth part, row block, column panel), row-block-major, so that a row block of A stays in L2 across its panels
+// (panel-major order streamed A from L3 once per panel: 80 instead of 125 GF/s for xᵀ·g at 1024). Thread t of T
+// takes items [items·t/T, items·(t+1)/T): contiguous rows, the same every step. Which thread computes an item never
+// changes what it computes.
 template <int MR, int NR, bool kTransposed>
 void product(Kernel<kTransposed> kernel, const MatrixArg& a, const MatrixArg& b, float* c, bool accumulate,
              bool threaded) {
@@ -190,15 +191,25 @@ void product(Kernel<kTransposed> kernel, const MatrixArg& a, const MatrixArg& b,
   constexpr int64_t kMaxKC = kTransposed ? 128 : 256, kMaxMC = 16 * MR, kInPlaceFloats = 1 << 17;  // 512 KB
   const int64_t k_blocks = (k + kMaxKC - 1) / kMaxKC, KC = (k + k_blocks - 1) / k_blocks;
   const int64_t row_blocks = (m + kMaxMC - 1) / kMaxMC, MC = ((m + row_blocks - 1) / row_blocks + MR - 1) / MR * MR;
-  const int64_t panels = (n + NR - 1) / NR, items = panels * row_blocks;
-  const bool in_place = !b.transposed && k * n <= kInPlaceFloats;
+  const int64_t panels = (n + NR - 1) / NR;
+  const bool in_place = !b.transposed && (k * n <= kInPlaceFloats || panels == 1);
   // A transposed A is read a cache line per depth step; where each row block serves several panels, it is packed
   // once per block (all of its depth) into contiguous, zero-padded panels instead (xᵀ·g at 1024: 80 -> 125 GF/s).
   // Packing also where a block serves one or two panels was slower on every shape measured (a convolution's
   // kernel gradient 5.5 -> 7.1 ms), alternating both rules in one process.
   const bool pack_a = kTransposed && panels >= 4;
+  // A small result of a long product (a convolution's kernel gradient: 9 × 32 over 86,528 rows) has too few items
+  // to share: its depth is cut into `parts`, each summed into its own copy of C, and the copies are then added in
+  // order. The cut depends on the shape alone, so the sums do not depend on the thread count.
+  constexpr int64_t kMinItems = 8, kMinPartBlocks = 8, kMaxPartFloats = 1 << 16;
+  const int64_t tiles = panels * row_blocks;
+  const int64_t parts = pack_a || tiles >= kMinItems || m * n > kMaxPartFloats
+                            ? 1
+                            : std::clamp<int64_t>(k_blocks / kMinPartBlocks, 1, (kMinItems + tiles - 1) / tiles);
+  const int64_t items = parts * tiles;
   const int64_t panel_stride = KC * NR;  // one packed panel of one depth block
   float* packed_b = in_place ? nullptr : scratch(t_packed_b, k_blocks * panels * panel_stride);
+  float* partial = parts > 1 ? scratch(t_partial, parts * m * n) : nullptr;
 #pragma omp parallel if (threaded)
   {
     if (!in_place) {
@@ -214,25 +225,36 @@ void product(Kernel<kTransposed> kernel, const MatrixArg& a, const MatrixArg& b,
     float* packed_a = pack_a ? scratch(t_packed_a, MC * k) : nullptr;
     int64_t packed_block = -1;
     for (int64_t item = items * t / threads; item < items * (t + 1) / threads; ++item) {
-      const int64_t p = item % panels, i0 = item / panels * MC, rows = std::min(MC, m - i0);
+      const int64_t part = item / tiles, p = item % panels, i0 = item % tiles / panels * MC, rows = std::min(MC, m - i0);
       if (pack_a && packed_block != i0) pack_a_transposed<MR>(a, i0, rows, packed_a), packed_block = i0;
       const int64_t j0 = p * NR, cols = std::min<int64_t>(NR, n - j0);
-      for (int64_t q = 0; q < k_blocks; ++q) {
+      const int64_t q0 = k_blocks * part / parts, q1 = k_blocks * (part + 1) / parts;
+      float* out = parts > 1 ? partial + part * m * n : c;
+      for (int64_t q = q0; q < q1; ++q) {
         const int64_t p0 = q * KC, kc = std::min(KC, k - p0);
-        const bool add = accumulate || q > 0;
+        const bool add = (accumulate && parts == 1) || q > q0;
         const float* bp = in_place ? b.data + p0 * b.cols + j0 : packed_b + (q * panels + p) * panel_stride;
         const int64_t ldb = in_place ? b.cols : NR;
         for (int64_t ir = 0; ir < rows; ir += MR) {
           const int64_t i = i0 + ir;  // op(A)'s tile: rows i.., depth p0..
           if (pack_a) {
             const float* at = packed_a + ir * k + p0 * MR;
-            kernel(kc, ARows<kTransposed>{at, MR, std::min<int64_t>(MR, rows - ir), true}, bp, ldb, c + i * n + j0, n,
-                   add, cols);
+            kernel(kc, ARows<kTransposed>{at, MR, std::min<int64_t>(MR, rows - ir), true}, bp, ldb, out + i * n + j0,
+                   n, add, cols);
             continue;
           }
           const float* at = kTransposed ? a.data + p0 * a.cols + i : a.data + i * a.cols + p0;
-          kernel(kc, ARows<kTransposed>{at, a.cols, rows - ir}, bp, ldb, c + i * n + j0, n, add, cols);
+          kernel(kc, ARows<kTransposed>{at, a.cols, rows - ir}, bp, ldb, out + i * n + j0, n, add, cols);
         }
+      }
+    }
+    if (parts > 1) {
+#pragma omp barrier
+#pragma omp for schedule(static)
+      for (int64_t e = 0; e < m * n; ++e) {
+        float sum = accumulate ? c[e] : 0.0f;
+        for (int64_t part = 0; part < parts; ++part) sum += partial[part * m * n + e];
+        c[e] = sum;
       }
     }
   }
