@@ -24,20 +24,23 @@ bool started_by_mpirun() {
 }
 
 #ifdef MINIDL_MPI
-// reduction_buffer's memory when every process runs on one machine: one window the processes share, of size + 1
-// slots of `stride` floats — slot r holds rank r's values, the last one the sums.
+// reduction_buffer's memory when every process runs on one machine: one window the processes share, of two sets
+// of `size` slots of `stride` floats — slot r of a set holds rank r's values. Sums alternate between the sets, so
+// a process that has summed one set may fill the other while the rest still read the first: one barrier a sum.
 struct SharedSlots {
   bool decided = false, shared = false;  // whether every process shares memory (decided on first use)
   MPI_Comm node = MPI_COMM_NULL;
   MPI_Win window = MPI_WIN_NULL;
   float* base = nullptr;
   int64_t stride = 0;
+  int set = 0;  // the set the next sum fills
+  float* slot(int s, int rank, int size) const { return base + (static_cast<int64_t>(s) * size + rank) * stride; }
 
   void release() {
     if (window == MPI_WIN_NULL) return;
     MPI_Win_unlock_all(window);
     MPI_Win_free(&window);
-    base = nullptr, stride = 0;
+    base = nullptr, stride = 0, set = 0;
   }
   // Every process's writes to the window are seen by every other after this (MPI's unified memory model).
   void fence() const {
@@ -129,7 +132,7 @@ float* Communicator::reduction_buffer(int64_t n) {
     if (n > g_slots.stride) {  // every rank asks for the same n, so every rank reallocates together
       g_slots.release();
       const int64_t stride = (n + 15) / 16 * 16;  // slots on separate cache lines
-      const MPI_Aint bytes = rank_ == 0 ? static_cast<MPI_Aint>((size_ + 1) * stride * sizeof(float)) : 0;
+      const MPI_Aint bytes = rank_ == 0 ? static_cast<MPI_Aint>(2 * size_ * stride * sizeof(float)) : 0;
       void* mine = nullptr;
       MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, g_slots.node, &mine, &g_slots.window);
       MPI_Aint size = 0;
@@ -138,7 +141,7 @@ float* Communicator::reduction_buffer(int64_t n) {
       MPI_Win_lock_all(MPI_MODE_NOCHECK, g_slots.window);
       g_slots.stride = stride;
     }
-    return g_slots.base + rank_ * g_slots.stride;
+    return g_slots.slot(g_slots.set, rank_, size_);
   }
 #endif
   private_buffer_.resize(static_cast<size_t>(n));
@@ -150,15 +153,19 @@ const float* Communicator::sum_reduction_buffer(int64_t n) {
   if (size_ > 1 && g_slots.shared) {
     if (n > g_slots.stride) fail("Communicator::sum_reduction_buffer(", n, "): reduction_buffer holds ", g_slots.stride);
     g_slots.fence();  // every process has written its slot
-    // This process's share of the elements, summed over the slots in rank order.
-    const int64_t begin = n * rank_ / size_, end = n * (rank_ + 1) / size_;
-    float* sums = g_slots.base + size_ * g_slots.stride;
-    std::copy(g_slots.base + begin, g_slots.base + end, sums + begin);
+    // Every process sums all the slots in rank order, into its own memory: the same operands in the same order
+    // give the same bits everywhere. (Summing a share each and reading the others' shares took a second barrier,
+    // which cost more than the pass it saved.) No process writes this set again before every process has passed
+    // the next sum's barrier, by which time each has finished reading it.
+    const int set = g_slots.set;
+    g_slots.set ^= 1;
+    summed_.resize(static_cast<size_t>(n));
+    float* sums = summed_.data();
+    std::copy_n(g_slots.slot(set, 0, size_), n, sums);
     for (int r = 1; r < size_; ++r) {
-      const float* slot = g_slots.base + r * g_slots.stride;
-      for (int64_t i = begin; i < end; ++i) sums[i] += slot[i];
+      const float* __restrict slot = g_slots.slot(set, r, size_);
+      for (int64_t i = 0; i < n; ++i) sums[i] += slot[i];
     }
-    g_slots.fence();  // every share is summed
     return sums;
   }
 #endif

@@ -27,8 +27,8 @@ class Communicator {
   /// The fused sum for large buffers of floats, without copies: fill the `n` floats reduction_buffer(n) returns
   /// on every rank, then sum_reduction_buffer(n) returns their sums, which every rank reads (valid until the next
   /// call of either). When every process runs on one machine the buffers are memory they all share, and each
-  /// process adds its share of the elements over the buffers in rank order: the sums cost two barriers and one
-  /// pass over the data, and are the same bits everywhere by construction. Across machines it is an
+  /// process adds them up in rank order: the sums cost one barrier and one pass over the buffers, and are the
+  /// same bits everywhere by construction. Across machines it is an
   /// MPI_Allreduce of a private buffer. Both calls are collectives (every rank, the same n).
   float* reduction_buffer(int64_t n);
   const float* sum_reduction_buffer(int64_t n);
@@ -46,6 +46,7 @@ class Communicator {
   void sum_any(T* values, int64_t n);
   int rank_ = 0, size_ = 1;
   std::vector<float> private_buffer_;  // reduction_buffer's when memory is not shared
+  std::vector<float> summed_;          // sum_reduction_buffer's result when it is
 };
 
 }  // namespace minidl
