@@ -148,31 +148,46 @@ float* Communicator::reduction_buffer(int64_t n) {
   return private_buffer_.data();
 }
 
-const float* Communicator::sum_reduction_buffer(int64_t n) {
+void Communicator::sum_reduction_buffer(std::span<const std::span<float>> out, float scale) {
+  int64_t n = 0;
+  for (const std::span<float> part : out) n += static_cast<int64_t>(part.size());
 #ifdef MINIDL_MPI
   if (size_ > 1 && g_slots.shared) {
     if (n > g_slots.stride) fail("Communicator::sum_reduction_buffer(", n, "): reduction_buffer holds ", g_slots.stride);
     g_slots.fence();  // every process has written its slot
-    // Every process sums all the slots in rank order, into its own memory: the same operands in the same order
-    // give the same bits everywhere. (Summing a share each and reading the others' shares took a second barrier,
-    // which cost more than the pass it saved.) No process writes this set again before every process has passed
-    // the next sum's barrier, by which time each has finished reading it.
+    // Every process sums all the slots in rank order, straight into `out`: the same operands in the same order
+    // give the same bits everywhere. (Summing a share each and reading the others' shares took a second barrier
+    // and a copy, which cost more than the pass they saved.) No process writes this set again before every
+    // process has passed the next sum's barrier, by which time each has finished reading it.
     const int set = g_slots.set;
     g_slots.set ^= 1;
-    summed_.resize(static_cast<size_t>(n));
-    float* sums = summed_.data();
-    std::copy_n(g_slots.slot(set, 0, size_), n, sums);
-    for (int r = 1; r < size_; ++r) {
-      const float* __restrict slot = g_slots.slot(set, r, size_);
-      for (int64_t i = 0; i < n; ++i) sums[i] += slot[i];
+    int64_t offset = 0;
+    for (const std::span<float> part : out) {
+      // In blocks that stay in L1 across the slots.
+      constexpr int64_t kBlock = 2048;
+      for (int64_t b = 0; b < static_cast<int64_t>(part.size()); b += kBlock) {
+        const int64_t len = std::min<int64_t>(kBlock, static_cast<int64_t>(part.size()) - b);
+        float* __restrict o = part.data() + b;
+        std::copy_n(g_slots.slot(set, 0, size_) + offset + b, len, o);
+        for (int r = 1; r < size_; ++r) {
+          const float* __restrict slot = g_slots.slot(set, r, size_) + offset + b;
+          for (int64_t i = 0; i < len; ++i) o[i] += slot[i];
+        }
+        for (int64_t i = 0; i < len; ++i) o[i] *= scale;
+      }
+      offset += static_cast<int64_t>(part.size());
     }
-    return sums;
+    return;
   }
 #endif
   if (n > static_cast<int64_t>(private_buffer_.size()))
     fail("Communicator::sum_reduction_buffer(", n, "): reduction_buffer holds ", private_buffer_.size());
   sum(private_buffer_.data(), n);
-  return private_buffer_.data();
+  const float* sums = private_buffer_.data();
+  for (const std::span<float> part : out) {
+    std::transform(sums, sums + part.size(), part.data(), [scale](float v) { return v * scale; });
+    sums += part.size();
+  }
 }
 
 bool Communicator::agree(uint64_t value) {

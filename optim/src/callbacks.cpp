@@ -224,14 +224,12 @@ void AllReduceGradients::on_after_backward(Trainer& trainer) {
       std::fill_n(at, n, 0.0f);
     at += n;
   }
-  const float* sums = world_.sum_reduction_buffer(total_);
-  const float scale = 1.0f / static_cast<float>(world_.size());
+  grads_.clear();  // (keeps its capacity: nothing is allocated per step)
   for (Tensor& p : parameters_) {
-    if (!p.grad().defined()) p.impl().grad = Tensor::zeros(p.shape()).impl_ptr();
-    const int64_t n = p.numel();
-    std::transform(sums, sums + n, p.grad().data(), [scale](float v) { return v * scale; });
-    sums += n;
+    if (!p.grad().defined()) p.impl().grad = Tensor::empty(p.shape()).impl_ptr();
+    grads_.emplace_back(p.grad().data(), static_cast<size_t>(p.numel()));
   }
+  world_.sum_reduction_buffer(grads_, 1.0f / static_cast<float>(world_.size()));
 }
 
 void AllReduceGradients::on_epoch_end(Trainer& trainer, const EpochLogs& logs) {

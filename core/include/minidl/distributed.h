@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -25,13 +26,14 @@ class Communicator {
   void sum(double* values, int64_t n);
   void sum(float* values, int64_t n);
   /// The fused sum for large buffers of floats, without copies: fill the `n` floats reduction_buffer(n) returns
-  /// on every rank, then sum_reduction_buffer(n) returns their sums, which every rank reads (valid until the next
-  /// call of either). When every process runs on one machine the buffers are memory they all share, and each
-  /// process adds them up in rank order: the sums cost one barrier and one pass over the buffers, and are the
-  /// same bits everywhere by construction. Across machines it is an
-  /// MPI_Allreduce of a private buffer. Both calls are collectives (every rank, the same n).
+  /// on every rank, then sum_reduction_buffer(out, scale) writes scale × their sums into `out` — consecutive spans
+  /// that hold the n results in order (a model's gradients, each in its own tensor). When every process runs on
+  /// one machine the buffers are memory they all share, and each process adds them up in rank order straight into
+  /// `out`: the sums cost one barrier and one pass over the buffers, and are the same bits everywhere by
+  /// construction. Across machines it is an MPI_Allreduce of a private buffer. Both calls are collectives (every
+  /// rank, the same n).
   float* reduction_buffer(int64_t n);
-  const float* sum_reduction_buffer(int64_t n);
+  void sum_reduction_buffer(std::span<const std::span<float>> out, float scale = 1.0f);
   /// Whether every rank passed the same value (a collective: every rank must call it).
   bool agree(uint64_t value);
   /// Ends every rank's process: prints "rank R: message" and calls MPI_Abort with `code` (a world of one exits).
@@ -46,7 +48,6 @@ class Communicator {
   void sum_any(T* values, int64_t n);
   int rank_ = 0, size_ = 1;
   std::vector<float> private_buffer_;  // reduction_buffer's when memory is not shared
-  std::vector<float> summed_;          // sum_reduction_buffer's result when it is
 };
 
 }  // namespace minidl

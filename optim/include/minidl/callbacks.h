@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -155,6 +156,7 @@ class AllReduceGradients : public Callback {
   Communicator& world_;
   std::vector<Tensor> parameters_;  // the model's trainable parameters, taken once per fit
   int64_t total_ = 0;               // their elements
+  std::vector<std::span<float>> grads_;  // where the averaged gradients go, rebuilt each step
 };
 
 /// A callback made of functions (Keras's LambdaCallback); unset ones do nothing.
