@@ -154,8 +154,8 @@ class AllReduceGradients : public Callback {
 
  private:
   Communicator& world_;
-  std::vector<Tensor> parameters_;  // the model's trainable parameters, taken once per fit
-  int64_t total_ = 0;               // their elements
+  std::vector<Tensor> parameters_;       // the model's trainable parameters, taken once per fit
+  int64_t total_ = 0;                    // their elements
   std::vector<std::span<float>> grads_;  // where the averaged gradients go, rebuilt each step
 };
 
