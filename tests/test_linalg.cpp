@@ -87,9 +87,11 @@ TEST_CASE("threaded matrix products equal a double-precision reference for every
 TEST_CASE("every micro-kernel this CPU has, on every path of the driver, equals the reference", "[linalg]") {
   // (m, n, k): one element; partial tiles in both directions; k·n below and above the in-place limit for B;
   // a transposed A wide enough to be packed; several depth blocks; a small result of a long product, whose depth
-  // is cut into parts summed apart (and whose B, one panel of the widest kernel, is read in place).
+  // is cut into parts summed apart (and whose B, one panel of the widest kernel, is read in place); a weight
+  // gradient's shape, whose transposed A every kernel reads in place and whose depth is cut in two.
   const std::vector<std::tuple<int64_t, int64_t, int64_t>> shapes = {
-      {1, 1, 1}, {13, 33, 7}, {37, 70, 300}, {50, 200, 700}, {25, 1100, 129}, {200, 130, 600}, {9, 32, 9000}};
+      {1, 1, 1}, {13, 33, 7}, {37, 70, 300}, {50, 200, 700}, {25, 1100, 129}, {200, 130, 600}, {9, 32, 9000},
+      {100, 20, 400}};
   const std::string detected = internal::gemm_kernel_name();
   int kernels = 0;
   for (const char* kernel : {"avx512", "avx2", "portable"}) {
