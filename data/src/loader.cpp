@@ -8,6 +8,11 @@
 
 namespace minidl {
 namespace {
+// Rows whose loads the gather keeps in flight ahead of the one it converts. Measured on the document model against
+// prefetching the whole next batch at the end of the previous call (which the step evicts again before use),
+// alternating both in one process, 200 rounds: batch 256 4% faster a step, batch 32 the same.
+constexpr int64_t kRowsAhead = 8;
+
 // Reuses t if it has the shape and nothing else holds it (no live graph still reads it); else allocates.
 void reuse_or_allocate(Tensor& t, const Shape& shape) {
   if (t.defined() && t.shape() == shape && t.impl_ptr().use_count() == 1 && t.impl().storage.use_count() == 1)
@@ -69,8 +74,17 @@ bool DataLoader::next(Batch& batch) {
   // One pass over the rows this batch needs: uint8 → float in [0, 1], or the values as they are. (__restrict:
   // a uint8_t pointer may alias anything, which would otherwise keep the conversion from vectorising.)
   const bool images = data_.is_images();
+  const int64_t row_bytes = features * (images ? 1 : static_cast<int64_t>(sizeof(float)));
+  const char* rows_base = images ? reinterpret_cast<const char*>(data_.images.data())
+                                 : reinterpret_cast<const char*>(data_.values.data());
   internal::parallel_for(rows, features, [&](int64_t first, int64_t last) {
     for (int64_t r = first; r < last; ++r) {
+      // Shuffled rows lie anywhere in the data set, so reading them misses the cache: asking for the row
+      // kRowsAhead further on now keeps that many rows' loads in flight together.
+      if (r + kRowsAhead < last) {
+        const char* ahead = rows_base + static_cast<int64_t>(order_[begin + r + kRowsAhead]) * row_bytes;
+        for (int64_t j = 0; j < row_bytes; j += 64) __builtin_prefetch(ahead + j);
+      }
       const int32_t row = order_[begin + r];
       float* __restrict dst = batch.x.data() + r * features;
       if (images) {
@@ -84,7 +98,6 @@ bool DataLoader::next(Batch& batch) {
     }
   });
   ++state_.next_batch;
-  prefetch_next_batch();
   return true;
 }
 
@@ -92,22 +105,6 @@ void DataLoader::shard_of_batch(int64_t index, int64_t* begin, int64_t* rows) co
   const int64_t global_begin = index * options_.batch_size;
   *rows = std::min(options_.batch_size, data_.size() - global_begin) / options_.shards;
   *begin = global_begin + options_.shard * *rows;
-}
-
-void DataLoader::prefetch_next_batch() const {
-  // Shuffled rows are scattered over the whole dataset, so reading them misses the cache; asking for the next
-  // batch's rows now lets those loads overlap the training step that uses this batch.
-  if (state_.next_batch >= batches_per_epoch()) return;
-  int64_t begin, rows;
-  shard_of_batch(state_.next_batch, &begin, &rows);
-  const int64_t features = data_.features();
-  const int64_t bytes = features * (data_.is_images() ? 1 : static_cast<int64_t>(sizeof(float)));
-  const auto* base = data_.is_images() ? reinterpret_cast<const char*>(data_.images.data())
-                                       : reinterpret_cast<const char*>(data_.values.data());
-  for (int64_t r = 0; r < rows; ++r) {
-    const char* src = base + static_cast<int64_t>(order_[begin + r]) * bytes;
-    for (int64_t j = 0; j < bytes; j += 64) __builtin_prefetch(src + j);
-  }
 }
 
 LoaderState DataLoader::state() const { return state_; }

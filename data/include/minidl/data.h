@@ -157,7 +157,6 @@ class DataLoader {
   bool one_hot() const { return one_hot_; }
 
  private:
-  void prefetch_next_batch() const;
   /// This process's slice of batch `index` of the epoch: `*rows` rows from position `*begin` of the order.
   void shard_of_batch(int64_t index, int64_t* begin, int64_t* rows) const;
 
