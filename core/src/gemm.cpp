@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -301,7 +302,11 @@ Isa& forced() {
 // alternating 1 and 2 threads in one process: batch 32 went 110 -> 150 us per step). Batch 256's 26 MFLOP products
 // gain.
 constexpr double kParallelFlops = 8e6;
+
+std::atomic<uint64_t> g_threaded_products{0};
 }  // namespace
+
+uint64_t threaded_product_count() { return g_threaded_products.load(std::memory_order_relaxed); }
 
 const char* gemm_kernel_name() {
   switch (forced()) {
@@ -330,6 +335,7 @@ void gemm(const MatrixArg& a, const MatrixArg& b, float* out, bool accumulate) {
   }
   const bool threaded = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) >= kParallelFlops &&
                         omp_get_max_threads() > 1 && !omp_in_parallel();
+  if (threaded) g_threaded_products.fetch_add(1, std::memory_order_relaxed);
   switch (forced()) {
 #if defined(__x86_64__)
     case Isa::avx512: product<12, 32>(kernel_avx512<false>, kernel_avx512<true>, a, b, out, accumulate, threaded); return;

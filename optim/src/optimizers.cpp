@@ -37,10 +37,13 @@ std::vector<Tensor> zeros_like_each(const std::vector<Tensor>& tensors) {
   }
 }
 
-// Below this many parameters Adam runs on the calling thread. Alone, two threads update the document model's 51k
-// parameters 1.7x faster (14 vs 24 us); inside a training step they made the step 60 us slower, because the other
-// core must first fetch the gradients and weights the products left in this core's cache (measured alternating 1
-// and 2 threads in one process). Over a million parameters the update outweighs that.
+// Adam splits its pass between threads over a million parameters, or when the step's products ran on several
+// threads. Alone, two threads update the document model's 51k parameters 1.7x faster (14 vs 24 us); but at batch
+// 32, where every product runs on this thread, splitting made the step 30 us slower: the other core must first
+// fetch the gradients, and the next forward pass fetch its half of the weights back. Where the products ran on
+// several threads, the gradients already lie in several cores' caches, and threads take the same halves the
+// weight gradient's copies were added in (batch 256 on two threads: 612 -> 587 us a step, alternating both
+// rules in one process).
 constexpr int64_t kAdamParallelParameters = int64_t{1} << 20;
 
 std::vector<Tensor> handles(const NamedTensors& named) {
@@ -142,7 +145,10 @@ void Adam::step() {
                         grad.data(), total, parameters_[i].numel()});
     total += parameters_[i].numel();
   }
-  internal::parallel_for(total, total >= kAdamParallelParameters ? 1 : 0, [&](int64_t begin, int64_t end) {
+  const uint64_t threaded_products = internal::threaded_product_count();
+  const bool spread = threaded_products != threaded_products_seen_;  // gradients written by several cores
+  threaded_products_seen_ = threaded_products;
+  internal::parallel_for(total, total >= kAdamParallelParameters || spread ? 1 : 0, [&](int64_t begin, int64_t end) {
     for (const Segment& s : segments) {
       const int64_t b = std::max(begin, s.begin) - s.begin, e = std::min(end, s.begin + s.n) - s.begin;
       if (b < e) adam_update(s.theta, s.g, s.m, s.v, s.v_max, b, e, alpha, b1, b2, eps);

@@ -89,6 +89,7 @@ class Adam : public Optimizer {
   AdamOptions options_;
   std::vector<Tensor> m_, v_, v_hat_;
   std::vector<Segment> segments_;  // reused every step
+  uint64_t threaded_products_seen_ = 0;  // internal::threaded_product_count() at the last step
 };
 
 struct SGDOptions {

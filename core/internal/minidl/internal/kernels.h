@@ -18,8 +18,12 @@ struct MatrixArg {
 };
 
 /// out [M,N] = op(a)·op(b), or out += op(a)·op(b) with accumulate (core/src/gemm.cpp). Every output element is
-/// summed over k in the same order whatever the thread count; products of 1 MFLOP and more use the OpenMP team.
+/// summed over k in the same order whatever the thread count; products of 8 MFLOP and more use the OpenMP team.
 void gemm(const MatrixArg& a, const MatrixArg& b, float* out, bool accumulate);
+/// How many products have run on several threads since the program started, from any caller. A pass after the
+/// products (Adam) compares it from one step to the next: if it moved, that step's gradients were written by
+/// several cores.
+uint64_t threaded_product_count();
 /// The micro-kernel gemm uses on this CPU: "avx512 12x32", "avx2 6x16" or "portable 4x8".
 const char* gemm_kernel_name();
 /// For tests: use the kernel named "avx512", "avx2" or "portable" from now on; false (nothing changed) when this
