@@ -1,7 +1,7 @@
 // Tests of minidl's matrix product (core/src/gemm.cpp): every micro-kernel this CPU has and every path of the
 // driver (B read in place or packed, a transposed A packed or read in place, partial tiles, several depth
 // blocks, depth cut into parts, accumulation, k = 0) against a double-precision reference; the threaded shapes for every transpose;
-// accumulation into a bias; and bit-identical results for 1 and 2 threads.
+// accumulation into a bias; bit-identical results for 1 and 2 threads; and the count of threaded products.
 #include <omp.h>
 
 #include <algorithm>
@@ -156,4 +156,17 @@ TEST_CASE("large products and their gradients are bit-identical with 1 and 2 thr
     REQUIRE(one.size() == two.size());
     CHECK(std::memcmp(one.data(), two.data(), sizeof(float) * one.size()) == 0);
   }
+}
+
+TEST_CASE("products count the times they ran on several threads", "[linalg]") {
+  Generator gen(3);
+  const Tensor a = Tensor::uniform({256, 784}, -1, 1, gen), b = Tensor::uniform({784, 64}, -1, 1, gen);  // 25.7 MFLOP
+  const Tensor small_a = Tensor::uniform({32, 784}, -1, 1, gen);                                         // 3.2 MFLOP
+  const uint64_t start = internal::threaded_product_count();
+  with_threads(1, [&] { return matmul(a, b); });
+  CHECK(internal::threaded_product_count() == start);
+  with_threads(2, [&] { return matmul(small_a, b); });
+  CHECK(internal::threaded_product_count() == start);
+  with_threads(2, [&] { return matmul(a, b); });
+  CHECK(internal::threaded_product_count() == start + 1);
 }
