@@ -191,8 +191,8 @@ TEST_CASE("gradcheck passes on the whole model in every mode", "[cli]") {
 }
 
 TEST_CASE("the same seed gives bit-identical weights with --threads 1 and 2", "[cli]") {
-  // Batch 512 and hidden 1400 take every parallel path: the threaded GEMM, the batch-norm kernels, the loader, and
-  // Adam (over a million parameters).
+  // Batch 512 and hidden 1400 take every parallel path: the threaded GEMM (the 1400 -> 10 weight gradient's depth
+  // cut by samples included), the batch-norm kernels, the loader, and Adam (over a million parameters).
   TempDir dir;
   for (const std::string mode : {"running", "manual"}) {
     const std::string common = "train --norm " + mode + " --epochs 2 --batch-size 512 --hidden 1400 " + data_flag();
