@@ -159,9 +159,11 @@ TEST_CASE("large products and their gradients are bit-identical with 1 and 2 thr
 }
 
 TEST_CASE("products count the times they ran on several threads", "[linalg]") {
+  constexpr int64_t kFeatures = 28 * 28, kUnits = 64;  // the document model's first layer
   Generator gen(3);
-  const Tensor a = Tensor::uniform({256, 784}, -1, 1, gen), b = Tensor::uniform({784, 64}, -1, 1, gen);  // 25.7 MFLOP
-  const Tensor small_a = Tensor::uniform({32, 784}, -1, 1, gen);                                         // 3.2 MFLOP
+  const Tensor a = Tensor::uniform({256, kFeatures}, -1, 1, gen);   // batch 256: 25.7 MFLOP
+  const Tensor small_a = Tensor::uniform({32, kFeatures}, -1, 1, gen);  // batch 32: 3.2 MFLOP
+  const Tensor b = Tensor::uniform({kFeatures, kUnits}, -1, 1, gen);
   const uint64_t start = internal::threaded_product_count();
   with_threads(1, [&] { return matmul(a, b); });
   CHECK(internal::threaded_product_count() == start);

@@ -50,10 +50,11 @@ TEST_CASE("Adam split between threads after threaded products gives the bytes of
   // split must not change a bit. 50,890 parameters, the document model's count, in two tensors, the same
   // gradients in both runs; only whether a threaded product ran before each step differs.
   const auto run = [](bool after_threaded_product) {
-    Tensor w = test::param({784, 64}, 1), b = test::param({650}, 2);
+    constexpr int64_t kFeatures = 28 * 28, kUnits = 64;  // the document model's first layer
+    Tensor w = test::param({kFeatures, kUnits}, 1), b = test::param({650}, 2);
     Adam adam({w, b}, {.learning_rate = 0.01f});
     Generator gen(4);
-    const Tensor x = Tensor::uniform({256, 784}, -1, 1, gen), y = Tensor::uniform({784, 64}, -1, 1, gen);
+    const Tensor x = Tensor::uniform({256, kFeatures}, -1, 1, gen), y = Tensor::uniform({kFeatures, kUnits}, -1, 1, gen);
     const int previous = omp_get_max_threads();
     omp_set_num_threads(2);
     for (int step = 0; step < 3; ++step) {
