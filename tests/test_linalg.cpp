@@ -66,10 +66,11 @@ Tensor with_threads(int threads, F f) {
 
 // (m, n, k) above the 8 MFLOP threading threshold, chosen to reach each path: sizes that are no multiple of any
 // kernel's tile, several depth blocks (k > 256), thin results (n = 10), few rows (m = 20), wide results whose
-// transposed A is packed (n ≥ 128), and a small result of a long product (10 x 10, k = 50,000).
+// transposed A is packed (n ≥ 128), a small result of a long product (10 x 10, k = 50,000), and the document
+// model's first layer at batch 256, whose weight gradient (two depth blocks) is cut by samples on two threads only.
 const std::vector<std::tuple<int64_t, int64_t, int64_t>> kShapes = {
     {301, 203, 517}, {131, 97, 1100}, {700, 10, 900}, {20, 900, 700}, {1000, 13, 640}, {10, 10, 50000},
-    {150, 300, 400}};
+    {150, 300, 400}, {256, 64, 784}};
 }  // namespace
 
 TEST_CASE("threaded matrix products equal a double-precision reference for every transpose", "[linalg]") {

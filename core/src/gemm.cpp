@@ -211,7 +211,11 @@ void product(Kernel<kTransposed> kernel, const MatrixArg& a, const MatrixArg& b,
   const int64_t tiles = panels * row_blocks;
   const int64_t parts_to_share =
       tiles >= kMinItems ? 1 : std::clamp<int64_t>(k_blocks / kMinPartBlocks, 1, (kMinItems + tiles - 1) / tiles);
-  const int64_t parts_by_sample = kTransposed ? std::min<int64_t>(k_blocks, 2) : 1;
+  // At two depth blocks, cutting adds the same two block sums in the same order as not cutting (part 1's copy is
+  // 0 + its sum, which is its sum), so a product on one thread skips the copy there (3% of a batch-256 step) with
+  // the same bits. Accumulating, a −0 could come out +0 through the copy, so it cuts then whatever the threads.
+  const bool cut_by_sample = kTransposed && (k_blocks > 2 || threaded || accumulate);
+  const int64_t parts_by_sample = cut_by_sample ? std::min<int64_t>(k_blocks, 2) : 1;
   const int64_t parts = pack_a || m * n > kMaxPartFloats ? 1 : std::max(parts_to_share, parts_by_sample);
   const int64_t items = parts * tiles;
   constexpr int64_t kCombineChunk = 1024;  // elements added part by part while they stay in L1
