@@ -206,7 +206,8 @@ void product(Kernel<kTransposed> kernel, const MatrixArg& a, const MatrixArg& b,
   //   thread read a cache line of every sample, most of them gathered and written by the other thread; cut in two by
   //   depth, each thread reads the samples it gathered and ran forward (the document model at batch 256 on two
   //   threads: this product's CPU time, copies added, 1.99 -> 1.19 s over 3,600 steps; docs/performance.md).
-  // The cut depends on the shape alone, so the sums do not depend on the thread count.
+  // The cut depends on the shape alone (and on the thread count only where cutting or not gives the same bits,
+  // below), so the sums do not depend on the thread count.
   constexpr int64_t kMinItems = 8, kMinPartBlocks = 8, kMaxPartFloats = 1 << 16;
   const int64_t tiles = panels * row_blocks;
   const int64_t parts_to_share =
