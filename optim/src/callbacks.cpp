@@ -214,20 +214,20 @@ void AllReduceGradients::on_train_begin(Trainer& trainer) {
 void AllReduceGradients::on_after_backward(Trainer& trainer) {
   if (world_.size() < 2) return;
   if (parameters_.empty()) on_train_begin(trainer);  // steps outside fit()
+  // Each gradient into the fused buffer, and where its average goes: a parameter without a gradient this step
+  // contributes zeros and gets one. (grads_ keeps its capacity: nothing is allocated per step.)
   float* at = world_.reduction_buffer(total_);
-  for (const Tensor& p : parameters_) {  // a parameter without a gradient this step contributes zeros
-    const Tensor g = p.grad();
-    const int64_t n = p.numel();
-    if (g.defined())
-      std::copy_n(g.data(), n, at);
-    else
-      std::fill_n(at, n, 0.0f);
-    at += n;
-  }
-  grads_.clear();  // (keeps its capacity: nothing is allocated per step)
+  grads_.clear();
   for (Tensor& p : parameters_) {
-    if (!p.grad().defined()) p.impl().grad = Tensor::empty(p.shape()).impl_ptr();
-    grads_.emplace_back(p.grad().data(), static_cast<size_t>(p.numel()));
+    const int64_t n = p.numel();
+    if (p.grad().defined()) {
+      std::copy_n(p.grad().data(), n, at);
+    } else {
+      std::fill_n(at, n, 0.0f);
+      p.impl().grad = Tensor::empty(p.shape()).impl_ptr();
+    }
+    grads_.emplace_back(p.grad().data(), static_cast<size_t>(n));
+    at += n;
   }
   world_.sum_reduction_buffer(grads_, 1.0f / static_cast<float>(world_.size()));
 }
