@@ -202,7 +202,7 @@ TEST_CASE("the same seed gives bit-identical weights with --threads 1 and 2", "[
   }
 }
 
-TEST_CASE("bench prints one row per configuration and thread count beside the GEMM peak", "[cli]") {
+TEST_CASE("bench prints one row per configuration and thread count beside the GEMM peak and the speed-up", "[cli]") {
   TempDir dir;
   const Run r = minidl_cli("bench --quick --steps 3 --thread-counts 1,2 " + data_flag(), dir);
   INFO(r.err);
@@ -221,8 +221,14 @@ TEST_CASE("bench prints one row per configuration and thread count beside the GE
     // The data's 640 samples / 32, printed with 3 decimals.
     CHECK(seconds_per_epoch == Approx(20 / steps_per_second).epsilon(0.02).margin(0.0005));
     CHECK(peak > gflops * 0.1);
+    // The last cell: the 1-thread step time over this row's, measured in turns in one process.
+    const std::string speedup = row.substr(row.find_last_of(' ') + 1);
+    REQUIRE(speedup.back() == 'x');
+    if (threads == 1) CHECK(speedup == "1.00x");
+    else CHECK(std::stod(speedup) > 0.0);
   }
-  CHECK_THAT(r.out, Catch::Contains("GEMM peak") && Catch::Contains("peak RSS"));
+  CHECK_THAT(r.out, Catch::Contains("GEMM peak") && Catch::Contains("peak RSS") && Catch::Contains("speed-up"));
+  CHECK(minidl_cli("bench --thread-counts , " + data_flag(), dir).status == 1);
   CHECK(minidl_cli("bench --match nothing-like-this " + data_flag(), dir).status == 1);
 }
 

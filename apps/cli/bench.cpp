@@ -35,6 +35,7 @@ struct Measurement {
   double gflops = 0.0;        // the step's matrix products per second of train_step alone (median)
   double peak_gflops = 0.0;  // median of the 1024^3 products timed between the step repeats
   double peak_rss_mb = 0.0;  // of the training steps, read before any peak product ran
+  double speedup = 1.0;      // the first thread count's step time over this one's, repeat by repeat (median)
   // With --phases: median seconds per step of each phase, in the order of kPhases.
   std::array<double, 5> phases{};
 };
@@ -54,29 +55,35 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// Runs f in a forked child with `threads` OpenMP threads; the child sends back a Measurement.
+// Runs f in a forked child; the child sends back the `count` Measurements f returns.
 template <class F>
-Measurement in_child(int threads, F f) {
+std::vector<Measurement> in_child(size_t count, F f) {
   int fds[2];
   if (pipe(fds) != 0) fail("bench: pipe failed");
   const pid_t pid = fork();
   if (pid < 0) fail("bench: fork failed");
+  const auto bytes = static_cast<ssize_t>(count * sizeof(Measurement));
   if (pid == 0) {
     close(fds[0]);
-    omp_set_num_threads(threads);
-    Measurement m{};
+    std::vector<Measurement> m;
     try {
       m = f();
     } catch (const std::exception& e) {
       std::fprintf(stderr, "bench child: %s\n", e.what());
       _exit(1);
     }
-    const bool ok = write(fds[1], &m, sizeof m) == static_cast<ssize_t>(sizeof m);
+    const bool ok = m.size() == count && write(fds[1], m.data(), static_cast<size_t>(bytes)) == bytes;
     _exit(ok ? 0 : 1);
   }
   close(fds[1]);
-  Measurement m{};
-  const bool got = read(fds[0], &m, sizeof m) == static_cast<ssize_t>(sizeof m);
+  std::vector<Measurement> m(count);
+  ssize_t got_bytes = 0;  // a pipe may hand over a long write in pieces
+  while (got_bytes < bytes) {
+    const ssize_t r = read(fds[0], reinterpret_cast<char*>(m.data()) + got_bytes, static_cast<size_t>(bytes - got_bytes));
+    if (r <= 0) break;
+    got_bytes += r;
+  }
+  const bool got = got_bytes == bytes;
   close(fds[0]);
   int status = 0;
   waitpid(pid, &status, 0);
@@ -84,7 +91,7 @@ Measurement in_child(int threads, F f) {
   return m;
 }
 
-// The GEMM peak: 1024^3 products through the same matmul the layers use, with the same threads.
+// The GEMM peak: 1024^3 products through the same matmul the layers use, with the threads of the moment.
 class GemmPeak {
  public:
   GemmPeak() : a_(Tensor::uniform({1024, 1024}, -1, 1)), b_(Tensor::uniform({1024, 1024}, -1, 1)) {}
@@ -92,20 +99,18 @@ class GemmPeak {
     const NoGradGuard no_grad;
     matmul(a_, b_);
   }
-  // Times `count` products, keeping each one's rate.
-  void sample(int count) {
+  // Times `count` products, adding each one's rate to `rates`.
+  void sample(int count, std::vector<double>& rates) {
     const NoGradGuard no_grad;
     for (int i = 0; i < count; ++i) {
       const double t0 = now();
       matmul(a_, b_);
-      rates_.push_back(2.0 * 1024 * 1024 * 1024 / (now() - t0) / 1e9);
+      rates.push_back(2.0 * 1024 * 1024 * 1024 / (now() - t0) / 1e9);
     }
   }
-  double median_gflops() const { return median(rates_); }
 
  private:
   Tensor a_, b_;
-  std::vector<double> rates_;
 };
 
 // The steps of train_step, each phase timed apart (a clock read costs ~20 ns against a step of >= 100 us).
@@ -144,7 +149,11 @@ class PhasedStep {
   std::array<double, 5> seconds_{};
 };
 
-Measurement train_steps(const BenchConfig& c, const Dataset& data, int64_t steps, bool phased) {
+// One model trained by each thread count in turn: every repeat runs N steps with each count, one after the other,
+// so the counts share the same minutes of a noisy host and their ratio (`speedup`, taken repeat by repeat) stays
+// meaningful when the host's speed drifts. Thread counts give the same bits (tests), so the model trains on as one.
+std::vector<Measurement> train_steps(const BenchConfig& c, const Dataset& data, int64_t steps, bool phased,
+                                     const std::vector<int>& thread_counts) {
   const FlushDenormalGuard flush;  // as the Trainer does
   const auto model_ptr = build_model(c.model);
   Sequential& model = *model_ptr;
@@ -164,33 +173,49 @@ Measurement train_steps(const BenchConfig& c, const Dataset& data, int64_t steps
     in_train_step += now() - t0;
   };
   loader.start_epoch();
-  for (int i = 0; i < 20; ++i) step();  // warm-up: caches, allocator, page faults
-  phased_step.take();
-  // Peak and steps take turns, so a noisy neighbour weighs on both alike; memory is read after the first
-  // repeat, when the step has allocated all it ever will and before the peak's matrices exist.
-  std::vector<double> per_step, per_train_step;
-  std::array<std::vector<double>, 5> per_phase;
-  double rss = 0.0;
+  // Peak and steps take turns, so a noisy neighbour weighs on both alike; memory is read after each count's first
+  // repeat, when the step has allocated all it ever will with that many threads and before the peak's matrices
+  // exist (so a later count's figure includes what the earlier ones allocated).
+  const size_t counts = thread_counts.size();
+  std::vector<std::vector<double>> per_step(counts), per_train_step(counts), peak_rates(counts);
+  std::vector<std::array<std::vector<double>, 5>> per_phase(counts);
+  std::vector<Measurement> m(counts);
   std::optional<GemmPeak> peak;
   for (int repeat = 0; repeat < 5; ++repeat) {
-    in_train_step = 0.0;
-    const double t0 = now();
-    for (int64_t i = 0; i < steps; ++i) step();
-    per_step.push_back((now() - t0) / static_cast<double>(steps));
-    const auto phases = phased_step.take();
-    for (size_t p = 0; p < phases.size(); ++p) per_phase[p].push_back(phases[p] / static_cast<double>(steps));
-    if (phased) in_train_step = phases[1] + phases[2] + phases[3] + phases[4];
-    per_train_step.push_back(in_train_step / static_cast<double>(steps));
+    for (size_t i = 0; i < counts; ++i) {
+      omp_set_num_threads(thread_counts[i]);
+      // Warm-up: the caches of this count's cores, the allocator and, the first time, page faults.
+      for (int w = 0; w < (repeat == 0 ? 20 : 10); ++w) step();
+      phased_step.take();
+      in_train_step = 0.0;
+      const double t0 = now();
+      for (int64_t s = 0; s < steps; ++s) step();
+      per_step[i].push_back((now() - t0) / static_cast<double>(steps));
+      const auto phases = phased_step.take();
+      for (size_t p = 0; p < phases.size(); ++p) per_phase[i][p].push_back(phases[p] / static_cast<double>(steps));
+      if (phased) in_train_step = phases[1] + phases[2] + phases[3] + phases[4];
+      per_train_step[i].push_back(in_train_step / static_cast<double>(steps));
+      if (repeat == 0) m[i].peak_rss_mb = peak_rss_mb();
+    }
     if (repeat == 0) {
-      rss = peak_rss_mb();
       peak.emplace();
       peak->warm_up();
     }
-    peak->sample(3);
+    for (size_t i = 0; i < counts; ++i) {
+      omp_set_num_threads(thread_counts[i]);
+      peak->sample(3, peak_rates[i]);
+    }
   }
   const double flops = model.training_product_flops({c.batch, data.features()});
-  Measurement m{median(per_step), flops / median(per_train_step) / 1e9, peak->median_gflops(), rss};
-  for (size_t p = 0; p < kPhases.size(); ++p) m.phases[p] = median(per_phase[p]);
+  for (size_t i = 0; i < counts; ++i) {
+    m[i].step_seconds = median(per_step[i]);
+    m[i].gflops = flops / median(per_train_step[i]) / 1e9;
+    m[i].peak_gflops = median(peak_rates[i]);
+    std::vector<double> ratios;
+    for (size_t r = 0; r < per_step[i].size(); ++r) ratios.push_back(per_step[0][r] / per_step[i][r]);
+    m[i].speedup = median(ratios);
+    for (size_t p = 0; p < kPhases.size(); ++p) m[i].phases[p] = median(per_phase[i][p]);
+  }
   return m;
 }
 
@@ -231,6 +256,7 @@ int bench_command(int argc, char** argv) {
     if (t < 1) fail("--thread-counts: '", item, "' is not a thread count >= 1");
     thread_counts.push_back(t);
   }
+  if (thread_counts.empty()) fail("--thread-counts: no thread count given (example: --thread-counts 1,2)");
   const int64_t steps = f["steps"].as<int64_t>();
   if (steps < 1) fail("--steps must be >= 1, got ", steps);
 
@@ -279,15 +305,18 @@ int bench_command(int argc, char** argv) {
   const size_t width = std::max_element(configs.begin(), configs.end(), [](const auto& a, const auto& b) {
                          return a.name.size() < b.name.size();
                        })->name.size();
-  std::printf("%-*s %7s %9s %9s %8s %10s %6s %9s %12s\n", static_cast<int>(width), "configuration", "threads", "steps/s", "s/epoch",
-              "GFLOP/s", "GEMM peak", "ratio", "peak RSS", "libtorch s/ep");
-  for (int threads : thread_counts) {
-    for (const BenchConfig& c : configs) {
-      // Steps scaled so that a repeat does about as much work as 200 steps of the document's model at batch 32.
-      const int64_t n = std::max<int64_t>(steps / 10 + 1, static_cast<int64_t>(static_cast<double>(steps) * 3e7 /
-                        std::max(1.0, build_model(c.model)->training_product_flops({c.batch, data.train.features()}))));
-      const Measurement m = in_child(threads, [&] { return train_steps(c, data.train, std::min(n, steps), phased); });
-      const double epoch_steps = std::ceil(static_cast<double>(data.train.size()) / static_cast<double>(c.batch));
+  std::printf("%-*s %7s %9s %9s %8s %10s %6s %9s %12s %9s\n", static_cast<int>(width), "configuration", "threads", "steps/s",
+              "s/epoch", "GFLOP/s", "GEMM peak", "ratio", "peak RSS", "libtorch s/ep", "speed-up");
+  for (const BenchConfig& c : configs) {
+    // Steps scaled so that a repeat does about as much work as 200 steps of the document's model at batch 32.
+    const int64_t n = std::max<int64_t>(steps / 10 + 1, static_cast<int64_t>(static_cast<double>(steps) * 3e7 /
+                      std::max(1.0, build_model(c.model)->training_product_flops({c.batch, data.train.features()}))));
+    const std::vector<Measurement> ms = in_child(
+        thread_counts.size(), [&] { return train_steps(c, data.train, std::min(n, steps), phased, thread_counts); });
+    const double epoch_steps = std::ceil(static_cast<double>(data.train.size()) / static_cast<double>(c.batch));
+    for (size_t i = 0; i < thread_counts.size(); ++i) {
+      const int threads = thread_counts[i];
+      const Measurement& m = ms[i];
       std::string torch = "not installed";
       if (have_libtorch) {
         const double rate = libtorch_steps_per_second(libtorch, c, threads, std::min(n, steps));
@@ -295,9 +324,9 @@ int bench_command(int argc, char** argv) {
         std::snprintf(buf, sizeof buf, "%.3f", epoch_steps / rate);
         torch = std::isnan(rate) ? "failed" : buf;
       }
-      std::printf("%-*s %7d %9.0f %9.3f %8.1f %10.1f %5.0f%% %7.0f MB %12s\n", static_cast<int>(width), c.name.c_str(), threads,
-                  1.0 / m.step_seconds, m.step_seconds * epoch_steps, m.gflops, m.peak_gflops,
-                  100.0 * m.gflops / m.peak_gflops, m.peak_rss_mb, torch.c_str());
+      std::printf("%-*s %7d %9.0f %9.3f %8.1f %10.1f %5.0f%% %7.0f MB %12s %8.2fx\n", static_cast<int>(width),
+                  c.name.c_str(), threads, 1.0 / m.step_seconds, m.step_seconds * epoch_steps, m.gflops, m.peak_gflops,
+                  100.0 * m.gflops / m.peak_gflops, m.peak_rss_mb, torch.c_str(), m.speedup);
       if (phased) {
         std::printf("    us per step:");
         for (size_t p = 0; p < kPhases.size(); ++p) std::printf(" %s %.1f", kPhases[p], m.phases[p] * 1e6);
@@ -308,7 +337,9 @@ int bench_command(int argc, char** argv) {
   }
   std::printf("\nsteps/s and s/epoch (%lld samples): the training loop, batch gathering included. GFLOP/s: the "
               "step's matrix products (forward and backward) per second of train_step (forward, backward, Adam); "
-              "ratio: of the GEMM peak (1024^3 products, the median of 15 timed between the step repeats in the same process and threads).\n",
+              "ratio: of the GEMM peak (1024^3 products, the median of 15 timed between the step repeats in the same process and threads). "
+              "speed-up: the first thread count's time per step over this one's, in repeats that take turns in one "
+              "process (the median of 5 ratios).\n",
               static_cast<long long>(data.train.size()));
   return 0;
 }
