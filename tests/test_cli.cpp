@@ -228,7 +228,9 @@ TEST_CASE("bench prints one row per configuration and thread count beside the GE
     else CHECK(std::stod(speedup) > 0.0);
   }
   CHECK_THAT(r.out, Catch::Contains("GEMM peak") && Catch::Contains("peak RSS") && Catch::Contains("speed-up"));
-  CHECK(minidl_cli("bench --thread-counts , " + data_flag(), dir).status == 1);
+  const Run none = minidl_cli("bench --thread-counts '' " + data_flag(), dir);
+  CHECK(none.status == 1);
+  CHECK_THAT(none.err, Catch::Contains("--thread-counts") && Catch::Contains("no thread count"));
   CHECK(minidl_cli("bench --match nothing-like-this " + data_flag(), dir).status == 1);
 }
 
