@@ -1,6 +1,7 @@
 // `minidl bench`: training-step speed and memory of models (the document's in several configurations, or
-// --model) each in its own child process (so each peak RSS is its own), beside the GEMM throughput measured in that process
-// between the step repeats, and beside libtorch when Debian's libtorch-dev was installed at build time.
+// --model), each configuration in its own child process that runs its thread counts in turns, beside the GEMM
+// throughput measured in that process between the step repeats, and beside libtorch when Debian's libtorch-dev was
+// installed at build time.
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
