@@ -257,6 +257,58 @@ TEST_CASE("compare under mpirun: global and local batch statistics side by side"
   CHECK_THAT(jobs.err, Catch::Contains("--jobs 2: under mpirun the 2 processes train each run together"));
 }
 
+TEST_CASE("bench --ranks: one process against two under mpirun, taking turns", "[mpi]") {
+  if (!can_run()) return;
+  TempDir dir;
+  // bench starts mpirun itself; as root, mpirun needs the two variables in its environment.
+  const std::string env = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ASAN_OPTIONS=detect_leaks=0 ";
+  const std::string bench = env + MINIDL_CLI + " bench " + data_flag();
+  const Run r = shell(bench + " --ranks 2 --batch-sizes 32 --epochs 2 --repeats 1", dir);
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  // "32 1 <one> <two> <ratio>x", then "32 median ..." with the same numbers (one repeat).
+  std::istringstream lines(r.out);
+  std::vector<std::vector<std::string>> rows;
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream cells(line);
+    std::vector<std::string> row;
+    for (std::string cell; cells >> cell;) row.push_back(cell);
+    if (row.size() >= 5 && row[0] == "32") rows.push_back(row);
+  }
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0][1] == "1");
+  CHECK(rows[1][1] == "median");
+  for (const auto& row : rows) {
+    const double one = std::stod(row[2]), two = std::stod(row[3]), ratio = std::stod(row[4]);
+    CHECK(one > 0);
+    CHECK(two > 0);
+    CHECK(ratio == Approx(one / two).margin(0.006));  // printed with 2 decimals
+  }
+  CHECK_THAT(r.out, Catch::Contains("1 process s/epoch") && Catch::Contains("2 processes s/epoch"));
+  // What cannot work is refused before anything runs, naming the flag.
+  const auto error_of = [&](const std::string& args) {
+    const Run e = shell(bench + " " + args, dir);
+    CHECK(e.status == 1);
+    return e.err;
+  };
+  CHECK_THAT(error_of("--ranks 1"), Catch::Contains("--ranks") && Catch::Contains("N >= 2"));
+  CHECK_THAT(error_of("--ranks 2 --batch-sizes 33"), Catch::Contains("does not split evenly over 2 processes"));
+  CHECK_THAT(error_of("--ranks 2 --epochs 1"), Catch::Contains("--epochs: at least 2"));
+  CHECK_THAT(error_of("--ranks 2 --phases"), Catch::Contains("--phases times the thread table"));
+  CHECK_THAT(error_of("--repeats 3"), Catch::Contains("--repeats applies only with --ranks"));
+  // A run that fails is named with its command and its own error.
+  const Run missing = shell(env + MINIDL_CLI + " bench --ranks 2 --batch-sizes 32 --epochs 2 --repeats 1 --data " +
+                                dir.file("nowhere"), dir);
+  CHECK(missing.status == 1);
+  CHECK_THAT(missing.err, Catch::Contains("this run failed") && Catch::Contains("train --epochs 2") &&
+                              Catch::Contains("nowhere"));
+  if (geteuid() == 0) {  // without the variables, mpirun would refuse to start: bench says so first
+    const Run root = shell("env -u OMPI_ALLOW_RUN_AS_ROOT " MINIDL_CLI " bench --ranks 2 " + data_flag(), dir);
+    CHECK(root.status == 1);
+    CHECK_THAT(root.err, Catch::Contains("OMPI_ALLOW_RUN_AS_ROOT=1"));
+  }
+}
+
 TEST_CASE("a process that fails or is killed ends the job, naming it, and leaves the last checkpoint whole", "[mpi]") {
   if (!can_run()) return;
   TempDir dir;

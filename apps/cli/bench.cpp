@@ -248,8 +248,15 @@ int bench_command(int argc, char** argv) {
       cxxopts::value<std::string>())("norm", "what each bn becomes, with --model", cxxopts::value<std::string>()->default_value("running"))(
       "match", "only configurations whose name contains this text", cxxopts::value<std::string>()->default_value(""))(
       "data", "a directory of MNIST-format files", cxxopts::value<std::string>()->default_value(default_data_dir()))(
+      "ranks", "instead: time epochs of one process against N under mpirun, in turns", cxxopts::value<int>())(
+      "batch-sizes", "with --ranks: global batch sizes", cxxopts::value<std::string>()->default_value("256,1024"))(
+      "epochs", "with --ranks: epochs per run (the first is not counted)", cxxopts::value<int64_t>()->default_value("6"))(
+      "repeats", "with --ranks: runs of each", cxxopts::value<int64_t>()->default_value("5"))(
       "h,help", "show this help");
   const auto f = parse_flags(options, argc, argv, "minidl bench --thread-counts 1,2");
+  if (f.count("ranks")) return bench_ranks_command(f);
+  for (const char* ranks_only : {"batch-sizes", "epochs", "repeats"})
+    if (f.count(ranks_only)) fail("--", ranks_only, " applies only with --ranks N");
   std::vector<int> thread_counts;
   std::stringstream list(f["thread-counts"].as<std::string>());
   for (std::string item; std::getline(list, item, ',');) {

@@ -15,6 +15,8 @@ int evaluate_command(int argc, char** argv);
 int compare_command(int argc, char** argv);
 int gradcheck_command(int argc, char** argv);
 int bench_command(int argc, char** argv);
+/// `minidl bench --ranks N`, with bench's parsed flags: 1 process against N under mpirun (bench_ranks.cpp).
+int bench_ranks_command(const cxxopts::ParseResult& flags);
 int summary_command(int argc, char** argv);
 int predict_command(int argc, char** argv);
 int export_command(int argc, char** argv);
