@@ -51,11 +51,6 @@ double peak_rss_mb() {
   return usage.ru_maxrss / 1024.0;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 // Runs f in a forked child; the child sends back the `count` Measurements f returns.
 template <class F>
 std::vector<Measurement> in_child(size_t count, F f) {

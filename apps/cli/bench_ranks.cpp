@@ -1,6 +1,5 @@
 // `minidl bench --ranks N`: the epoch time of one process against N under mpirun (one thread each), the two runs
 // taking turns, so that a host whose speed drifts weighs on both alike (docs/distributed.md has the recipe by hand).
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,11 +15,6 @@
 
 namespace minidl::cli {
 namespace {
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 // A word for /bin/sh, whatever it holds.
 std::string quoted(const std::string& word) {
   std::string out = "'";
@@ -58,7 +52,7 @@ double median_epoch_seconds(const std::string& command) {
     fail("bench --ranks: this run ", status != 0 ? "failed" : "printed fewer than 2 epochs", ":\n  ", command, "\n", tail);
   }
   seconds.erase(seconds.begin());
-  return median_of(seconds);
+  return median(seconds);
 }
 }  // namespace
 
@@ -114,7 +108,7 @@ int bench_ranks_command(const cxxopts::ParseResult& f) {
                   one.back(), many.back(), ratios.back());
       std::fflush(stdout);
     }
-    const double one_median = median_of(one), many_median = median_of(many);
+    const double one_median = median(one), many_median = median(many);
     std::printf("%12lld %7s %20.4f %20.4f %8.2fx  (run by run %.2f-%.2fx)\n", static_cast<long long>(batch), "median",
                 one_median, many_median, one_median / many_median, *std::min_element(ratios.begin(), ratios.end()),
                 *std::max_element(ratios.begin(), ratios.end()));

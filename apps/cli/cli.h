@@ -4,6 +4,7 @@
 #include <cxxopts.hpp>
 
 #include <string>
+#include <vector>
 
 #include "minidl/statistics.h"
 #include "run.h"
@@ -48,5 +49,7 @@ void add_common_flags(cxxopts::Options& options);
 void refuse_non_finite(const Checkpoint& checkpoint, const std::string& path);
 /// Applies --threads (OpenMP threads; 0 keeps the default).
 void apply_threads(const cxxopts::ParseResult& flags);
+/// The median of `values` (the upper middle one for an even count), as the benchmarks report their repeats.
+double median(std::vector<double> values);
 
 }  // namespace minidl::cli

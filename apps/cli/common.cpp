@@ -1,6 +1,7 @@
-// What the commands share: flag parsing with clear errors, the common flags, --threads.
+// What the commands share: flag parsing with clear errors, the common flags, --threads, the benchmarks' median.
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "cli.h"
@@ -70,6 +71,11 @@ void apply_threads(const cxxopts::ParseResult& flags) {
   const int threads = flags["threads"].as<int>();
   if (threads < 0) fail("--threads must be >= 0, got ", threads);
   if (threads > 0) omp_set_num_threads(threads);
+}
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
 }
 
 }  // namespace minidl::cli
