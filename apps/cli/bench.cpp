@@ -220,10 +220,10 @@ double libtorch_steps_per_second(const std::string& program, const BenchConfig& 
   // OpenBLAS (libtorch's BLAS on Debian) starts its own threads unless told: pin it to the same count.
   const std::string pin = "OPENBLAS_NUM_THREADS=" + std::to_string(threads) + " OMP_NUM_THREADS=" + std::to_string(threads);
   const Shape& in = c.model.input_shape;
-  const std::string command = pin + " " + program + " '" + c.model.description + "' " + to_string(c.model.norm) + " " +
-                              std::to_string(c.batch) + " " + std::to_string(threads) + " " + std::to_string(steps) + " " +
-                              std::to_string(in[0]) + " " + std::to_string(in.rank() > 1 ? in[1] : 1) + " " +
-                              std::to_string(c.model.classes);
+  const std::string command = pin + " " + quoted(program) + " " + quoted(c.model.description) + " " +
+                              to_string(c.model.norm) + " " + std::to_string(c.batch) + " " + std::to_string(threads) +
+                              " " + std::to_string(steps) + " " + std::to_string(in[0]) + " " +
+                              std::to_string(in.rank() > 1 ? in[1] : 1) + " " + std::to_string(c.model.classes);
   std::FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return NAN;
   double rate = NAN;

@@ -15,13 +15,6 @@
 
 namespace minidl::cli {
 namespace {
-// A word for /bin/sh, whatever it holds.
-std::string quoted(const std::string& word) {
-  std::string out = "'";
-  for (const char c : word) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
 // `mpirun` from PATH, or empty.
 std::string find_mpirun() {
   const char* path = std::getenv("PATH");

@@ -49,6 +49,8 @@ void add_common_flags(cxxopts::Options& options);
 void refuse_non_finite(const Checkpoint& checkpoint, const std::string& path);
 /// Applies --threads (OpenMP threads; 0 keeps the default).
 void apply_threads(const cxxopts::ParseResult& flags);
+/// `word` as one word for /bin/sh, whatever it holds (the benchmarks build command lines).
+std::string quoted(const std::string& word);
 /// The median of `values` (the upper middle one for an even count), as the benchmarks report their repeats.
 double median(std::vector<double> values);
 

@@ -1,4 +1,5 @@
-// What the commands share: flag parsing with clear errors, the common flags, --threads, the benchmarks' median.
+// What the commands share: flag parsing with clear errors, the common flags, --threads, the benchmarks' median
+// and shell quoting.
 #include <omp.h>
 
 #include <algorithm>
@@ -71,6 +72,12 @@ void apply_threads(const cxxopts::ParseResult& flags) {
   const int threads = flags["threads"].as<int>();
   if (threads < 0) fail("--threads must be >= 0, got ", threads);
   if (threads > 0) omp_set_num_threads(threads);
+}
+
+std::string quoted(const std::string& word) {
+  std::string out = "'";
+  for (const char c : word) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
 }
 
 double median(std::vector<double> values) {
