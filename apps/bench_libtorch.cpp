@@ -1,5 +1,6 @@
 // Side program for `minidl bench` (built only when Debian's libtorch-dev is installed): a model description,
-// read with minidl's own parser, built with the PyTorch C++ API and configured as Keras (BatchNorm momentum
+// read with minidl's own parser, built with the PyTorch C++ API — each bn as its normalisation kind's torch form
+// says (minidl/normalization.h), "n/a" when torch has none — and configured as Keras (BatchNorm momentum
 // 1 − Keras's, epsilon 1e-3; Adam epsilon 1e-7), trained on batches gathered from a uint8 set and scaled as
 // minidl's loader does. Images are NCHW here, libtorch's native layout.
 // Usage: minidl_bench_libtorch DESCRIPTION NORM BATCH THREADS STEPS HEIGHT WIDTH CLASSES  → prints steps per second.
@@ -8,10 +9,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "minidl/models.h"
+#include "minidl/normalization.h"
 
 namespace {
 // The document's Example 3 as a torch module: batch statistics over every axis but the channels.
@@ -44,8 +47,47 @@ std::string option(const minidl::LayerSpec& spec, const std::string& key, const 
   return fallback;
 }
 
-// Builds the description's layers into `net`; `shape` is one sample's shape, [C, H, W] or [F], updated as it goes.
+// Keras's LayerNormalization over the channels of every position: on NCHW, torch's LayerNorm over a moved axis.
+struct ChannelLayerNorm : torch::nn::Module {
+  explicit ChannelLayerNorm(int64_t c) : norm(register_module("norm", torch::nn::LayerNorm(
+                                                                         torch::nn::LayerNormOptions({c}).eps(1e-3)))) {}
+  torch::Tensor forward(torch::Tensor x) {
+    return x.dim() == 2 ? norm->forward(x) : norm->forward(x.permute({0, 2, 3, 1})).permute({0, 3, 1, 2});
+  }
+  torch::nn::LayerNorm norm;
+};
+
+// No torch counterpart for a layer of the model: the bench prints n/a rather than time something else.
+struct NoCounterpart : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A normalisation layer in torch from its form ("batch_norm:0.01", "layer_norm", "group_norm:32", "moments",
+// "identity"; normalization.h), on `shape` ([C] or [C, H, W]).
+void push_norm(torch::nn::Sequential& net, const std::string& form, const std::vector<int64_t>& shape) {
+  const size_t colon = form.find(':');
+  const std::string kind = form.substr(0, colon), value = colon == std::string::npos ? "" : form.substr(colon + 1);
+  const int64_t c = shape[0];
+  if (kind == "identity") return;
+  if (kind == "moments") return void(net->push_back(ManualNorm(c)));
+  if (kind == "layer_norm") return void(net->push_back(ChannelLayerNorm(c)));
+  if (kind == "group_norm")
+    return void(net->push_back(torch::nn::GroupNorm(torch::nn::GroupNormOptions(std::stoll(value), c).eps(1e-3))));
+  if (kind == "batch_norm") {
+    const double momentum = std::stod(value);
+    if (shape.size() == 1) return void(net->push_back(torch::nn::BatchNorm1d(torch::nn::BatchNorm1dOptions(c).eps(1e-3).momentum(momentum))));
+    return void(net->push_back(torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(c).eps(1e-3).momentum(momentum))));
+  }
+  throw NoCounterpart(form.empty() ? "no torch counterpart" : "unknown torch form '" + form + "'");
+}
+
+// Builds the description's layers into `net`, each bn as the norm kind's torch form says; `shape` is one sample's
+// shape, [C, H, W] or [F], updated as it goes.
 void build(torch::nn::Sequential& net, const std::string& description, const std::string& norm, std::vector<int64_t> shape) {
+  minidl::ModelConfig config;
+  config.description = description;
+  config.norm = minidl::norm_kind(norm).name;
+  minidl::Generator gen(1);
   for (const minidl::LayerSpec& spec : minidl::parse_model_description(description)) {
     const std::string& k = spec.kind;
     if (k == "dense") {
@@ -60,14 +102,16 @@ void build(torch::nn::Sequential& net, const std::string& description, const std
       net->push_back(torch::nn::Dropout(std::stod(spec.values[0])));
     } else if (k == "softmax") {
       // the loss applies log_softmax to the logits, as Keras's fit does for a softmax output
-    } else if (k == "bn" && norm == "none") {
-      // no normalisation
-    } else if (k == "bn" && norm == "manual") {
-      net->push_back(ManualNorm(shape[0]));
-    } else if (k == "bn" && norm != "none") {
-      const double momentum = norm == "batchwise" ? 1.0 : 0.01;
-      if (shape.size() == 1) net->push_back(torch::nn::BatchNorm1d(torch::nn::BatchNorm1dOptions(shape[0]).eps(1e-3).momentum(momentum)));
-      else net->push_back(torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(shape[0]).eps(1e-3).momentum(momentum)));
+    } else if (k == "bn") {
+      const minidl::NormKind& kind = minidl::norm_kind(config.norm);
+      if (!kind.torch) throw NoCounterpart("--norm " + kind.name);
+      const minidl::Shape sample = shape.size() == 1 ? minidl::Shape{shape[0]} : minidl::Shape{shape[1], shape[2], shape[0]};
+      const minidl::LayerArgs args(spec, sample, config, gen);
+      push_norm(net, kind.torch(minidl::NormArgs{args, shape[0], config.epsilon}), shape);
+    } else if (k == "layernorm") {
+      push_norm(net, "layer_norm", shape);
+    } else if (k == "groupnorm") {
+      push_norm(net, "group_norm:" + (spec.values.empty() ? std::string("32") : spec.values[0]), shape);
     } else if (k == "conv") {
       const size_t x = spec.values[0].find('x');
       const int64_t filters = std::stoll(spec.values[0].substr(0, x));
@@ -93,7 +137,7 @@ void build(torch::nn::Sequential& net, const std::string& description, const std
       for (int64_t d : shape) n *= d;
       shape = {n};
     } else {
-      throw std::runtime_error("minidl_bench_libtorch: no torch form for layer kind '" + k + "'");
+      throw NoCounterpart("layer kind '" + k + "'");
     }
   }
 }
@@ -111,7 +155,13 @@ int main(int argc, char** argv) {
   torch::manual_seed(1);
   const bool images = minidl::parse_model_description(description).front().kind != "dense";
   torch::nn::Sequential net;
-  build(net, description, norm, images ? std::vector<int64_t>{1, height, width} : std::vector<int64_t>{height * width});
+  try {
+    build(net, description, norm, images ? std::vector<int64_t>{1, height, width} : std::vector<int64_t>{height * width});
+  } catch (const NoCounterpart& e) {
+    std::printf("n/a\n");  // minidl bench's libtorch column
+    std::fprintf(stderr, "minidl_bench_libtorch: %s has no PyTorch counterpart\n", e.what());
+    return 0;
+  }
   constexpr int64_t kSamples = 60000;
   const torch::Tensor data = torch::randint(0, 256, {kSamples, height * width}, torch::kUInt8);
   const torch::Tensor labels = torch::randint(0, classes, {kSamples}, torch::kLong);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "minidl/core.h"
+#include "minidl/models.h"
 
 namespace minidl::test {
 
@@ -55,6 +56,15 @@ inline void require_values(const Tensor& t, const Shape& shape, const std::vecto
     INFO("element " << i);
     REQUIRE(t.data()[i] == Approx(expected[i]).margin(tolerance));
   }
+}
+
+/// The document's model, Dense(64, relu) → `norm` → Dense(10, softmax) on 784 inputs, its weights from `gen`.
+inline std::shared_ptr<Sequential> document_model(const std::string& norm, Generator& gen) {
+  ModelConfig config;
+  config.description = document_model_description(64, 10);
+  config.norm = norm;
+  config.input_shape = {784};
+  return build_model(config, gen);
 }
 
 /// A fresh directory under the system temp dir, removed with everything in it at scope exit.

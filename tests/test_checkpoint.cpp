@@ -101,7 +101,7 @@ const std::string kVersion1 = std::string(MINIDL_TEST_DATA) + "/minidl-0.1-runni
 TEST_CASE("a checkpoint of minidl 0.1 loads and evaluates to the numbers 0.1 gave", "[checkpoint]") {
   const LoadedModel loaded = load_model(kVersion1);
   CHECK(loaded.config.description == "dense:4,relu,bn,dense:10,softmax");
-  CHECK(loaded.config.norm == NormMode::running);
+  CHECK(loaded.config.norm == "running");
   CHECK(loaded.checkpoint.metadata.at("format") == kCheckpointFormat);
   CHECK(loaded.checkpoint.tensors.count("optimizer/m/dense_1/kernel") == 1);  // slots renamed after the parameters
   const DatasetSplits data = make_synthetic(640, 200, 21);
@@ -130,7 +130,7 @@ TEST_CASE("save_model / load_model rebuild the model from the file alone", "[che
   c.description = "dense:16,relu,dropout:0.1,bn,dense:3,softmax";
   c.input_shape = {8, 8, 1};
   c.classes = 3;
-  c.norm = NormMode::batchwise;
+  c.norm = "batchwise";
   const auto model = build_model(c);
   model->forward(Tensor::uniform({5, 64}, 0, 1));
   save_model(dir.file("m"), *model, c, {{"data.dir", "/somewhere"}});

@@ -51,9 +51,8 @@ TEST_CASE("train --json prints one object per epoch — evaluate reproduces the 
   CHECK(c.metadata.at("model.norm") == "running");
   CHECK(c.tensors.at("batch_normalization/moving_variance").shape() == Shape{64});
   CHECK(c.tensors.count("optimizer/m/dense/kernel") == 1);
-  clear_session();
   Generator gen(1);
-  const auto model = make_document_model(NormMode::running, {}, gen);
+  const auto model = test::document_model("running", gen);
   std::map<std::string, Tensor> weights;
   for (const auto& [name, t] : c.tensors)
     if (name.rfind("optimizer/", 0) != 0) weights[name] = t;
@@ -109,9 +108,8 @@ TEST_CASE("10 steps, then resume to 20, equals 20 straight steps bit for bit", "
 
 TEST_CASE("train --init starts from a weights-only file another tool could write", "[cli]") {
   TempDir dir;
-  clear_session();
   Generator gen(5);
-  const auto model = make_document_model(NormMode::manual, {}, gen);
+  const auto model = test::document_model("manual", gen);
   save_safetensors(dir.file("weights"), model->state());  // just the Keras-named weights, no metadata
   const Run ok = minidl_cli("train --norm manual --epochs 1 --steps 3 --json --init " + dir.file("weights") + " " +
                                 data_flag(),

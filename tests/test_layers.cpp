@@ -67,7 +67,6 @@ TEST_CASE("fused linear equals matmul + bias, forward and backward", "[layers]")
 }
 
 TEST_CASE("summary reports Keras's names and parameter counts for the document's model", "[layers]") {
-  clear_session();
   Generator gen(1);
   const auto model = document_model(gen);
   const std::string summary = model->summary({32, 784});
@@ -86,7 +85,6 @@ TEST_CASE("summary reports Keras's names and parameter counts for the document's
 }
 
 TEST_CASE("named state uses Keras names and round-trips into another model", "[layers]") {
-  clear_session();
   Generator gen(1), other_gen(2);
   const auto model = document_model(gen);
   std::vector<std::string> names;
@@ -98,7 +96,6 @@ TEST_CASE("named state uses Keras names and round-trips into another model", "[l
   CHECK(model->buffers().size() == 2);
   model->forward(Tensor::uniform({8, 784}, 0, 1, gen));  // moves the moving statistics off their initial values
 
-  clear_session();
   const auto copy = document_model(other_gen);
   std::map<std::string, Tensor> state;
   for (const auto& [name, t] : model->state()) state[name] = t.clone();
@@ -133,16 +130,6 @@ TEST_CASE("train/eval and trainable apply to every submodule", "[layers]") {
   const std::string summary = model->summary({1, 784});
   CHECK(summary.find("Trainable params: 778") != std::string::npos);
   CHECK(summary.find("Non-trainable params: 50,368") != std::string::npos);
-}
-
-TEST_CASE("layer names count up per base name until clear_session", "[layers]") {
-  clear_session();
-  CHECK(unique_name("dense") == "dense");
-  CHECK(unique_name("dense") == "dense_1");
-  CHECK(unique_name("batch_normalization") == "batch_normalization");
-  CHECK(unique_name("dense") == "dense_2");
-  clear_session();
-  CHECK(unique_name("dense") == "dense");
 }
 
 TEST_CASE("ReLU and Softmax modules", "[layers]") {

@@ -105,7 +105,7 @@ TEST_CASE("an exported model is a valid ONNX ModelProto: opset 13, the inference
 TEST_CASE("a model without inference statistics is not exported", "[onnx]") {
   test::TempDir dir;
   ModelConfig c;
-  c.norm = NormMode::manual;
+  c.norm = "manual";
   CHECK_THROWS_WITH(export_onnx(*build_model(c), dir.file("m.onnx")),
                     Catch::Contains("(manual mode): it has no moving statistics, so no inference form to export"));
   CHECK_FALSE(std::filesystem::exists(dir.file("m.onnx")));

@@ -19,7 +19,7 @@ using minidl::test::TempDir;
 
 namespace {
 // A model with two BatchNormalization layers, trained a few steps so that its moving statistics are stale.
-std::shared_ptr<Sequential> trained_model(const Dataset& data, NormMode norm = NormMode::running) {
+std::shared_ptr<Sequential> trained_model(const Dataset& data, const std::string& norm = "running") {
   ModelConfig config;
   config.description = "dense:16,relu,bn,dense:8,relu,bn,dense:10,softmax";
   config.norm = norm;
@@ -96,7 +96,7 @@ TEST_CASE("recalibration from a sample: seeded, without replacement, and close t
 
 TEST_CASE("recalibration refuses a model without moving statistics, naming why", "[statistics]") {
   const DatasetSplits data = make_synthetic(64, 10, 7);
-  auto model = trained_model(data.train, NormMode::manual);
+  auto model = trained_model(data.train, "manual");
   CHECK_THROWS_WITH(recalibrate_batch_norm(*model, data.train, 0),
                     Catch::Contains("no BatchNormalization layer with moving statistics") &&
                         Catch::Contains("manual mode"));

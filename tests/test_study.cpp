@@ -154,7 +154,8 @@ TEST_CASE("compare refuses a bad grid before training, naming the flag and the f
                                                   Catch::Contains("'big'"));
   CHECK_THAT(error_of("--modes ghost --batch-sizes 12"),
              Catch::Contains("mode ghost at batch size 12") && Catch::Contains("ghost batches of 8"));
-  CHECK_THAT(error_of("--modes ghost --batch-sizes 16 --eval-batch-sizes 12"), Catch::Contains("--eval-batch-sizes"));
+  // Batch statistics in evaluation take each whole batch, ghost batches or not, and need two samples.
+  CHECK_THAT(error_of("--modes ghost --batch-sizes 16 --eval-batch-sizes 1"), Catch::Contains("--eval-batch-sizes"));
   CHECK_THAT(error_of("--modes group --groups 5"), Catch::Contains("5 groups do not divide the 64 channels"));
   CHECK_THAT(error_of("--modes renorm --renorm-clipping rmax=0.5"), Catch::Contains("rmax must be >= 1"));
   CHECK_THAT(error_of("--modes running --renorm-clipping rmax=2"), Catch::Contains("applies to --norm renorm"));

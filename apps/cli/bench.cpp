@@ -216,20 +216,29 @@ std::vector<Measurement> train_steps(const BenchConfig& c, const Dataset& data, 
 }
 
 // The libtorch side program, if it was built (only when libtorch-dev is installed): its steps/s, or NaN.
-double libtorch_steps_per_second(const std::string& program, const BenchConfig& c, int threads, int64_t steps) {
+// libtorch's seconds per epoch of `epoch_steps` steps of the configuration, as text: "failed", or "n/a" when torch
+// has no counterpart of one of its layers.
+std::string libtorch_epoch(const std::string& program, const BenchConfig& c, int threads, int64_t steps, double epoch_steps) {
   // OpenBLAS (libtorch's BLAS on Debian) starts its own threads unless told: pin it to the same count.
   const std::string pin = "OPENBLAS_NUM_THREADS=" + std::to_string(threads) + " OMP_NUM_THREADS=" + std::to_string(threads);
   const Shape& in = c.model.input_shape;
   const std::string command = pin + " " + quoted(program) + " " + quoted(c.model.description) + " " +
-                              to_string(c.model.norm) + " " + std::to_string(c.batch) + " " + std::to_string(threads) +
+                              quoted(c.model.norm) + " " + std::to_string(c.batch) + " " + std::to_string(threads) +
                               " " + std::to_string(steps) + " " + std::to_string(in[0]) + " " +
                               std::to_string(in.rank() > 1 ? in[1] : 1) + " " + std::to_string(c.model.classes);
   std::FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return NAN;
-  double rate = NAN;
-  if (std::fscanf(pipe, "%lf", &rate) != 1) rate = NAN;
+  if (!pipe) return "failed";
+  char word[64] = "";
+  const bool read = std::fscanf(pipe, "%63s", word) == 1;
   pclose(pipe);
-  return rate;
+  // The side program says n/a for a model torch has no counterpart for (ghost batches, renorm, RMSNorm).
+  if (read && std::string(word) == "n/a") return "n/a";
+  char* end = nullptr;
+  const double rate = read ? std::strtod(word, &end) : NAN;
+  if (!read || *end != '\0' || !(rate > 0)) return "failed";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", epoch_steps / rate);
+  return buf;
 }
 }  // namespace
 
@@ -266,7 +275,7 @@ int bench_command(int argc, char** argv) {
   DataSpec spec;
   spec.train = f["data"].as<std::string>();
   const DatasetSplits data = load_logged(spec);
-  const auto config = [&](std::string name, int64_t batch, NormMode norm, const std::string& description) {
+  const auto config = [&](std::string name, int64_t batch, const std::string& norm, const std::string& description) {
     ModelConfig m;
     m.description = description;
     m.norm = norm;
@@ -282,19 +291,19 @@ int bench_command(int argc, char** argv) {
   std::vector<BenchConfig> configs;
   if (f.count("model")) {
     const std::string model = f["model"].as<std::string>();
-    const NormMode norm = parse_norm_mode(f["norm"].as<std::string>());
+    const std::string norm = norm_kind(f["norm"].as<std::string>()).name;
     for (int64_t batch : quick ? std::vector<int64_t>{32} : std::vector<int64_t>{32, 256})
       configs.push_back(config(model + ", batch " + std::to_string(batch), batch, norm, model));
   } else {
-    configs.push_back(config("document model, batch 32", 32, NormMode::running, document));
+    configs.push_back(config("document model, batch 32", 32, "running", document));
     if (!quick) {
-      configs.push_back(config("document model, batch 256", 256, NormMode::running, document));
-      configs.push_back(config("batch 1024, hidden 1024", 1024, NormMode::running,
+      configs.push_back(config("document model, batch 256", 256, "running", document));
+      configs.push_back(config("batch 1024, hidden 1024", 1024, "running",
                                document_model_description(1024, data.train.num_classes)));
-      for (NormMode m : {NormMode::batchwise, NormMode::manual, NormMode::none})
-        configs.push_back(config("batch 32, mode " + to_string(m), 32, m, document));
-      configs.push_back(config("BN CNN, batch 32", 32, NormMode::running, cnn));
-      configs.push_back(config("BN CNN, batch 128", 128, NormMode::running, cnn));
+      for (const char* m : {"batchwise", "manual", "none"})
+        configs.push_back(config(std::string("batch 32, mode ") + m, 32, m, document));
+      configs.push_back(config("BN CNN, batch 32", 32, "running", cnn));
+      configs.push_back(config("BN CNN, batch 128", 128, "running", cnn));
     }
   }
   const std::string match = f["match"].as<std::string>();
@@ -322,10 +331,7 @@ int bench_command(int argc, char** argv) {
       const Measurement& m = ms[i];
       std::string torch = "not installed";
       if (have_libtorch) {
-        const double rate = libtorch_steps_per_second(libtorch, c, threads, std::min(n, steps));
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%.3f", epoch_steps / rate);
-        torch = std::isnan(rate) ? "failed" : buf;
+        torch = libtorch_epoch(libtorch, c, threads, std::min(n, steps), epoch_steps);
       }
       std::printf("%-*s %7d %9.0f %9.3f %8.1f %10.1f %5.0f%% %7.0f MB %12s %8.2fx\n", static_cast<int>(width),
                   c.name.c_str(), threads, 1.0 / m.step_seconds, m.step_seconds * epoch_steps, m.gflops, m.peak_gflops,

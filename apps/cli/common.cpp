@@ -6,18 +6,13 @@
 #include <cstdio>
 
 #include "cli.h"
+#include "settings.h"
 
 namespace minidl::cli {
 
 void add_common_flags(cxxopts::Options& options) {
-  options.add_options("common")("data", "a directory of MNIST-format files (or set MINIDL_DATA), or a CSV file",
-                                cxxopts::value<std::string>()->default_value(default_data_dir()))(
-      "test", "a CSV test file (with a CSV --data)", cxxopts::value<std::string>())(
-      "label", "the CSV label column", cxxopts::value<std::string>()->default_value("label"))(
-      "validation-split", "hold out this last fraction of the training data as the test set",
-      cxxopts::value<double>()->default_value("0"))(
-      "threads", "OpenMP threads (0: the default)", cxxopts::value<int>()->default_value("0"))(
-      "seed", "seed for initial weights, dropout and shuffling", cxxopts::value<uint64_t>()->default_value("1"))(
+  add_settings(options, {"data", "test", "label", "validation-split", "threads", "seed"});
+  options.add_options("common")(
       "h,help", "show this help");
 }
 
@@ -69,8 +64,7 @@ void refuse_non_finite(const Checkpoint& checkpoint, const std::string& path) {
 }
 
 void apply_threads(const cxxopts::ParseResult& flags) {
-  const int threads = flags["threads"].as<int>();
-  if (threads < 0) fail("--threads must be >= 0, got ", threads);
+  const int threads = setting<int>(flags, "threads");
   if (threads > 0) omp_set_num_threads(threads);
 }
 

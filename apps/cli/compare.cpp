@@ -23,6 +23,7 @@
 #include "minidl/atomic_file.h"
 #include "minidl/distributed.h"
 #include "minidl/statistics.h"
+#include "settings.h"
 #include "study.h"
 
 namespace minidl::cli {
@@ -66,16 +67,11 @@ RunConfig cell_config(const StudySettings& s, const Dataset& train, const Arm& a
   return c;
 }
 
-// Test accuracy with batch statistics at each size: frozen layers are thawed for it, so that they too normalise
-// each test batch with its own statistics.
+// Test accuracy with batch statistics at each size (evaluate's batch_statistics: frozen layers too normalise each
+// test batch with its own statistics, and Dropout stays off).
 std::vector<double> batch_statistics_accuracy(Sequential& model, const Dataset& test, const std::vector<int64_t>& sizes) {
-  bool frozen = false;
-  for (const auto& layer : model.children())
-    if (const auto* bn = dynamic_cast<const BatchNormalization*>(layer.get())) frozen = frozen || bn->statistics_frozen();
-  freeze_batch_norm_statistics(model, false);
   std::vector<double> out;
   for (int64_t b : sizes) out.push_back(evaluate(model, test, b, true).accuracy);
-  freeze_batch_norm_statistics(model, frozen);
   return out;
 }
 
@@ -90,7 +86,8 @@ RunResult run_cell(const StudySettings& s, const DatasetSplits& data, const Arm&
     EpochMetrics m;
     m.epoch = e.epoch, m.steps = trainer.steps_done(), m.seconds = e.seconds;
     m.train_loss = e.loss, m.train_accuracy = e.accuracy;
-    if (arm.mode != NormMode::manual) m.test_accuracy = e.val_accuracy;  // manual mode has no inference statistics
+    // Inference as deployed, unless the model normalises every batch by itself (manual mode: batch@N says it).
+    if (for_each_module<MomentsNormalization>(model, [](MomentsNormalization&) {}) == 0) m.test_accuracy = e.val_accuracy;
     m.batch_stats_accuracy = batch_statistics_accuracy(model, data.test, s.eval_batch_sizes);
     result.epochs.push_back(m);
   };
@@ -223,11 +220,8 @@ int compare_command(int argc, char** argv) {
       "batch-sizes", "comma-separated training batch sizes", cxxopts::value<std::string>())(
       "batch-size", "one training batch size (the same as --batch-sizes N)", cxxopts::value<int64_t>())(
       "seeds", "comma-separated seeds (default: --seed)", cxxopts::value<std::string>())(
-      "epochs", "epochs per run", cxxopts::value<int>()->default_value("5"))(
       "steps", "train every run for exactly this many steps, whatever its batch size (overrides --epochs)",
-      cxxopts::value<int64_t>())("lr", "Adam learning rate", cxxopts::value<float>()->default_value("0.001"))(
-      "lr-schedule", "constant, or cosine: Keras's CosineDecay from --lr to 0 over each run's epochs",
-      cxxopts::value<std::string>()->default_value("constant"))(
+      cxxopts::value<int64_t>())(
       "eval-batch-sizes", "test batch sizes for the accuracy with batch statistics",
       cxxopts::value<std::string>()->default_value("32,1000"))(
       "recalibrate", "after training, also re-estimate the moving statistics from this many training samples "
@@ -236,9 +230,9 @@ int compare_command(int argc, char** argv) {
       "bn-sync", "under mpirun: each mode's batch statistics over the global batch (global), each process's slice "
                  "(local), or both side by side (global,local)",
       cxxopts::value<std::string>()->default_value("global"))(
-      "drop-last", "drop each epoch's partial last batch")(
       "out", "write compare.csv, compare.json, accuracy_vs_batch_size.svg and curves.svg into this directory",
       cxxopts::value<std::string>());
+  add_settings(options, {"epochs", "lr", "lr-schedule", "drop-last", "no-shuffle"});
   add_model_flags(options);
   add_common_flags(options);
   const auto f = parse_flags(options, argc, argv,
@@ -254,12 +248,11 @@ int compare_command(int argc, char** argv) {
   if (f.count("batch-size") && f.count("batch-sizes")) fail("--batch-size and --batch-sizes exclude each other");
   if (f.count("seed") && f.count("seeds")) fail("--seed and --seeds exclude each other");
   StudySettings s;
-  s.modes = list_flag<NormMode>(f, "modes", parse_norm_mode);
+  s.modes = list_flag<std::string>(f, "modes", [](const std::string& t) { return norm_kind(t).name; });
   s.batch_sizes = f.count("batch-sizes") ? list_flag<int64_t>(f, "batch-sizes", [](const std::string& t) { return whole("batch-sizes", t, 1); })
-                                         : std::vector<int64_t>{f.count("batch-size") ? f["batch-size"].as<int64_t>() : 32};
-  if (s.batch_sizes.front() < 1) fail("--batch-size must be >= 1, got ", s.batch_sizes.front());
+                                         : std::vector<int64_t>{setting<int64_t>(f, "batch-size")};
   s.seeds = f.count("seeds") ? list_flag<uint64_t>(f, "seeds", [](const std::string& t) { return static_cast<uint64_t>(whole("seeds", t, 0)); })
-                             : std::vector<uint64_t>{f["seed"].as<uint64_t>()};
+                             : std::vector<uint64_t>{setting<uint64_t>(f, "seed")};
   s.processes = world.size();
   s.bn_syncs = list_flag<bool>(f, "bn-sync", [](const std::string& t) {
     if (t != "global" && t != "local") fail("--bn-sync: expected global, local or global,local, got '", t, "'");
@@ -275,13 +268,14 @@ int compare_command(int argc, char** argv) {
   if (f.count("steps") && s.steps < 1) fail("--steps must be >= 1, got ", s.steps);
   s.recalibrate = f.count("recalibrate") ? f["recalibrate"].as<int64_t>() : -1;
   if (f.count("recalibrate") && s.recalibrate < 0) fail("--recalibrate must be >= 0 (0: all the training data), got ", s.recalibrate);
-  const int cores = omp_get_num_procs(), threads = f["threads"].as<int>() > 0 ? f["threads"].as<int>() : cores;
+  const int given_threads = setting<int>(f, "threads");
+  const int cores = omp_get_num_procs(), threads = given_threads > 0 ? given_threads : cores;
   const int64_t runs = static_cast<int64_t>(s.arms().size() * s.batch_sizes.size() * s.seeds.size());
   s.jobs = static_cast<int>(std::min<int64_t>(f.count("jobs") ? f["jobs"].as<int>() : cores, runs));
   if (f.count("jobs") && f["jobs"].as<int>() < 1) fail("--jobs must be >= 1, got ", f["jobs"].as<int>());
   s.threads_per_job = std::max(1, threads / s.jobs);
   if (s.processes > 1)  // one run at a time, with the threads mpirun gives each process (-x OMP_NUM_THREADS)
-    s.jobs = 1, s.threads_per_job = f["threads"].as<int>() > 0 ? f["threads"].as<int>() : omp_get_max_threads();
+    s.jobs = 1, s.threads_per_job = given_threads > 0 ? given_threads : omp_get_max_threads();
 
   std::string dir;
   if (f.count("out") && leader) {  // before any training: a study must not be lost to an unwritable directory

@@ -33,7 +33,7 @@ int evaluate_command(int argc, char** argv) {
     std::printf("%s\n", nlohmann::ordered_json{{"loss", e.loss}, {"accuracy", e.accuracy}}.dump().c_str());
   else
     std::printf("%s (norm %s)  test_loss %.4f  test_accuracy %.4f  (batch size %lld)\n",
-                loaded.config.description.c_str(), to_string(loaded.config.norm).c_str(), e.loss, e.accuracy,
+                loaded.config.description.c_str(), loaded.config.norm.c_str(), e.loss, e.accuracy,
                 static_cast<long long>(batch_size));
   return 0;
 }

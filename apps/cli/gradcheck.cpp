@@ -48,7 +48,7 @@ int gradcheck_command(int argc, char** argv) {
 
   std::printf("gradcheck of %s (norm %s), batch %lld, in training mode (relative error: |autodiff - numeric| / "
               "max(|autodiff|, |numeric|, %g))\n",
-              config.description.c_str(), to_string(config.norm).c_str(), static_cast<long long>(batch_size), check.floor);
+              config.description.c_str(), config.norm.c_str(), static_cast<long long>(batch_size), check.floor);
   for (size_t i = 0; i < params.size(); ++i)
     std::printf("  %-36s %-14s %6lld of %7lld elements, max relative error %.3e\n", params[i].first.c_str(),
                 params[i].second.shape().str().c_str(), static_cast<long long>(r.checked[i]),

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "cli.h"
+#include "settings.h"
 #include "minidl/atomic_file.h"
 #include "minidl/statistics.h"
 
@@ -71,7 +72,7 @@ int recalibrate_command(int argc, char** argv) {
   const DatasetSplits data = load_logged(data_spec_for(f, loaded.checkpoint.metadata, path, true));
   check_data_fits(loaded.config, data.train, "in '" + path + "'");
   check_data_fits(loaded.config, data.test, "in '" + path + "'");
-  const RecalibrationReport r = recalibrate_and_report(*loaded.model, data, samples, f["seed"].as<uint64_t>(), eval_batch_size);
+  const RecalibrationReport r = recalibrate_and_report(*loaded.model, data, samples, setting<uint64_t>(f, "seed"), eval_batch_size);
 
   // Everything the checkpoint held stays (a training checkpoint still resumes), with the new statistics.
   Checkpoint& c = loaded.checkpoint;

@@ -3,53 +3,141 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
-#include <sstream>
+
+#include "minidl/internal/text.h"
+#include "settings.h"
 
 namespace minidl::cli {
 namespace {
-// A flag's value, or `fallback` when this command does not define it (or it has no value).
-template <class T>
-T flag(const cxxopts::ParseResult& f, const char* name, T fallback) {
-  try {
-    return f[name].as<T>();
-  } catch (const cxxopts::exceptions::exception&) {
-    return fallback;
+// The kinds a command trains: --modes (compare) or the one --norm names.
+std::vector<std::string> selected_kinds(const cxxopts::ParseResult& f, const std::string& norm) {
+  const std::string modes = f.count("modes") ? f["modes"].as<std::string>() : "";
+  return modes.empty() ? std::vector<std::string>{norm} : internal::split(modes, ',');
+}
+
+// The option flags of the normalisation kinds, each refused unless a kind the command trains takes it.
+void norm_option_flags(const cxxopts::ParseResult& f, ModelConfig& c) {
+  const std::vector<std::string> selected = selected_kinds(f, c.norm);
+  std::vector<std::string> flags;
+  for (const NormOption& o : all_norm_options())
+    if (std::find(flags.begin(), flags.end(), o.flag) == flags.end()) flags.push_back(o.flag);
+  for (const std::string& flag : flags) {
+    if (!f.count(flag)) continue;
+    std::vector<std::string> takers;
+    for (const NormKind& k : norm_kinds())
+      for (const NormOption& o : k.options)
+        if (o.flag == flag && std::find(takers.begin(), takers.end(), k.name) == takers.end()) takers.push_back(k.name);
+    if (std::none_of(selected.begin(), selected.end(), [&](const std::string& s) {
+          return std::find(takers.begin(), takers.end(), s) != takers.end();
+        }))
+      fail("--", flag, " applies to --norm ", internal::join(takers), f.count("modes")
+               ? ", which --modes '" + f["modes"].as<std::string>() + "' does not include"
+               : ", not " + c.norm);
+    std::vector<NormOption> options;
+    for (const NormOption& o : all_norm_options())
+      if (o.flag == flag) options.push_back(o);
+    const std::string text = f[flag].as<std::string>();
+    if (options.size() == 1) {  // --flag VALUE
+      const double v = internal::parse_number(text);
+      if (std::isnan(v)) fail("--", flag, " must be a number, got '", text, "'");
+      options[0].check(v, "--" + flag);
+      c.norm_options[options[0].key] = options[0].held(v);
+      continue;
+    }
+    std::vector<std::string> keys;  // --flag key=value,key=value
+    for (const NormOption& o : options) keys.push_back(o.key + "=" + char(std::toupper(o.key[0])));
+    for (const std::string& item : internal::split(text, ',')) {
+      const size_t eq = item.find('=');
+      const std::string key = item.substr(0, eq);
+      const auto o = std::find_if(options.begin(), options.end(), [&](const NormOption& x) { return x.key == key; });
+      const double v = eq == std::string::npos ? NAN : internal::parse_number(item.substr(eq + 1));
+      if (o == options.end() || std::isnan(v))
+        fail("--", flag, ": expected ", internal::join({keys.begin(), keys.end() - 1}), " and ", keys.back(),
+             " separated by commas, got '", item, "'");
+      o->check(v, "--" + flag + ": " + key);
+      c.norm_options[key] = o->held(v);
+    }
   }
 }
 
-std::string text(float v) { return exact_text(v); }
-std::string text(int64_t v) { return std::to_string(v); }
-std::string text(bool v) { return v ? "set" : "not set"; }
-std::string text(const std::string& v) { return v; }
+// A norm option's flags as cxxopts reads them: text, parsed and checked by norm_option_flags.
+std::string option_help(const std::vector<NormOption>& options) {
+  std::vector<std::string> kinds;
+  for (const NormKind& k : norm_kinds())
+    for (const NormOption& o : k.options)
+      if (o.flag == options[0].flag && std::find(kinds.begin(), kinds.end(), k.name) == kinds.end()) kinds.push_back(k.name);
+  std::string help = options[0].help + " [" + internal::join(kinds, ", ") + "]";
+  if (options.size() > 1) return help;
+  // The defaults, kind by kind where they differ (momentum: 0.99, batchwise 0).
+  const auto text = [&](double v) { return options[0].integer ? std::to_string(static_cast<int64_t>(v)) : exact_text(v); };
+  std::string defaults;
+  for (const NormKind& k : norm_kinds())
+    if (const NormOption* o = k.option(options[0].key); o && !std::isnan(o->fallback)) {
+      if (defaults.empty()) defaults = text(o->fallback);
+      else if (o->fallback != options[0].fallback) defaults += "; " + k.name + ": " + text(o->fallback);
+    }
+  return defaults.empty() ? help : help + " (default " + defaults + ")";
+}
+
+// The checkpoint's value of a key as the resume check shows it.
+std::string shown(const Metadata& m, const std::string& key) {
+  const auto it = m.find(key);
+  return it == m.end() ? "" : key == "model.description" ? canonical_description(it->second) : it->second;
+}
 }  // namespace
 
 void check_freeze_epochs(const RunConfig& r) {
-  if (r.model.norm == NormMode::frozen && r.freeze_epochs >= r.epochs)
-    fail("--freeze-epochs ", r.freeze_epochs, " leaves no epoch of ", r.epochs,
+  if (!norm_kind(r.model.norm).option("freeze_epochs")) return;
+  const int64_t frozen = static_cast<int64_t>(r.model.norm_option("freeze_epochs"));
+  if (frozen >= r.epochs)
+    fail("--freeze-epochs ", frozen, " leaves no epoch of ", r.epochs,
          " to train with batch statistics first: frozen mode freezes the moving averages those epochs leave, so it "
-         "needs more epochs than it freezes (use --epochs ", r.freeze_epochs + 1, " or more, or fewer --freeze-epochs)");
+         "needs more epochs than it freezes (use --epochs ", frozen + 1, " or more, or fewer --freeze-epochs)");
 }
 
 Metadata RunConfig::to_metadata() const {
   Metadata m = model.to_metadata();
-  if (model.norm == NormMode::frozen) m["train.freeze_epochs"] = std::to_string(freeze_epochs);
-  if (cosine_decay) {  // the optimizer's own learning rate is the decayed one by the time it is saved
-    m["train.lr_schedule"] = "cosine";
-    m["train.initial_learning_rate"] = exact_text(learning_rate);
-  }
+  m["trainer.epochs"] = std::to_string(epochs);
+  m["trainer.validation_batch_size"] = std::to_string(eval_batch_size);
+  m["loader.batch_size"] = std::to_string(batch_size);
+  m["loader.shuffle"] = shuffle ? "1" : "0";
+  m["loader.drop_last"] = drop_last ? "1" : "0";
+  // The optimizer's own learning rate is the decayed one by the time it is saved.
+  m["train.lr_schedule"] = cosine_decay ? "cosine" : "constant";
+  m["train.initial_learning_rate"] = exact_text(learning_rate);
   m.merge(data.to_metadata());
   return m;
 }
 
+RunConfig RunConfig::from_metadata(const MetadataReader& m) {
+  RunConfig r;
+  r.model = ModelConfig::from_metadata(m);
+  r.epochs = static_cast<int>(m.integer("trainer.epochs", 1, 1 << 30));
+  r.batch_size = m.integer("loader.batch_size", 1, int64_t{1} << 40);
+  r.shuffle = m.boolean("loader.shuffle");
+  r.drop_last = m.has("loader.drop_last") && m.boolean("loader.drop_last");
+  r.eval_batch_size = m.has("trainer.validation_batch_size")
+                          ? m.integer("trainer.validation_batch_size", 1, int64_t{1} << 40)
+                          : std::stoll(setting_named("eval-batch-size").fallback);
+  r.cosine_decay = m.has("train.lr_schedule") && m.text("train.lr_schedule") == "cosine";
+  if (m.has("train.lr_schedule") && !r.cosine_decay && m.text("train.lr_schedule") != "constant")
+    m.fail_at("train.lr_schedule", "expected constant or cosine");
+  r.learning_rate = static_cast<float>(m.has("train.initial_learning_rate")
+                                           ? m.number("train.initial_learning_rate", 0.0, 1e30)
+                                           : m.number("optimizer.learning_rate", 0.0, 1e30));
+  if (m.has("data.train")) r.data = DataSpec::from_metadata(m);
+  return r;
+}
+
 DataSpec data_spec_from_flags(const cxxopts::ParseResult& f) {
   DataSpec spec;
-  spec.train = flag<std::string>(f, "data", default_data_dir());
-  spec.test = flag<std::string>(f, "test", "");
-  spec.label = flag<std::string>(f, "label", "label");
-  spec.validation_split = flag<double>(f, "validation-split", 0.0);
-  if (!(spec.validation_split >= 0.0 && spec.validation_split < 1.0))
-    fail("--validation-split must be in [0, 1), got ", spec.validation_split);
+  spec.train = setting<std::string>(f, "data");
+  spec.test = f.count("test") ? setting<std::string>(f, "test") : "";
+  spec.label = setting<std::string>(f, "label");
+  spec.validation_split = setting<double>(f, "validation-split");
   return spec;
 }
 
@@ -63,184 +151,94 @@ DataSpec data_spec_for(const cxxopts::ParseResult& f, const Metadata& checkpoint
 }
 
 void add_model_flags(cxxopts::Options& options) {
-  options.add_options("model")(
-      "model", "the model, e.g. dense:256,relu,bn,dense:10,softmax (docs/models.md); default: the document's",
-      cxxopts::value<std::string>())("hidden", "shorthand: the document's model with this many hidden units",
-                                     cxxopts::value<int64_t>())(
-      "norm", "what each bn becomes: running, batchwise, manual, none, ghost, renorm, layer, group, frozen "
-              "(docs/normalization.md)", cxxopts::value<std::string>()->default_value("running"))(
-      "momentum", "BatchNormalization momentum, Keras convention (default 0.99; batchwise: 0)", cxxopts::value<float>())(
-      "epsilon", "normalisation epsilon", cxxopts::value<float>()->default_value("0.001"))(
-      "virtual-batch-size", "ghost mode: samples per ghost batch (default 8)", cxxopts::value<int64_t>())(
-      "groups", "group mode: groups of channels (default 32)", cxxopts::value<int64_t>())(
-      "renorm-momentum", "renorm mode: momentum of renorm's moving mean and stddev (default 0.99)", cxxopts::value<float>())(
-      "renorm-clipping", "renorm mode: clip r and d, e.g. rmax=3,rmin=0.3333,dmax=5 (default: unclipped)",
-      cxxopts::value<std::string>())(
-      "freeze-epochs", "frozen mode: freeze the moving statistics for this many last epochs (default 1)",
-      cxxopts::value<int>());
-}
-
-namespace {
-// The flags of the norm variants, each refused unless --norm (or compare's --modes) selects its mode.
-void variant_flags(const cxxopts::ParseResult& f, ModelConfig& c) {
-  const std::string modes = flag<std::string>(f, "modes", "");
-  const auto only = [&](const char* flag, NormMode mode) {
-    if (!f.count(flag)) return false;
-    if (modes.empty() && c.norm != mode)
-      fail("--", flag, " applies to --norm ", to_string(mode), ", not ", to_string(c.norm));
-    if (!modes.empty() && ("," + modes + ",").find("," + to_string(mode) + ",") == std::string::npos)
-      fail("--", flag, " applies to --norm ", to_string(mode), ", which --modes '", modes, "' does not include");
-    return true;
-  };
-  if (only("virtual-batch-size", NormMode::ghost)) {
-    c.virtual_batch_size = f["virtual-batch-size"].as<int64_t>();
-    if (c.virtual_batch_size < 1) fail("--virtual-batch-size must be >= 1, got ", c.virtual_batch_size);
-  }
-  if (only("groups", NormMode::group)) {
-    c.groups = f["groups"].as<int64_t>();
-    if (c.groups < 1) fail("--groups must be >= 1, got ", c.groups);
-  }
-  if (only("renorm-momentum", NormMode::renorm)) {
-    c.renorm_momentum = f["renorm-momentum"].as<float>();
-    if (!(c.renorm_momentum >= 0.0f && c.renorm_momentum <= 1.0f))
-      fail("--renorm-momentum must be in [0, 1], got ", c.renorm_momentum);
-  }
-  if (only("renorm-clipping", NormMode::renorm)) {
-    std::stringstream list(f["renorm-clipping"].as<std::string>());
-    for (std::string item; std::getline(list, item, ',');) {
-      const size_t eq = item.find('=');
-      const std::string key = item.substr(0, eq);
-      char* end = nullptr;
-      const float v = eq == std::string::npos ? NAN : std::strtof(item.c_str() + eq + 1, &end);
-      float* slot = key == "rmax" ? &c.rmax : key == "rmin" ? &c.rmin : key == "dmax" ? &c.dmax : nullptr;
-      if (!slot || std::isnan(v) || *end != '\0')
-        fail("--renorm-clipping: expected rmax=R, rmin=R and dmax=D separated by commas, got '", item, "'");
-      *slot = v;
-    }
-    if (!std::isnan(c.rmax) && !(c.rmax >= 1.0f))
-      fail("--renorm-clipping: rmax must be >= 1 (r = 1 leaves the batch statistics as they are), got ", c.rmax);
-    if (!std::isnan(c.rmin) && !(c.rmin > 0.0f && c.rmin <= 1.0f))
-      fail("--renorm-clipping: rmin must be in (0, 1], got ", c.rmin);
-    if (!std::isnan(c.dmax) && !(c.dmax >= 0.0f)) fail("--renorm-clipping: dmax must be >= 0, got ", c.dmax);
+  add_settings(options, {"model", "hidden", "epsilon"});
+  options.add_options("model")("norm", "what each bn becomes: " + norm_kind_names() + " (docs/normalization.md)",
+                               cxxopts::value<std::string>()->default_value(setting_named("norm").fallback));
+  std::vector<std::string> done;
+  for (const NormOption& o : all_norm_options()) {
+    if (std::find(done.begin(), done.end(), o.flag) != done.end()) continue;
+    done.push_back(o.flag);
+    std::vector<NormOption> same;
+    for (const NormOption& x : all_norm_options())
+      if (x.flag == o.flag) same.push_back(x);
+    options.add_options("normalisation")(o.flag, option_help(same), cxxopts::value<std::string>());
   }
 }
-}  // namespace
 
-ModelConfig model_config_from_flags(const cxxopts::ParseResult& f, const Dataset& train, NormMode default_norm) {
+void add_training_flags(cxxopts::Options& options) {
+  add_settings(options, {"epochs", "batch-size", "lr", "lr-schedule", "steps", "no-shuffle", "drop-last", "eval-batch-size"});
+}
+
+ModelConfig model_config_from_flags(const cxxopts::ParseResult& f, const Dataset& train, const std::string& default_norm) {
   if (f.count("model") && f.count("hidden"))
     fail("--model and --hidden exclude each other (--hidden N stands for --model dense:N,relu,bn,dense:CLASSES,softmax)");
   ModelConfig c;
-  const int64_t hidden = flag<int64_t>(f, "hidden", 64);
-  if (hidden < 1) fail("--hidden must be >= 1, got ", hidden);
-  c.description = f.count("model") ? f["model"].as<std::string>() : document_model_description(hidden, train.num_classes);
-  c.norm = f.count("norm") ? parse_norm_mode(f["norm"].as<std::string>()) : default_norm;
+  const int64_t hidden = optional_setting<int64_t>(f, "hidden").value_or(64);
+  c.description = f.count("model") ? setting<std::string>(f, "model") : document_model_description(hidden, train.num_classes);
+  c.norm = norm_kind(f.count("norm") ? setting<std::string>(f, "norm") : default_norm).name;
   c.input_shape = train.sample;
   c.classes = train.num_classes;
   c.class_names = train.class_names;
-  if (f.count("momentum")) c.momentum = f["momentum"].as<float>();
-  if (c.momentum && !(*c.momentum >= 0.0f && *c.momentum <= 1.0f))
-    fail("--momentum must be in [0, 1] (Keras convention: the weight on the old moving value), got ", *c.momentum);
-  c.epsilon = flag<float>(f, "epsilon", 1e-3f);
-  if (!(c.epsilon > 0.0f) || !std::isfinite(c.epsilon)) fail("--epsilon must be a finite number > 0, got ", c.epsilon);
-  c.seed = flag<uint64_t>(f, "seed", 1);
-  if (c.seed > uint64_t{INT64_MAX}) fail("--seed must be < 2^63, got ", c.seed);
-  variant_flags(f, c);
+  c.epsilon = setting<float>(f, "epsilon");
+  c.seed = setting<uint64_t>(f, "seed");
+  norm_option_flags(f, c);
   return c;
 }
 
-RunConfig run_config_from_flags(const cxxopts::ParseResult& f, const Dataset& train, NormMode default_norm) {
+RunConfig run_config_from_flags(const cxxopts::ParseResult& f, const Dataset& train, const std::string& default_norm) {
   RunConfig r;
   r.model = model_config_from_flags(f, train, default_norm);
-  r.epochs = flag<int>(f, "epochs", 5);
-  r.max_steps = flag<int64_t>(f, "steps", -1);
-  r.batch_size = flag<int64_t>(f, "batch-size", 32);
-  r.learning_rate = flag<float>(f, "lr", 1e-3f);
-  const std::string schedule = flag<std::string>(f, "lr-schedule", "constant");
-  if (schedule != "constant" && schedule != "cosine")
-    fail("--lr-schedule must be constant or cosine, got '", schedule, "'");
-  r.cosine_decay = schedule == "cosine";
-  r.shuffle = !flag<bool>(f, "no-shuffle", false);
-  r.drop_last = flag<bool>(f, "drop-last", false);
-  r.eval_batch_size = flag<int64_t>(f, "eval-batch-size", 32);
+  r.epochs = setting<int>(f, "epochs");
+  r.max_steps = setting<int64_t>(f, "steps");
+  r.batch_size = setting<int64_t>(f, "batch-size");
+  r.learning_rate = setting<float>(f, "lr");
+  r.cosine_decay = setting<std::string>(f, "lr-schedule") == "cosine";
+  r.shuffle = !setting<bool>(f, "no-shuffle");
+  r.drop_last = setting<bool>(f, "drop-last");
+  r.eval_batch_size = setting<int64_t>(f, "eval-batch-size");
   r.data = data_spec_from_flags(f);
-  const std::string modes = flag<std::string>(f, "modes", "");
-  if (f.count("freeze-epochs") && (modes.empty() ? r.model.norm != NormMode::frozen
-                                                 : ("," + modes + ",").find(",frozen,") == std::string::npos))
-    fail("--freeze-epochs applies to --norm frozen, ", modes.empty() ? "not " + to_string(r.model.norm) : "which --modes does not include");
-  r.freeze_epochs = flag<int>(f, "freeze-epochs", 1);
-  if (r.freeze_epochs < 0) fail("--freeze-epochs must be >= 0, got ", r.freeze_epochs);
   check_freeze_epochs(r);
-  if (r.epochs < 1) fail("--epochs must be >= 1, got ", r.epochs);
-  if (r.max_steps < -1) fail("--steps must be >= 0, got ", r.max_steps);
-  if (r.batch_size < 1) fail("--batch-size must be >= 1, got ", r.batch_size);
-  if (r.eval_batch_size < 1) fail("--eval-batch-size must be >= 1, got ", r.eval_batch_size);
-  if (!(r.learning_rate >= 0.0f) || !std::isfinite(r.learning_rate))
-    fail("--lr must be a finite number >= 0, got ", r.learning_rate);
   return r;
 }
 
 RunConfig resumed_run_config(const cxxopts::ParseResult& f, const Checkpoint& checkpoint, const std::string& path) {
   Checkpoint upgraded = checkpoint;
   upgrade_checkpoint(upgraded, path);
-  const MetadataReader m(upgraded.metadata, "checkpoint '" + path + "'");
-  RunConfig saved;
-  saved.model = ModelConfig::from_metadata(m);
-  saved.epochs = static_cast<int>(m.integer("trainer.epochs", 1, 1 << 30));
-  saved.batch_size = m.integer("loader.batch_size", 1, int64_t{1} << 40);
-  saved.learning_rate = static_cast<float>(m.number("optimizer.learning_rate", 0.0, 1e30));
-  saved.shuffle = m.boolean("loader.shuffle");
-  saved.drop_last = m.has("loader.drop_last") && m.boolean("loader.drop_last");
-  if (m.has("trainer.validation_batch_size"))
-    saved.eval_batch_size = m.integer("trainer.validation_batch_size", 1, int64_t{1} << 40);
-  saved.data = data_spec_for(f, upgraded.metadata, path, false);
-  if (m.has("train.freeze_epochs")) saved.freeze_epochs = static_cast<int>(m.integer("train.freeze_epochs", 0, 1 << 30));
-  if (m.has("train.lr_schedule")) {
-    if (m.text("train.lr_schedule") != "cosine")
-      fail("checkpoint '", path, "': train.lr_schedule is '", m.text("train.lr_schedule"), "', expected cosine");
-    saved.cosine_decay = true;
-    saved.learning_rate = static_cast<float>(m.number("train.initial_learning_rate", 0.0, 1e30));
-  }
+  RunConfig saved = RunConfig::from_metadata(MetadataReader(upgraded.metadata, "checkpoint '" + path + "'"));
+  if (!upgraded.metadata.count("data.train")) saved.data = data_spec_for(f, upgraded.metadata, path, false);
 
   // Flags the checkpoint fixes may be repeated with the same value (the same command line resumes), never
-  // changed. Their values are read as a fresh run would read them, here with the checkpoint's data shapes.
+  // changed. Their values are read as a fresh run would read them, here with the checkpoint's data shapes, and
+  // compared as the checkpoint records them.
   Dataset shapes;
   shapes.sample = saved.model.input_shape;
   shapes.num_classes = static_cast<int32_t>(saved.model.classes);
   shapes.class_names = saved.model.class_names;
   const RunConfig given = run_config_from_flags(f, shapes, saved.model.norm);
-  const auto check = [&](const char* name, bool given_flag, const auto& mine, const auto& theirs) {
-    if (given_flag && !(mine == theirs))
-      fail("--", name, " ", text(mine), " differs from the checkpoint '", path, "', trained with ", text(theirs),
-           ": a resumed run keeps its checkpoint's settings (give the same value, or leave the flag out)");
+  const Metadata mine = given.to_metadata(), theirs = saved.to_metadata();
+  const auto refuse = [&](const std::string& flag, const std::string& value, const std::string& saved_value) {
+    fail("--", flag, value.empty() ? "" : " " + value, " differs from the checkpoint '", path, "', trained with ",
+         saved_value.empty() ? "its default" : saved_value,
+         ": a resumed run keeps its checkpoint's settings (give the same value, or leave the flag out)");
   };
-  check(f.count("hidden") ? "hidden" : "model", f.count("model") || f.count("hidden"),
-        canonical_description(given.model.description), canonical_description(saved.model.description));
-  check("norm", f.count("norm"), to_string(given.model.norm), to_string(saved.model.norm));
-  check("momentum", f.count("momentum"), given.model.bn_momentum(), saved.model.bn_momentum());
-  check("epsilon", f.count("epsilon"), given.model.epsilon, saved.model.epsilon);
-  check("virtual-batch-size", f.count("virtual-batch-size"), given.model.ghost_batch_size(), saved.model.ghost_batch_size());
-  check("groups", f.count("groups"), given.model.group_count(), saved.model.group_count());
-  check("renorm-momentum", f.count("renorm-momentum"), given.model.renorm_momentum, saved.model.renorm_momentum);
-  check("renorm-clipping", f.count("renorm-clipping"),
-        exact_text(given.model.rmax) + "," + exact_text(given.model.rmin) + "," + exact_text(given.model.dmax),
-        exact_text(saved.model.rmax) + "," + exact_text(saved.model.rmin) + "," + exact_text(saved.model.dmax));
-  check("freeze-epochs", f.count("freeze-epochs"), int64_t{given.freeze_epochs}, int64_t{saved.freeze_epochs});
-  check("seed", f.count("seed"), static_cast<int64_t>(given.model.seed), static_cast<int64_t>(saved.model.seed));
-  check("batch-size", f.count("batch-size"), given.batch_size, saved.batch_size);
-  check("lr", f.count("lr"), given.learning_rate, saved.learning_rate);
-  check("lr-schedule", f.count("lr-schedule"), std::string(given.cosine_decay ? "cosine" : "constant"),
-        std::string(saved.cosine_decay ? "cosine" : "constant"));
-  check("no-shuffle", f.count("no-shuffle"), !given.shuffle, !saved.shuffle);
-  check("drop-last", f.count("drop-last"), given.drop_last, saved.drop_last);
-  if (m.has("data.train")) {
-    const Metadata given_data = given.data.to_metadata();
-    check("data", f.count("data"), given_data.at("data.train"), m.text("data.train"));
-    check("test", f.count("test"), given.data.test.empty() ? "" : given_data.at("data.test"),
-          m.has("data.test") ? m.text("data.test") : "");
-    check("label", f.count("label"), given.data.label, saved.data.label);
-    check("validation-split", f.count("validation-split"), given_data.at("data.validation_split"),
-          m.text("data.validation_split"));
+  for (const Setting& s : settings()) {
+    if (s.resumable || !f.count(s.name)) continue;
+    for (const std::string& key : s.keys)
+      if (shown(mine, key) != shown(theirs, key)) {
+        if (s.type == Setting::Type::toggle)
+          fail("--", s.name, " differs from the checkpoint '", path, "', trained without it: a resumed run keeps its "
+               "checkpoint's settings (leave the flag out)");
+        refuse(s.name, shown(mine, key), shown(theirs, key));
+      }
   }
+  for (const NormOption& o : norm_kind(saved.model.norm).options)
+    if (f.count(o.flag) && given.model.norm_option(o.key) != saved.model.norm_option(o.key)) {
+      const auto text = [&](const ModelConfig& c) {
+        const double v = c.norm_option(o.key);
+        return std::isnan(v) ? std::string("unset") : exact_text(v);
+      };
+      refuse(o.flag, text(given.model), text(saved.model));
+    }
   // What may change: how long to train, and how to evaluate.
   saved.epochs = f.count("epochs") ? given.epochs : saved.epochs;
   saved.max_steps = given.max_steps;
@@ -274,7 +272,6 @@ Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {
                                       TrainerOptions{.epochs = c.epochs, .max_steps = c.max_steps, .validation = &data.test,
                                                      .validation_batch_size = c.eval_batch_size, .communicator = c.world});
   if (ranks > 1) trainer->add_callback(std::make_shared<AllReduceGradients>(*c.world));
-  if (c.model.norm == NormMode::frozen) trainer->add_callback(std::make_shared<FreezeBatchNormStatistics>(c.freeze_epochs));
   if (c.cosine_decay)
     trainer->add_callback(std::make_shared<CosineDecay>(c.learning_rate, c.epochs * loader->batches_per_epoch()));
 }

@@ -10,31 +10,36 @@
 #include "minidl/callbacks.h"
 #include "minidl/data.h"
 #include "minidl/models.h"
+#include "minidl/normalization.h"
 #include "minidl/train.h"
 
 namespace minidl::cli {
 
+/// A run's settings, as run_config_from_flags reads them from the flags (settings.h holds their defaults) or
+/// resumed_run_config from a checkpoint.
 struct RunConfig {
   ModelConfig model;
-  int epochs = 5;
+  int epochs = 0;
   int64_t max_steps = -1;  ///< -1: no limit
-  int64_t batch_size = 32;
-  float learning_rate = 1e-3f;  ///< the initial one, with a schedule
+  int64_t batch_size = 0;
+  float learning_rate = 0;  ///< the initial one, with a schedule
   /// --lr-schedule cosine: Keras's CosineDecay from learning_rate to 0 over all the epochs (--steps only stops
   /// early); the checkpoint records it, so a resumed run continues the same schedule.
   bool cosine_decay = false;
   bool shuffle = true;
   bool drop_last = false;
-  int64_t eval_batch_size = 32;
-  int freeze_epochs = 1;  ///< --norm frozen: the last epochs trained with frozen moving statistics
+  int64_t eval_batch_size = 0;
   DataSpec data;
   /// Data parallelism: the processes sharing each (global) batch, this one's synchronised batch normalisation
   /// (--bn-sync global) or not; a world of one trains alone. Not recorded: any number of processes resumes.
   Communicator* world = nullptr;
   bool sync_batch_norm = true;
 
-  /// What a checkpoint records beyond the Trainer's own keys: the model and the data.
+  /// What a checkpoint records of these settings: the model, the training settings under the keys the Trainer
+  /// writes them (loader.batch_size, ...) and train.*, and the data. The keys settings.h lists.
   Metadata to_metadata() const;
+  /// The settings a checkpoint records (older checkpoints: what they lack takes the defaults).
+  static RunConfig from_metadata(const MetadataReader& metadata);
 };
 
 /// Refuses frozen mode when it would freeze every epoch (--freeze-epochs >= the epochs).
@@ -45,17 +50,21 @@ DataSpec data_spec_from_flags(const cxxopts::ParseResult& flags);
 /// (refused when the checkpoint does not record it and `required`; else the flags' defaults).
 DataSpec data_spec_for(const cxxopts::ParseResult& flags, const Metadata& checkpoint, const std::string& path, bool required);
 
-/// Adds --model, --hidden, --norm, --momentum, --epsilon.
+/// Adds --model, --hidden, --norm, --epsilon and every normalisation kind's option flags (--momentum, ...).
 void add_model_flags(cxxopts::Options& options);
+/// Adds the training settings: --epochs, --steps, --batch-size, --lr, --lr-schedule, --no-shuffle, --drop-last,
+/// --eval-batch-size.
+void add_training_flags(cxxopts::Options& options);
 /// The model the flags describe for this data: --model, or the document's model (--hidden wide) by default;
-/// input shape and classes from the data; the norm mode is `default_norm` unless --norm is given.
+/// input shape and classes from the data; the norm kind is `default_norm` unless --norm is given.
 ModelConfig model_config_from_flags(const cxxopts::ParseResult& flags, const Dataset& train,
-                                    NormMode default_norm = NormMode::running);
-/// Every setting from the flags (train's, with their defaults where a command lacks them).
+                                    const std::string& default_norm = ModelConfig{}.norm);
+/// Every setting from the flags (the table's defaults where a command lacks them).
 RunConfig run_config_from_flags(const cxxopts::ParseResult& flags, const Dataset& train,
-                                NormMode default_norm = NormMode::running);
+                                const std::string& default_norm = ModelConfig{}.norm);
 /// The settings a checkpoint was trained with; a flag given with a different value than the checkpoint's is
-/// refused, naming both; only --epochs, --steps and --eval-batch-size may change.
+/// refused, naming both; only the settings the table marks resumable (--epochs, --steps, --eval-batch-size) may
+/// change.
 RunConfig resumed_run_config(const cxxopts::ParseResult& flags, const Checkpoint& checkpoint, const std::string& path);
 
 /// The objects of one run, in construction order (the trainer refers to the others).

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "minidl/atomic_file.h"
+#include "minidl/normalization.h"
 #include "minidl/version.h"
 #include "plot.h"
 
@@ -119,7 +120,7 @@ std::string csv(const StudySettings& s, const std::vector<RunResult>& results) {
   out += '\n';
   for (const RunResult& r : results)
     for (const EpochMetrics& e : r.epochs) {
-      out += to_string(r.arm.mode) + "," + span(r.arm) + "," + std::to_string(r.batch_size) + "," +
+      out += r.arm.mode + "," + span(r.arm) + "," + std::to_string(r.batch_size) + "," +
              std::to_string(r.seed) + "," + std::to_string(e.epoch);
       for (const auto& [name, f] : metrics) out += "," + format_number(f(e));
       out += '\n';
@@ -134,14 +135,17 @@ nlohmann::ordered_json json(const StudySettings& s, const std::vector<RunResult>
       {"seeds", s.seeds}, {"epochs", b.epochs}, {"steps", s.steps < 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(s.steps)},
       {"learning_rate", b.learning_rate}, {"lr_schedule", b.cosine_decay ? "cosine" : "constant"},
       {"optimizer", "Adam (Keras defaults)"},
-      {"momentum", b.model.momentum ? nlohmann::ordered_json(*b.model.momentum) : nlohmann::ordered_json("mode default")},
-      {"epsilon", b.model.epsilon}, {"virtual_batch_size", b.model.ghost_batch_size()}, {"groups", b.model.group_count()},
-      {"renorm_momentum", b.model.renorm_momentum}, {"rmax", number(b.model.rmax)}, {"rmin", number(b.model.rmin)},
-      {"dmax", number(b.model.dmax)}, {"freeze_epochs", b.freeze_epochs}, {"eval_batch_sizes", s.eval_batch_sizes},
+      {"epsilon", b.model.epsilon}, {"norm_options", nlohmann::ordered_json::object()},
+      {"eval_batch_sizes", s.eval_batch_sizes},
       {"recalibrate", s.recalibrate < 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(s.recalibrate)},
       {"data", b.data.to_metadata()}, {"shuffle", b.shuffle}, {"drop_last", b.drop_last},
       {"processes", s.processes}, {"bn_sync", nlohmann::json::array()}};
-  for (NormMode m : s.modes) settings["modes"].push_back(to_string(m));
+  for (const std::string& m : s.modes) {
+    settings["modes"].push_back(m);
+    ModelConfig c = b.model;  // each mode's options as its runs used them
+    c.norm = m;
+    for (const NormOption& o : norm_kind(m).options) settings["norm_options"][m][o.key] = number(c.norm_option(o.key));
+  }
   for (bool sync : s.bn_syncs) settings["bn_sync"].push_back(sync ? "global" : "local");
   nlohmann::ordered_json out = {{"minidl_version", version()},
                                 {"cpu", cpu_name()},
@@ -152,7 +156,7 @@ nlohmann::ordered_json json(const StudySettings& s, const std::vector<RunResult>
                                 {"runs", nlohmann::json::array()}};
   for (const Arm& arm : s.arms())
     for (int64_t batch : s.batch_sizes) {
-      nlohmann::ordered_json row = {{"mode", to_string(arm.mode)}, {"bn_sync", span(arm)}, {"batch_size", batch}};
+      nlohmann::ordered_json row = {{"mode", arm.mode}, {"bn_sync", span(arm)}, {"batch_size", batch}};
       for (const Column& c : final_columns(s)) {
         const MeanSd m = final_stat(cell(results, arm, batch), c.value);
         row[c.name] = {{"mean", number(m.mean)}, {"sd", number(m.sd)}, {"n", m.n}};
@@ -160,7 +164,7 @@ nlohmann::ordered_json json(const StudySettings& s, const std::vector<RunResult>
       out["summary"].push_back(row);
     }
   for (const RunResult& r : results) {
-    nlohmann::ordered_json run = {{"mode", to_string(r.arm.mode)}, {"bn_sync", span(r.arm)},
+    nlohmann::ordered_json run = {{"mode", r.arm.mode}, {"bn_sync", span(r.arm)},
                                   {"batch_size", r.batch_size}, {"seed", r.seed}, {"epochs", nlohmann::json::array()}};
     for (const EpochMetrics& e : r.epochs) {
       nlohmann::ordered_json ep = {{"epoch", e.epoch}, {"steps", e.steps}, {"seconds", e.seconds},
@@ -221,13 +225,13 @@ std::string curves_figure(const StudySettings& s, const std::vector<RunResult>& 
 
 std::vector<Arm> StudySettings::arms() const {
   std::vector<Arm> out;
-  for (NormMode mode : modes)
+  for (const std::string& mode : modes)
     for (bool sync : bn_syncs) out.push_back({mode, sync});
   return out;
 }
 
 std::string StudySettings::label(const Arm& arm) const {
-  return bn_syncs.size() > 1 ? to_string(arm.mode) + "/" + span(arm) : to_string(arm.mode);
+  return bn_syncs.size() > 1 ? arm.mode + "/" + span(arm) : arm.mode;
 }
 
 std::vector<std::string> study_files() { return {"compare.csv", "compare.json", "accuracy_vs_batch_size.svg", "curves.svg"}; }

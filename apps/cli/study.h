@@ -15,12 +15,12 @@ namespace minidl::cli {
 /// One arm of the study: a normalisation mode and, under mpirun, whether its batch statistics span the global
 /// batch (--bn-sync global, Keras's synchronized=True) or each process's slice (local, PyTorch DDP's default).
 struct Arm {
-  NormMode mode;
+  std::string mode;  ///< a normalisation kind's name
   bool sync_batch_norm = true;
 };
 
 struct StudySettings {
-  std::vector<NormMode> modes;
+  std::vector<std::string> modes;  ///< normalisation kinds
   std::vector<bool> bn_syncs = {true};  ///< --bn-sync: global (true) and/or local (false; only under mpirun)
   int processes = 1;                    ///< data-parallel processes per run (mpirun -np)
   std::vector<int64_t> batch_sizes, eval_batch_sizes;

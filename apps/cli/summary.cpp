@@ -24,7 +24,7 @@ int summary_command(int argc, char** argv) {
     config = model_config_from_flags(f, load_logged(data_spec_from_flags(f)).train);
     model = build_model(config);
   }
-  std::printf("%s (norm %s, input %s)\n%s", config.description.c_str(), to_string(config.norm).c_str(),
+  std::printf("%s (norm %s, input %s)\n%s", config.description.c_str(), config.norm.c_str(),
               config.input_shape.str().c_str(), model->summary().c_str());
   return 0;
 }

@@ -14,17 +14,8 @@ namespace minidl::cli {
 
 int train_command(int argc, char** argv) {
   cxxopts::Options options("minidl train", "Train a model on MNIST-format data");
-  options.add_options()("epochs", "epochs in all", cxxopts::value<int>()->default_value("5"))(
-      "batch-size", "training batch size", cxxopts::value<int64_t>()->default_value("32"))(
-      "lr", "Adam learning rate", cxxopts::value<float>()->default_value("0.001"))(
-      "lr-schedule", "constant, or cosine: Keras's CosineDecay from --lr to 0 over all the epochs",
-      cxxopts::value<std::string>()->default_value("constant"))(
-      "steps", "stop after this many optimizer steps in all", cxxopts::value<int64_t>()->default_value("-1"))(
-      "no-shuffle", "keep file order instead of a fresh permutation each epoch")(
-      "drop-last", "drop the partial last batch of each epoch (by default it is kept, unless it is too small for "
-                   "batch normalisation: 1 sample)")(
-      "eval-batch-size", "test evaluation batch size (manual mode normalises each batch by itself)",
-      cxxopts::value<int64_t>()->default_value("32"))(
+  add_training_flags(options);
+  options.add_options()(
       "save", "write the checkpoint (safetensors) here after every epoch and at the end", cxxopts::value<std::string>())(
       "init", "start from the weights in this safetensors file", cxxopts::value<std::string>())(
       "resume", "continue exactly from a checkpoint written by --save (the same command line may be repeated)",
@@ -81,7 +72,7 @@ int train_command(int argc, char** argv) {
                  config.sync_batch_norm ? "over the global batch" : "per process");
   Run run(config, data);
   if (f.count("recalibrate") && !has_moving_statistics(*run.model))
-    fail("--recalibrate: the model '", config.model.description, "' in norm mode ", to_string(config.model.norm),
+    fail("--recalibrate: the model '", config.model.description, "' in norm mode ", config.model.norm,
          " keeps no moving statistics to re-estimate (only BatchNormalization in running or batchwise mode does)");
   if (resumed) run.trainer->resume(*checkpoint, checkpoint_path);
   if (f.count("init")) {
@@ -121,7 +112,7 @@ int train_command(int argc, char** argv) {
   if (world.size() == 1) trainer.add_callback(interrupt);
   if (f["keep-going-on-nan"].as<bool>()) trainer.options().on_non_finite = OnNonFinite::keep_going;
 
-  spdlog::info("training {} (norm {}) for {} epochs{}", config.model.description, to_string(config.model.norm),
+  spdlog::info("training {} (norm {}) for {} epochs{}", config.model.description, config.model.norm,
                config.epochs, config.max_steps >= 0 ? ", at most " + std::to_string(config.max_steps) + " steps" : "");
   std::vector<EpochLogs> logs;
   try {

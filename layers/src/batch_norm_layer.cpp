@@ -52,7 +52,10 @@ BatchNormalization::BatchNormalization(int64_t features, BatchNormalizationOptio
   if (options.center) beta_ = register_parameter("beta", Tensor::zeros({features}));
   moving_mean_ = register_buffer("moving_mean", Tensor::zeros({features}));
   moving_variance_ = register_buffer("moving_variance", Tensor::ones({features}));
+  if (options.freeze_epochs < 0) fail(layer, ": freeze_epochs must be >= 0, got ", options.freeze_epochs);
   if (options.renorm) {
+    // tf.keras 2.x: moving_stddev starts at sqrt(moving_variance's initial 1), without epsilon.
+    moving_stddev_ = register_buffer("moving_stddev", Tensor::ones({features}));
     renorm_mean_ = register_buffer("renorm_mean", Tensor::zeros({features}));
     renorm_stddev_ = register_buffer("renorm_stddev", Tensor::ones({features}));
   }
@@ -64,13 +67,33 @@ Shape BatchNormalization::output_shape(const Shape& input) const {
   return input;
 }
 
+int64_t BatchNormalization::per_sample_positions(const Shape& input) const {
+  return input.rank() > 1 ? input.numel() / std::max<int64_t>(input[0], 1) / features_ : 1;
+}
+
 int64_t BatchNormalization::min_training_batch(const Shape& input) const {
   // Statistics over every axis but the last: one sample suffices when it holds several positions (an image's
-  // H×W), not when it holds one value per channel. A frozen layer uses its moving statistics.
-  const int64_t per_sample = input.rank() > 1 ? input.numel() / std::max<int64_t>(input[0], 1) / features_ : 1;
-  // Ghost batches need a whole ghost batch.
+  // H×W), not when it holds one value per channel. A frozen layer uses its moving statistics; ghost batches need
+  // a whole ghost batch.
   if (!trainable() || statistics_frozen_) return 1;
-  return std::max<int64_t>(per_sample >= 2 ? 1 : 2, options_.virtual_batch_size);
+  return std::max<int64_t>(min_batch_statistics_batch(input), options_.virtual_batch_size);
+}
+
+int64_t BatchNormalization::min_batch_statistics_batch(const Shape& input) const {
+  return per_sample_positions(input) >= 2 ? 1 : 2;
+}
+
+void BatchNormalization::on_epoch_begin(int64_t epoch, int64_t epochs) {
+  if (options_.freeze_epochs > 0) statistics_frozen_ = epoch > epochs - options_.freeze_epochs;
+}
+
+void BatchNormalization::complete_state(std::map<std::string, Tensor>& state, const std::string& prefix) const {
+  // Checkpoints written before renorm kept moving_stddev: it is the stddev their moving variance stands for.
+  if (!options_.renorm || state.count(prefix + "moving_stddev") || !state.count(prefix + "moving_variance")) return;
+  const Tensor& variance = state.at(prefix + "moving_variance");
+  Tensor stddev = Tensor::empty(variance.shape());
+  for (int64_t k = 0; k < variance.numel(); ++k) stddev.data()[k] = std::sqrt(variance.data()[k] + options_.epsilon);
+  state[prefix + "moving_stddev"] = stddev;
 }
 
 std::string BatchNormalization::export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const {
@@ -103,6 +126,7 @@ std::string BatchNormalization::summary_note() const {
     if (!std::isnan(options_.dmax)) out << ", dmax=" << options_.dmax;
     out << ")";
   }
+  if (options_.freeze_epochs) out << ", statistics frozen for the last " << options_.freeze_epochs << " epochs";
   if (statistics_frozen_) out << ", statistics frozen";
   return out.str();
 }
@@ -156,6 +180,10 @@ Tensor BatchNormalization::renormalize(const Tensor& xhat, const Tensor& mean, c
   }
   update_moving(renorm_mean_, mean.data(), options_.renorm_momentum);
   update_moving(renorm_stddev_, stddev.data(), options_.renorm_momentum);
+  // The inference statistics: moving_stddev averages sqrt(σ²_B + ε) (momentum), and the variance follows from it.
+  update_moving(moving_stddev_, stddev.data(), options_.momentum);
+  for (int64_t k = 0; k < c; ++k)
+    moving_variance_.data()[k] = std::max(moving_stddev_.data()[k] * moving_stddev_.data()[k] - options_.epsilon, 0.0f);
   // γ·(r·x̂ + d) + β = x̂·(γ·r) + (γ·d + β).
   const Tensor scale = gamma_.defined() ? gamma_ * r : r;
   const Tensor shift = gamma_.defined() ? gamma_ * d : d;
@@ -166,23 +194,27 @@ Tensor BatchNormalization::forward(const Tensor& x) {
   output_shape(x.shape());
   // Keras: a frozen layer (trainable = false) normalises with its moving statistics even in training; so does one
   // whose statistics alone are frozen, whose gamma and beta still learn.
-  if (!is_training() || !trainable() || statistics_frozen_)
+  const bool batch_statistics = !is_training() && uses_batch_statistics();
+  if (!batch_statistics && (!is_training() || !trainable() || statistics_frozen_))
     return batch_norm_inference(x, moving_mean_, moving_variance_, gamma_, beta_, options_.epsilon);
   const int64_t n = x.numel() / features_;
   if (n < 2)
-    fail("BatchNormalization '", name(), "': a training batch needs at least 2 samples, got ", n,
-         " (one sample normalises to 0 and the output is just beta) — use a larger batch, drop the partial last "
-         "batch, or call eval()");
+    fail("BatchNormalization '", name(), "': ", batch_statistics ? "normalising with batch statistics" : "a training batch",
+         " needs at least 2 samples, got ", n, " (one sample normalises to 0 and the output is just beta) — use a "
+         "larger batch, drop the partial last batch, or call eval()");
   Tensor mean, variance, y;
+  // Inference with batch statistics: the whole batch by its own statistics, and nothing else — no ghost
+  // batches, no renorm correction, no moving update, no other process.
+  if (batch_statistics) return batch_norm_train(x, gamma_, beta_, options_.epsilon, mean, variance);
   if (options_.renorm) {  // γ and β come after renorm's correction: normalise to x̂ first
     const Tensor xhat = normalize_batch(x, {}, {}, mean, variance);
-    y = renormalize(xhat, mean, variance);
+    y = renormalize(xhat, mean, variance);  // updates moving_stddev and moving_variance too
   } else {
     y = normalize_batch(x, gamma_, beta_, mean, variance);
+    update_moving(moving_variance_, variance.data(), options_.momentum);
   }
   // The moving update is a side effect of the training forward pass (docs/keras.md §1).
   update_moving(moving_mean_, mean.data(), options_.momentum);
-  update_moving(moving_variance_, variance.data(), options_.momentum);
   return y;
 }
 

@@ -3,6 +3,8 @@
 #include "minidl/models.h"
 
 #include "minidl/conv_layers.h"
+#include "minidl/internal/text.h"
+#include "minidl/normalization.h"
 #include "normalization_kinds.h"
 
 #include <cmath>
@@ -11,24 +13,10 @@
 
 namespace minidl {
 namespace {
-std::string trim(const std::string& s) {
-  const size_t b = s.find_first_not_of(" \t\n"), e = s.find_last_not_of(" \t\n");
-  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
-}
+using internal::split;
+using internal::trim;
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> parts;
-  size_t begin = 0;
-  for (size_t end; (end = s.find(sep, begin)) != std::string::npos; begin = end + 1) parts.push_back(s.substr(begin, end - begin));
-  parts.push_back(s.substr(begin));
-  return parts;
-}
-
-std::string joined(const std::vector<std::string>& items) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
-  return out;
-}
+std::string joined(const std::vector<std::string>& items) { return internal::join(items); }
 
 Shape with_batch(const Shape& sample) {
   Shape s{1};
@@ -216,22 +204,17 @@ std::string canonical_description(const std::string& description) {
   return out;
 }
 
-float ModelConfig::bn_momentum() const { return momentum.value_or(norm == NormMode::batchwise ? 0.0f : 0.99f); }
-
 Metadata ModelConfig::to_metadata() const {
   Metadata m{{"model.description", description},
-             {"model.norm", to_string(norm)},
+             {"model.norm", norm},
              {"model.input_shape", shape_text(input_shape)},
              {"model.classes", std::to_string(classes)},
              {"model.epsilon", exact_text(epsilon)},
              {"model.seed", std::to_string(seed)}};
-  if (momentum) m["model.momentum"] = exact_text(*momentum);
-  // The variants' settings, only when they differ from the defaults (older readers never see them).
-  if (virtual_batch_size) m["model.virtual_batch_size"] = std::to_string(virtual_batch_size);
-  if (groups) m["model.groups"] = std::to_string(groups);
-  if (renorm_momentum != 0.99f) m["model.renorm_momentum"] = exact_text(renorm_momentum);
-  for (const auto& [key, value] : {std::pair{"model.rmax", rmax}, {"model.rmin", rmin}, {"model.dmax", dmax}})
-    if (!std::isnan(value)) m[key] = exact_text(value);
+  // The kind's settings given explicitly (the defaults are the kind's: older readers never see them).
+  for (const NormOption& o : norm_kind(norm).options)
+    if (const auto it = norm_options.find(o.key); it != norm_options.end() && !std::isnan(it->second))
+      m["model." + o.key] = exact_text(it->second);
   if (!class_names.empty()) {
     std::string names;  // one per line: CSV labels never hold a line break
     for (const std::string& n : class_names) names += (names.empty() ? "" : "\n") + n;
@@ -243,8 +226,10 @@ Metadata ModelConfig::to_metadata() const {
 ModelConfig ModelConfig::from_metadata(const MetadataReader& m) {
   ModelConfig c;
   c.description = m.text("model.description");
+  c.norm = m.text("model.norm");
+  const NormKind* kind = nullptr;
   try {
-    c.norm = parse_norm_mode(m.text("model.norm"));
+    kind = &norm_kind(c.norm);
   } catch (const Error& e) {
     m.fail_at("model.norm", e.what());
   }
@@ -252,13 +237,18 @@ ModelConfig ModelConfig::from_metadata(const MetadataReader& m) {
   c.classes = m.integer("model.classes", 0, int64_t{1} << 24);
   c.epsilon = static_cast<float>(m.number("model.epsilon", 1e-12, 1e3));
   c.seed = static_cast<uint64_t>(m.integer("model.seed", 0, INT64_MAX));
-  if (m.has("model.momentum")) c.momentum = static_cast<float>(m.number("model.momentum", 0.0, 1.0));
-  if (m.has("model.virtual_batch_size")) c.virtual_batch_size = m.integer("model.virtual_batch_size", 1, int64_t{1} << 20);
-  if (m.has("model.groups")) c.groups = m.integer("model.groups", 1, int64_t{1} << 24);
-  if (m.has("model.renorm_momentum")) c.renorm_momentum = static_cast<float>(m.number("model.renorm_momentum", 0.0, 1.0));
-  if (m.has("model.rmax")) c.rmax = static_cast<float>(m.number("model.rmax", 1.0, 1e30));
-  if (m.has("model.rmin")) c.rmin = static_cast<float>(m.number("model.rmin", 0.0, 1.0));
-  if (m.has("model.dmax")) c.dmax = static_cast<float>(m.number("model.dmax", 0.0, 1e30));
+  for (const NormOption& o : kind->options) {
+    // Before the registry, frozen mode's setting was a training key.
+    const std::string key = o.key == "freeze_epochs" && !m.has("model.freeze_epochs") ? "train.freeze_epochs" : "model." + o.key;
+    if (!m.has(key)) continue;
+    const double v = m.number(key, o.min, o.max);
+    try {
+      o.check(v, "it");
+    } catch (const Error& e) {
+      m.fail_at(key, e.what());
+    }
+    c.norm_options[o.key] = o.held(v);
+  }
   if (m.has("model.class_names")) {
     c.class_names = split(m.text("model.class_names"), '\n');
     if (static_cast<int64_t>(c.class_names.size()) != c.classes)
@@ -368,17 +358,6 @@ std::shared_ptr<Sequential> build_model(const ModelConfig& config, Generator& ge
                   "probabilities, as Keras's loss='categorical_crossentropy' (add ',softmax')");
   }
   return model;
-}
-
-std::shared_ptr<Sequential> make_document_model(NormMode mode, const DocumentModelOptions& options, Generator& gen) {
-  ModelConfig config;
-  config.description = document_model_description(options.hidden, options.classes);
-  config.norm = mode;
-  config.input_shape = {options.inputs};
-  config.classes = options.classes;
-  config.epsilon = options.batch_norm.epsilon;
-  if (mode != NormMode::batchwise || options.momentum_set) config.momentum = options.batch_norm.momentum;
-  return build_model(config, gen);
 }
 
 }  // namespace minidl

@@ -6,7 +6,6 @@
 #include <numeric>
 #include <cctype>
 #include <iomanip>
-#include <mutex>
 #include <set>
 #include <sstream>
 
@@ -16,9 +15,6 @@
 namespace minidl {
 
 namespace {
-std::mutex g_names_mutex;
-std::map<std::string, int> g_name_counts;
-
 std::string with_commas(int64_t n) {
   std::string digits = std::to_string(n), out;
   for (size_t i = 0; i < digits.size(); ++i) {
@@ -44,17 +40,6 @@ std::string join(const std::vector<std::string>& names, size_t most = 8) {
 }
 }  // namespace
 
-std::string unique_name(const std::string& base) {
-  const std::lock_guard lock(g_names_mutex);
-  const int n = g_name_counts[base]++;
-  return n == 0 ? base : base + "_" + std::to_string(n);
-}
-
-void clear_session() {
-  const std::lock_guard lock(g_names_mutex);
-  g_name_counts.clear();
-}
-
 std::string Module::default_name() const {
   // Keras's to_snake_case: an underscore before a capital that starts a lowercase run ("BatchNormalization")
   // and between a lowercase letter and a capital ("ReLU" → "re_lu"), then lower case.
@@ -74,6 +59,7 @@ std::string Module::default_name() const {
 int64_t Module::min_training_batch(const Shape&) const { return 1; }
 int64_t Module::min_inference_batch(const Shape&) const { return 1; }
 int64_t Module::training_batch_multiple() const { return 1; }
+int64_t Module::min_batch_statistics_batch(const Shape& input) const { return min_inference_batch(input); }
 double Module::product_flops(const Shape&) const { return 0.0; }
 
 std::string Module::export_onnx(OnnxGraph&, const std::string&, const Shape&) const {
@@ -175,7 +161,16 @@ NamedGenerators Module::named_generators() const {
   return out;
 }
 
-LoadResult Module::load_state(const std::map<std::string, Tensor>& state, bool strict) {
+void Module::complete_state(std::map<std::string, Tensor>&, const std::string&) const {}
+
+void Module::complete_tree(std::map<std::string, Tensor>& state, const std::string& prefix) const {
+  complete_state(state, prefix);
+  for (const auto& child : children_) child->complete_tree(state, prefix + child->name() + "/");
+}
+
+LoadResult Module::load_state(const std::map<std::string, Tensor>& given, bool strict) {
+  std::map<std::string, Tensor> state = given;  // handles: the copy shares the tensors
+  complete_tree(state, "");
   const NamedTensors mine = this->state();
   LoadResult result;
   std::set<std::string> known;
@@ -218,6 +213,15 @@ LoadResult Module::load_state(const std::map<std::string, Tensor>& state, bool s
 void Module::train(bool on) {
   training_ = on;
   for (auto& child : children_) child->train(on);
+}
+
+void Module::use_batch_statistics(bool on) {
+  batch_statistics_ = on;
+  for (auto& child : children_) child->use_batch_statistics(on);
+}
+
+void Module::on_epoch_begin(int64_t epoch, int64_t epochs) {
+  for (auto& child : children_) child->on_epoch_begin(epoch, epochs);
 }
 
 void Module::set_trainable(bool on) {
@@ -277,6 +281,10 @@ int64_t Sequential::min_training_batch(const Shape& input) const {
 
 int64_t Sequential::min_inference_batch(const Shape& input) const {
   return largest_over_layers(input, &Module::min_inference_batch);
+}
+
+int64_t Sequential::min_batch_statistics_batch(const Shape& input) const {
+  return largest_over_layers(input, &Module::min_batch_statistics_batch);
 }
 
 int64_t Sequential::training_batch_multiple() const {

@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "minidl/checkpoint.h"
+#include "minidl/normalization.h"
 #include "minidl/optim.h"
 
 namespace minidl {
@@ -15,15 +16,18 @@ std::string source_of(const std::string& path) { return "checkpoint '" + path + 
 void upgrade_from_format_1(Checkpoint& c, const std::string& path) {
   const MetadataReader old(c.metadata, source_of(path));
   ModelConfig model;
+  const NormKind* kind = nullptr;
   try {
-    model.norm = parse_norm_mode(old.text("mode"));
+    kind = &norm_kind(old.text("mode"));
   } catch (const Error& e) {
     old.fail_at("mode", e.what());
   }
+  model.norm = kind->name;
   model.description = document_model_description(old.integer("hidden", 1, int64_t{1} << 24), 10);
   model.input_shape = {28, 28, 1};
   model.classes = 10;
-  model.momentum = static_cast<float>(old.number("momentum", 0.0, 1.0));
+  const double momentum = old.number("momentum", 0.0, 1.0);
+  if (kind->option("momentum")) model.norm_options["momentum"] = static_cast<float>(momentum);
   model.epsilon = static_cast<float>(old.number("epsilon", 1e-12, 1e3));
   model.seed = static_cast<uint64_t>(old.integer("seed", 0, INT64_MAX));
   Metadata m = model.to_metadata();

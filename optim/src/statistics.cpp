@@ -2,6 +2,8 @@
 // mode over the data in batches, with per-channel sums in double), and PreciseBN, which installs them.
 #include "minidl/statistics.h"
 
+#include <cmath>
+
 #include "minidl/autograd.h"
 #include "minidl/layers.h"
 #include "minidl/ops.h"
@@ -126,6 +128,9 @@ Recalibration recalibrate_batch_norm(Sequential& model, const Dataset& data, int
     for (size_t k = 0; k < s.mean.size(); ++k) {
       bn.moving_mean().data()[k] = static_cast<float>(s.mean[k]);
       bn.moving_variance().data()[k] = static_cast<float>(s.variance[k]);
+      // Renorm derives its moving variance from moving_stddev: keep the two in step.
+      if (bn.moving_stddev().defined())
+        bn.moving_stddev().data()[k] = std::sqrt(static_cast<float>(s.variance[k]) + bn.options().epsilon);
     }
     computed.push_back(std::move(s));
   }

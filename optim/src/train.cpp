@@ -63,17 +63,10 @@ void check_evaluation(const Module& model, const Dataset& data, int64_t batch_si
   if (batch_size < 1) fail(what, " must be >= 1, got ", batch_size);
   if (data.size() == 0) return;
   const Shape one{1, data.features()};
-  const int64_t needed = batch_statistics ? model.min_training_batch(one) : model.min_inference_batch(one);
+  const int64_t needed = batch_statistics ? model.min_batch_statistics_batch(one) : model.min_inference_batch(one);
   const int64_t rest = data.size() % batch_size;
   const int64_t smallest = std::min(batch_size, rest == 0 ? batch_size : rest);
-  const int64_t multiple = batch_statistics ? model.training_batch_multiple() : 1;
-  const int64_t odd = batch_size % multiple ? batch_size : smallest;
-  if (smallest >= needed && odd % multiple == 0) return;
-  if (smallest >= needed)
-    fail(what, " ", batch_size, " gives ", odd == batch_size ? "batches" : "a last batch", " of ", odd,
-         " (", data.size(), " samples to evaluate), but the model's ghost batch normalisation normalises batch "
-         "statistics in ghost batches of ", multiple, " — choose a batch size, and a number of samples, that are "
-         "multiples of ", multiple);
+  if (smallest >= needed) return;
   fail(what, " ", batch_size, " gives ", smallest == batch_size ? "batches" : "a last batch", " of ", smallest,
        " sample", smallest == 1 ? "" : "s", " (", data.size(), " sample", data.size() == 1 ? "" : "s",
        " to evaluate), but the model normalises each evaluated batch with that batch's own statistics",
@@ -84,18 +77,11 @@ void check_evaluation(const Module& model, const Dataset& data, int64_t batch_si
 Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool batch_statistics) {
   check_evaluation(model, data, batch_size, batch_statistics, "evaluate: batch size");
   const FlushDenormalGuard flush;
-  const ModeGuard mode(model, batch_statistics);
+  // Inference mode throughout (Dropout off); with batch_statistics the normalisation layers alone normalise each
+  // batch by itself, and nothing is updated.
+  const ModeGuard inference(model, false);
+  const BatchStatisticsGuard statistics(model, batch_statistics);
   const NoGradGuard no_grad;
-  // Training-mode forwards update moving statistics as a side effect: keep a copy to put back.
-  std::vector<std::pair<Tensor, Tensor>> saved;
-  if (batch_statistics)
-    for (const Tensor& b : model.buffers()) saved.emplace_back(b, b.clone());
-  struct Restore {
-    std::vector<std::pair<Tensor, Tensor>>& saved;
-    ~Restore() {
-      for (auto& [live, copy] : saved) live.copy_(copy);
-    }
-  } restore{saved};
   DataLoader loader(data, {.batch_size = batch_size, .shuffle = false}, true);
   loader.start_epoch();
   Batch batch;

@@ -5,6 +5,7 @@
 
 #include "minidl/autograd.h"
 #include "minidl/denormal.h"
+#include "minidl/internal/text.h"
 #include "minidl/distributed.h"
 #include "minidl/losses.h"
 #include "minidl/ops.h"
@@ -12,7 +13,6 @@
 
 namespace minidl {
 namespace {
-bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
 // Whether every optimizer parameter is one of the model's (then it can be named after them).
 bool all_in_model(const Optimizer& optimizer, const NamedTensors& named) {
@@ -54,16 +54,13 @@ std::string find_non_finite(Module& model, const Tensor& x) {
   if (!all_finite(x)) return "the input batch";
   auto* sequential = dynamic_cast<Sequential*>(&model);
   if (!sequential) return {};
-  // Replay the forward pass layer by layer; training-mode forwards update moving statistics and draw from
-  // generators, so both are put back afterwards.
-  std::vector<std::pair<Tensor, Tensor>> buffers;
-  for (const Tensor& b : model.buffers()) buffers.emplace_back(b, b.clone());
-  std::vector<std::pair<Generator*, std::array<uint64_t, 4>>> generators;
-  for (const auto& [name, g] : model.named_generators()) generators.emplace_back(g, g->state());
+  // Replay the forward pass layer by layer, normalising with batch statistics as training does, in inference
+  // mode: nothing is updated and no generator is drawn from.
   std::string found;
   {
     const NoGradGuard no_grad;
-    const ModeGuard mode(model, true);
+    const ModeGuard inference(model, false);
+    const BatchStatisticsGuard statistics(model, true);
     const Shape& declared = sequential->input_shape();
     Tensor h = x;
     if (declared.rank() > 0) {
@@ -82,8 +79,6 @@ std::string find_non_finite(Module& model, const Tensor& x) {
       }
     }
   }
-  for (auto& [live, copy] : buffers) live.copy_(copy);
-  for (auto& [g, words] : generators) g->set_state(words);
   if (found.empty())
     if (std::string buffer = first_non_finite(model.named_buffers()); !buffer.empty()) found = "the model's buffer " + buffer;
   return found;
@@ -185,6 +180,7 @@ EpochLogs Trainer::run_epoch() {
   const FlushDenormalGuard flush;
   const LoaderState s = loader_.state();
   if (s.epoch == 0 || s.next_batch >= loader_.batches_per_epoch()) loader_.start_epoch();
+  model_.on_epoch_begin(epoch(), options_.epochs);  // layers that follow the schedule (frozen statistics)
   for (auto& c : callbacks_) c->on_epoch_begin(*this);
   EpochLogs logs;
   logs.epoch = static_cast<int>(loader_.state().epoch);
@@ -281,7 +277,7 @@ void Trainer::resume(Checkpoint checkpoint, const std::string& path) {
   for (const auto& [name, generator] : model_.named_generators()) generators.emplace_back(generator, m.words("rng." + name));
   std::map<std::string, Tensor> slots;
   for (const auto& [name, t] : checkpoint.tensors)
-    if (starts_with(name, kOptimizerStatePrefix)) slots[name.substr(std::string(kOptimizerStatePrefix).size())] = t;
+    if (internal::starts_with(name, kOptimizerStatePrefix)) slots[name.substr(std::string(kOptimizerStatePrefix).size())] = t;
 
   // Each load checks everything before it changes anything; the model's and loader's are undone when a
   // later one fails, so a failed resume leaves the trainer as it was.

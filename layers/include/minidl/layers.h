@@ -89,12 +89,17 @@ struct BatchNormalizationOptions {
   int64_t virtual_batch_size = 0;
   /// Batch renormalisation (tf.keras 2.x renorm): in training y = γ·(r·x̂ + d) + β with r = σ_B / σ_R and
   /// d = (μ_B − μ_R) / σ_R, both clipped and held constant in the gradient, where μ_R and σ_R are moving
-  /// averages (renorm_momentum) of the batch mean and of sqrt(σ²_B + ε). Inference is unchanged.
+  /// averages (renorm_momentum) of the batch mean and of sqrt(σ²_B + ε). As tf.keras 2.x, the layer then keeps a
+  /// moving_stddev (momentum) of sqrt(σ²_B + ε) instead of averaging the variance, and moving_variance =
+  /// max(moving_stddev² − ε, 0). Inference uses moving_mean and moving_variance as without renorm.
   bool renorm = false;
   float renorm_momentum = 0.99f;
   /// renorm_clipping: r within [rmin, rmax], d within [−dmax, dmax]; NaN leaves that side unclipped (Keras's
   /// default: no clipping). rmax must be ≥ 1, rmin in (0, 1], dmax ≥ 0.
   float rmax = NAN, rmin = NAN, dmax = NAN;
+  /// FrozenBN (Wu & Johnson 2021): for the last `freeze_epochs` epochs of a Trainer's run the statistics are
+  /// frozen (freeze_statistics), set at each epoch's start (Module::on_epoch_begin); 0: never.
+  int64_t freeze_epochs = 0;
 };
 
 /// Keras BatchNormalization over the last axis (docs/keras.md §1). Training mode: batch mean and biased variance, the
@@ -107,14 +112,19 @@ class BatchNormalization : public Module {
   Tensor forward(const Tensor& x) override;
   Shape output_shape(const Shape& input) const override;
   int64_t min_training_batch(const Shape& input) const override;
+  int64_t min_batch_statistics_batch(const Shape& input) const override;
   std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
   std::string type_name() const override { return "BatchNormalization"; }
+  void on_epoch_begin(int64_t epoch, int64_t epochs) override;
+  void complete_state(std::map<std::string, Tensor>& state, const std::string& prefix) const override;
   std::string summary_note() const override;
   const BatchNormalizationOptions& options() const { return options_; }
   Tensor& gamma() { return gamma_; }  ///< Undefined when scale is false.
   Tensor& beta() { return beta_; }    ///< Undefined when center is false.
   Tensor& moving_mean() { return moving_mean_; }
   Tensor& moving_variance() { return moving_variance_; }
+  /// Renorm's moving average of sqrt(σ²_B + ε), from which moving_variance follows (undefined without renorm).
+  Tensor& moving_stddev() { return moving_stddev_; }
   /// Renorm's moving μ_R and σ_R (undefined without renorm).
   Tensor& renorm_mean() { return renorm_mean_; }
   Tensor& renorm_stddev() { return renorm_stddev_; }
@@ -132,7 +142,9 @@ class BatchNormalization : public Module {
   Tensor renormalize(const Tensor& xhat, const Tensor& mean, const Tensor& variance);
   int64_t features_;
   BatchNormalizationOptions options_;
-  Tensor gamma_, beta_, moving_mean_, moving_variance_, renorm_mean_, renorm_stddev_;
+  /// The rows-by-channels statistics of one sample shaped like `input`: 1 when it holds several positions.
+  int64_t per_sample_positions(const Shape& input) const;
+  Tensor gamma_, beta_, moving_mean_, moving_variance_, moving_stddev_, renorm_mean_, renorm_stddev_;
   bool statistics_frozen_ = false;
   Communicator* world_ = nullptr;
 };
@@ -175,6 +187,24 @@ class GroupNormalization : public Module {
   int64_t channels_, groups_;
   float epsilon_;
   Tensor gamma_, beta_;
+};
+
+/// Keras RMSNormalization (axis = -1, Keras 3): each position of each sample scaled by the root mean square of its
+/// last axis, y = x / sqrt(mean(x²) + ε) · scale, with a learned `scale` (ones) and no offset. The same in
+/// training and inference. Keras's default epsilon is 1e-6.
+class RMSNormalization : public Module {
+ public:
+  explicit RMSNormalization(int64_t features, float epsilon = 1e-6f, std::string name = {});
+  Tensor forward(const Tensor& x) override;
+  Shape output_shape(const Shape& input) const override;
+  std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
+  std::string type_name() const override { return "RMSNormalization"; }
+  Tensor& scale() { return scale_; }
+
+ private:
+  int64_t features_;
+  float epsilon_;
+  Tensor scale_;
 };
 
 /// The document's Example 3 as a layer: always normalises with the statistics of the batch it is given,

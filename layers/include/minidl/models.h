@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,25 +16,6 @@
 #include "minidl/metadata.h"
 
 namespace minidl {
-
-/// What each `bn` of a description becomes: the document's three ways of normalising, or nothing.
-enum class NormMode {
-  running,    ///< BatchNormalization() with moving statistics (Example 1)
-  batchwise,  ///< BatchNormalization(momentum = 0) (Example 2)
-  manual,     ///< moments + batch_normalization, always batch statistics (Example 3)
-  none,       ///< no normalisation: the baseline
-  ghost,      ///< BatchNormalization(virtual_batch_size = V): ghost batches of V samples
-  renorm,     ///< BatchNormalization(renorm = True): batch renormalisation
-  layer,      ///< LayerNormalization: each sample over its features
-  group,      ///< GroupNormalization: each sample over groups of channels
-  frozen,     ///< running, with the statistics frozen for the last epochs (Wu & Johnson's FrozenBN)
-};
-
-std::string to_string(NormMode mode);
-/// Parses "running", "batchwise", "manual", "none"; throws naming the valid choices.
-NormMode parse_norm_mode(const std::string& text);
-/// True for the modes whose layers keep moving statistics (not manual, none, layer, group).
-bool has_moving_statistics(NormMode mode);
 
 /// The document's model: Dense(64, relu) → normalisation → Dense(10, softmax).
 inline constexpr const char* kDocumentModel = "dense:64,relu,bn,dense:10,softmax";
@@ -58,7 +40,11 @@ std::string canonical_description(const std::string& description);
 /// Everything needed to build a model again: a checkpoint stores it in its metadata.
 struct ModelConfig {
   std::string description = kDocumentModel;
-  NormMode norm = NormMode::running;
+  /// What each `bn` becomes: a registered normalisation kind (minidl/normalization.h), "running" by default.
+  std::string norm = "running";
+  /// The norm kind's settings given explicitly, by option key ("momentum", "virtual_batch_size"); the others
+  /// take the kind's defaults. Keys the kind does not have are ignored.
+  std::map<std::string, double> norm_options;
   /// One sample as the data gives it: [28,28,1] for images, [features] for tables. A model whose first layer
   /// takes images (conv, pooling) gets it as it is; any other model gets it flattened ([784]).
   Shape input_shape{28, 28, 1};
@@ -66,23 +52,12 @@ struct ModelConfig {
   int64_t classes = 10;
   /// The classes' names, when the data names them (a CSV's text labels), in class order; else empty.
   std::vector<std::string> class_names;
-  /// BatchNormalization momentum (Keras convention); unset: 0.99, or 0 in batchwise mode.
-  std::optional<float> momentum;
   float epsilon = 1e-3f;  ///< normalisation epsilon
   uint64_t seed = 1;      ///< initial weights and dropout masks
-  /// Ghost mode: each bn's virtual_batch_size (0: kDefaultVirtualBatchSize).
-  int64_t virtual_batch_size = 0;
-  /// Group mode: each bn's number of groups (0: Keras's 32).
-  int64_t groups = 0;
-  /// Renorm mode: renorm_momentum and the clipping of r and d (NaN: unclipped, Keras's default).
-  float renorm_momentum = 0.99f, rmax = NAN, rmin = NAN, dmax = NAN;
 
-  static constexpr int64_t kDefaultVirtualBatchSize = 8;
-  /// The momentum a `bn` gets when its description does not say.
-  float bn_momentum() const;
-  int64_t ghost_batch_size() const { return virtual_batch_size ? virtual_batch_size : kDefaultVirtualBatchSize; }
-  int64_t group_count() const { return groups ? groups : 32; }
-  Metadata to_metadata() const;  ///< keys model.description, model.norm, model.input_shape, ...
+  /// The norm kind's option `key`: the explicit setting, else the kind's default; throws when the kind has none.
+  double norm_option(const std::string& key) const;
+  Metadata to_metadata() const;  ///< keys model.description, model.norm, model.input_shape, ..., model.<option>
   static ModelConfig from_metadata(const MetadataReader& metadata);
 };
 
@@ -136,18 +111,5 @@ const std::vector<LayerKind>& layer_kinds();
 std::shared_ptr<Sequential> build_model(const ModelConfig& config);
 /// The same, drawing initial weights from `gen`.
 std::shared_ptr<Sequential> build_model(const ModelConfig& config, Generator& gen);
-
-struct DocumentModelOptions {
-  int64_t inputs = 784;
-  int64_t hidden = 64;
-  int64_t classes = 10;
-  /// For running mode; batchwise mode forces momentum 0 unless `momentum_set` is true.
-  BatchNormalizationOptions batch_norm{};
-  bool momentum_set = false;
-};
-
-/// The document's model in a mode (built from its description), with Keras's names: dense,
-/// batch_normalization, dense_1.
-std::shared_ptr<Sequential> make_document_model(NormMode mode, const DocumentModelOptions& options, Generator& gen);
 
 }  // namespace minidl

@@ -61,6 +61,8 @@ class Module {
   virtual int64_t min_inference_batch(const Shape& input) const;
   /// Training-mode batches must be a multiple of this (ghost batch normalisation's virtual_batch_size), else 1.
   virtual int64_t training_batch_multiple() const;
+  /// The smallest batch an inference-mode forward pass with batch statistics (use_batch_statistics) can take.
+  virtual int64_t min_batch_statistics_batch(const Shape& input) const;
 
   /// FLOPs of the matrix products in a forward pass on `input` (2 per multiply-add), for benchmarks.
   virtual double product_flops(const Shape& input) const;
@@ -83,6 +85,9 @@ class Module {
   /// The random generators the module draws from in training (dropout masks), by path: their states make
   /// a resumed run draw the same numbers.
   NamedGenerators named_generators() const;
+  /// Adds to `state` what an older checkpoint of this layer lacks and can be derived from what it holds (renorm's
+  /// moving_stddev from moving_variance); `prefix` is the layer's path ("batch_normalization/"). load_state calls it.
+  virtual void complete_state(std::map<std::string, Tensor>& state, const std::string& prefix) const;
   /// Copies values from `state` into this module's tensors. Names under kOptimizerStatePrefix are ignored.
   /// strict: every tensor of the model must be present with its shape and the state must hold nothing else;
   /// the first difference throws, naming it. Not strict (partial loading): the tensors present are loaded,
@@ -94,6 +99,14 @@ class Module {
   void train(bool on = true);
   void eval() { train(false); }
   bool is_training() const { return training_; }
+  /// In inference mode, normalisation layers that keep moving statistics normalise each batch with that batch's
+  /// own statistics instead, updating nothing (PyTorch's track_running_stats = False); everything else, Dropout
+  /// included, stays in inference mode. No effect in training mode. Applies to submodules.
+  void use_batch_statistics(bool on = true);
+  bool uses_batch_statistics() const { return batch_statistics_; }
+  /// Called by the Trainer at the start of each epoch (1-based `epoch` of `epochs`), on every module: layers whose
+  /// behaviour follows the schedule (frozen statistics for the last epochs) set themselves here.
+  virtual void on_epoch_begin(int64_t epoch, int64_t epochs);
   /// Keras's layer.trainable: false freezes the parameters and makes BatchNormalization run in inference
   /// mode, even during training. Applies to submodules.
   void set_trainable(bool on);
@@ -128,6 +141,7 @@ class Module {
   void check_new_name(const std::string& name) const;
   void collect(const std::string& prefix, bool params, bool only_trainable, NamedTensors& out) const;
   void collect_generators(const std::string& prefix, NamedGenerators& out) const;
+  void complete_tree(std::map<std::string, Tensor>& state, const std::string& prefix) const;
 
   std::string name_;
   NamedTensors parameters_;
@@ -136,13 +150,8 @@ class Module {
   std::vector<std::shared_ptr<Module>> children_;
   bool training_ = true;
   bool trainable_ = true;
+  bool batch_statistics_ = false;
 };
-
-/// A unique name per base name for the whole process, as Keras 2's global counters gave ("dense", "dense_1", ...).
-/// minidl does not use it for default names (those are per model); it is kept for callers that want it.
-std::string unique_name(const std::string& base);
-/// Resets unique_name's counters (Keras's clear_session()).
-void clear_session();
 
 /// Layers applied in order. Its named state has no prefix of its own: "dense/kernel", as Keras names weights.
 class Sequential : public Module {
@@ -166,6 +175,7 @@ class Sequential : public Module {
   Shape output_shape(const Shape& input) const override;
   int64_t min_training_batch(const Shape& input) const override;
   int64_t min_inference_batch(const Shape& input) const override;
+  int64_t min_batch_statistics_batch(const Shape& input) const override;
   /// The least common multiple of the layers'.
   int64_t training_batch_multiple() const override;
   double product_flops(const Shape& input) const override;

@@ -7,4 +7,5 @@
 #include "minidl/layers.h"
 #include "minidl/losses.h"
 #include "minidl/models.h"
+#include "minidl/normalization.h"
 #include "minidl/module.h"

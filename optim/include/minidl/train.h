@@ -90,10 +90,11 @@ class NonFiniteLoss : public Error {
 /// 50176)"; empty when every value is finite.
 std::string first_non_finite(const NamedTensors& tensors);
 
-/// Where a training-mode forward pass on x first produces a non-finite value: a weight that holds one, else the
-/// input itself, else the first layer of a Sequential whose output holds one while its input does not (with the
-/// size its weights reached), else a buffer (moving statistics) that holds one. Empty when the forward pass stays finite (then the
-/// loss itself overflowed). The model's state and generators are left as they were.
+/// Where a forward pass on x first produces a non-finite value: a weight that holds one, else the input itself,
+/// else the first layer of a Sequential whose output holds one while its input does not (with the size its
+/// weights reached), else a buffer (moving statistics) that holds one. Empty when the forward pass stays finite
+/// (then the loss itself overflowed). The replay runs in inference mode with batch statistics, as training
+/// normalises: it changes no state and draws no random numbers.
 std::string find_non_finite(Module& model, const Tensor& x);
 
 struct TrainerOptions {
@@ -197,12 +198,28 @@ void check_evaluation(const Module& model, const Dataset& data, int64_t batch_si
 
 /// Loss and accuracy in inference mode, without building a graph, in file order. (A model that always
 /// normalises with batch statistics, like Example 3's, normalises each evaluated batch by itself.)
-/// With batch_statistics, BatchNormalization normalises each evaluated batch with its own statistics
-/// (training mode) instead; the moving statistics are restored afterwards, so nothing changes.
+/// With batch_statistics, the layers that keep moving statistics normalise each evaluated batch with its own
+/// statistics instead (Module::use_batch_statistics) while the rest of the model, Dropout included, stays in
+/// inference mode; nothing is updated.
 Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size = 32, bool batch_statistics = false);
 
 /// The model's outputs for x [N, ...] in inference mode, batch by batch, without a graph.
 Tensor predict(Module& model, const Tensor& x, int64_t batch_size = 32);
+
+/// Sets a module's batch-statistics flag (Module::use_batch_statistics) for a scope and restores it after.
+class BatchStatisticsGuard {
+ public:
+  BatchStatisticsGuard(Module& module, bool on) : module_(module), previous_(module.uses_batch_statistics()) {
+    module.use_batch_statistics(on);
+  }
+  ~BatchStatisticsGuard() { module_.use_batch_statistics(previous_); }
+  BatchStatisticsGuard(const BatchStatisticsGuard&) = delete;
+  BatchStatisticsGuard& operator=(const BatchStatisticsGuard&) = delete;
+
+ private:
+  Module& module_;
+  bool previous_;
+};
 
 /// Sets a module's training flag for a scope and restores it after.
 class ModeGuard {

@@ -1,0 +1,117 @@
+// The table of run settings (settings.h): every flag a training run takes, its default once, its range and the
+// checkpoint keys it decides.
+#include "settings.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "minidl/data.h"
+#include "minidl/internal/text.h"
+#include "minidl/metadata.h"
+#include "minidl/models.h"
+#include "minidl/optim.h"
+
+namespace minidl::cli {
+namespace {
+using Type = Setting::Type;
+
+// The shortest text that reads back as the same float: the library's float defaults as a person writes them.
+std::string float_text(float v) {
+  char buf[40];
+  for (int digits = 6; digits <= 9; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(v));
+    if (std::strtof(buf, nullptr) == v) break;
+  }
+  return buf;
+}
+
+std::vector<Setting> make_settings() {
+  const ModelConfig model;
+  const AdamOptions adam;
+  const DataSpec data;
+  return {
+      // The model.
+      {"model", "the model, e.g. dense:256,relu,bn,dense:10,softmax (docs/models.md); default: the document's",
+       Type::text, "", -INFINITY, INFINITY, {}, {"model.description"}, false, "model"},
+      {"hidden", "shorthand: the document's model with this many hidden units", Type::integer, "", 1, double(1 << 24), {},
+       {"model.description"}, false, "model"},
+      {"norm", "", Type::text, model.norm, -INFINITY, INFINITY, {}, {"model.norm"}, false, "model"},
+      {"epsilon", "normalisation epsilon", Type::number, float_text(model.epsilon), 1e-12, 1e3, {}, {"model.epsilon"},
+       false, "model"},
+      // Training.
+      {"epochs", "epochs in all", Type::integer, "5", 1, double(1 << 30), {}, {"trainer.epochs"}, true},
+      {"steps", "stop after this many optimizer steps in all (-1: no limit)", Type::integer, "-1", -1, INFINITY, {}, {}, true},
+      {"batch-size", "training batch size", Type::integer, "32", 1, INFINITY, {}, {"loader.batch_size"}},
+      {"lr", "the learning rate (Adam)", Type::number, float_text(adam.learning_rate), 0, INFINITY, {},
+       {"train.initial_learning_rate"}},
+      {"lr-schedule", "constant, or cosine: Keras's CosineDecay from --lr to 0 over all the epochs", Type::text,
+       "constant", -INFINITY, INFINITY, {"constant", "cosine"}, {"train.lr_schedule"}},
+      {"no-shuffle", "keep file order instead of a fresh permutation each epoch", Type::toggle, "", -INFINITY, INFINITY,
+       {}, {"loader.shuffle"}},
+      {"drop-last", "drop the partial last batch of each epoch (by default it is kept, unless it is too small for "
+                    "batch normalisation: 1 sample)", Type::toggle, "", -INFINITY, INFINITY, {}, {"loader.drop_last"}},
+      {"eval-batch-size", "test evaluation batch size (manual mode normalises each batch by itself)", Type::integer,
+       "32", 1, INFINITY, {}, {"trainer.validation_batch_size"}, true},
+      // Data and the machine.
+      {"data", "a directory of MNIST-format files (or set MINIDL_DATA), or a CSV file", Type::text, default_data_dir(),
+       -INFINITY, INFINITY, {}, {"data.train"}, false, "common"},
+      {"test", "a CSV test file (with a CSV --data)", Type::text, "", -INFINITY, INFINITY, {}, {"data.test"}, false, "common"},
+      {"label", "the CSV label column", Type::text, data.label, -INFINITY, INFINITY, {}, {"data.label"}, false, "common"},
+      {"validation-split", "hold out this last fraction of the training data as the test set", Type::number,
+       exact_text(data.validation_split), 0, 0.99, {}, {"data.validation_split"}, false, "common"},
+      {"seed", "seed for initial weights, dropout and shuffling", Type::integer, std::to_string(model.seed), 0,
+       9.2e18, {}, {"model.seed"}, false, "common"},
+      {"threads", "OpenMP threads (0: the default)", Type::integer, "0", 0, 4096, {}, {}, true, "common"},
+  };
+}
+
+std::string number_text(const Setting& s, double v) {
+  return s.type == Type::integer ? std::to_string(static_cast<long long>(v)) : exact_text(v);
+}
+}  // namespace
+
+void Setting::check(double value) const {
+  if (std::isfinite(value) && value >= min && value <= max) return;
+  if (std::isinf(max))
+    fail("--", name, " must be ", type == Type::integer ? "" : "a finite number ", ">= ", number_text(*this, min), ", got ",
+         number_text(*this, value));
+  fail("--", name, " must be ", type == Type::integer ? "a whole number" : "a number", " in [", number_text(*this, min),
+       ", ", number_text(*this, max), "], got ", number_text(*this, value));
+}
+
+void Setting::check(const std::string& value) const {
+  if (choices.empty()) return;
+  for (const std::string& c : choices)
+    if (c == value) return;
+  std::string list;
+  for (size_t i = 0; i < choices.size(); ++i) list += (i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + choices[i];
+  fail("--", name, " must be ", list, ", got '", value, "'");
+}
+
+const std::vector<Setting>& settings() {
+  static const std::vector<Setting> table = make_settings();
+  return table;
+}
+
+const Setting& setting_named(const std::string& name) {
+  for (const Setting& s : settings())
+    if (s.name == name) return s;
+  fail("internal error: the code asks for the setting --", name, ", which apps/cli/settings.cpp does not define");
+}
+
+void add_settings(cxxopts::Options& options, const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
+    const Setting& s = setting_named(name);
+    std::shared_ptr<cxxopts::Value> value;
+    switch (s.type) {
+      case Type::integer: value = cxxopts::value<int64_t>(); break;
+      case Type::number: value = cxxopts::value<double>(); break;
+      case Type::text: value = cxxopts::value<std::string>(); break;
+      case Type::toggle: value = cxxopts::value<bool>(); break;
+    }
+    if (!s.fallback.empty()) value->default_value(s.fallback);
+    options.add_options(s.group)(name, s.help, value);
+  }
+}
+
+}  // namespace minidl::cli

@@ -1,0 +1,58 @@
+// String and number helpers the libraries and the command line share (never installed): trimming, splitting,
+// joining, and whole-text number parsing that reports failure instead of stopping at the first bad character.
+#pragma once
+
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace minidl::internal {
+
+inline bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+/// `s` without leading and trailing blanks (spaces, tabs, line breaks).
+inline std::string trim(const std::string& s) {
+  const size_t b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
+  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+}
+
+/// The parts of `s` between each `sep` ("a,,b" → "a", "", "b").
+inline std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> parts;
+  size_t begin = 0;
+  for (size_t end; (end = s.find(sep, begin)) != std::string::npos; begin = end + 1) parts.push_back(s.substr(begin, end - begin));
+  parts.push_back(s.substr(begin));
+  return parts;
+}
+
+/// The first `most` items joined by `sep`, then "... (N in all)" when there are more.
+inline std::string join(const std::vector<std::string>& items, const std::string& sep = ", ", size_t most = SIZE_MAX) {
+  std::string out;
+  for (size_t i = 0; i < items.size() && i < most; ++i) out += (i ? sep : "") + items[i];
+  if (items.size() > most) out += sep + "... (" + std::to_string(items.size()) + " in all)";
+  return out;
+}
+
+/// The whole of `text` as a whole number, or nothing (empty, trailing characters, out of range).
+inline std::optional<int64_t> parse_integer(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(text.c_str(), &end, 10);
+  if (*end != '\0' || errno == ERANGE) return std::nullopt;
+  return v;
+}
+
+/// The whole of `text` as a number, or NaN (empty, trailing characters).
+inline double parse_number(const std::string& text) {
+  if (text.empty()) return NAN;
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  return *end == '\0' ? v : NAN;
+}
+
+}  // namespace minidl::internal
