@@ -10,6 +10,10 @@
 #include "minidl/checkpoint.h"
 #include "minidl/data.h"
 #include "minidl/models.h"
+#include "minidl/callbacks.h"
+#include "minidl/functional.h"
+#include "minidl/layers.h"
+#include "minidl/losses.h"
 #include "minidl/train.h"
 
 using namespace minidl;
@@ -63,7 +67,7 @@ TEST_CASE("train --json prints one object per epoch — evaluate reproduces the 
 
 TEST_CASE("10 steps, then resume to 20, equals 20 straight steps bit for bit", "[cli]") {
   TempDir dir;
-  for (const std::string mode : {"running", "manual"}) {
+  for (const std::string mode : {"running", "manual", "rms"}) {
     const std::string common = "train --norm " + mode + " --epochs 3 " + data_flag();
     REQUIRE(minidl_cli(common + " --steps 20 --save " + dir.file("straight"), dir).status == 0);
     REQUIRE(minidl_cli(common + " --steps 10 --save " + dir.file("half"), dir).status == 0);
@@ -440,4 +444,75 @@ TEST_CASE("evaluate and predict never silently use data the model was not traine
   const Run export_manual = minidl_cli("export --model " + dir.file("manual") + " --out " + dir.file("m.onnx"), dir);
   CHECK(export_manual.status == 1);
   CHECK_THAT(export_manual.err, Catch::Contains("no moving statistics, so no inference form to export"));
+}
+
+TEST_CASE("build_model with the frozen kind and the library's Trainer freeze as `train --norm frozen` does, bit for bit",
+          "[cli][normalization]") {
+  TempDir dir;
+  const Run cli = minidl_cli("train --norm frozen --epochs 3 --save " + dir.file("cli") + " " + data_flag(), dir);
+  INFO(cli.err);
+  REQUIRE(cli.status == 0);
+  // The same run in C++: no callback added, the kind's layers freeze themselves in the last epoch.
+  const DatasetSplits data = load_mnist_dir(data_dir().path());
+  ModelConfig c;
+  c.norm = "frozen";
+  c.input_shape = data.train.sample;
+  const auto model = build_model(c);
+  Adam adam(model->named_parameters(true));
+  DataLoader loader(data.train, training_loader_options(*model, data.train, {.batch_size = 32, .seed = c.seed}), true);
+  Trainer trainer(*model, adam, loader, {.epochs = 3, .validation = &data.test});
+  auto& bn = dynamic_cast<BatchNormalization&>(*model->children()[2]);
+  REQUIRE(bn.options().freeze_epochs == 1);  // the kind's default
+  std::vector<std::vector<float>> means;
+  auto record = std::make_shared<LambdaCallback>();
+  record->epoch_end = [&](Trainer&, const EpochLogs&) { means.push_back(bn.moving_mean().to_vector()); };
+  trainer.add_callback(record);
+  trainer.fit();
+  REQUIRE(means.size() == 3);
+  CHECK(means[1] != means[0]);  // epoch 2 trains with batch statistics and moves them
+  CHECK(means[2] == means[1]);  // epoch 3 is frozen
+  const Checkpoint saved = load_safetensors(dir.file("cli"));
+  for (const auto& [name, t] : model->state()) {
+    INFO(name);
+    CHECK(saved.tensors.at(name).to_vector() == t.to_vector());
+  }
+}
+
+TEST_CASE("evaluate --batch-statistics leaves Dropout off: a forward pass with batch statistics and no dropout",
+          "[cli][normalization]") {
+  TempDir dir;
+  const Run trained = minidl_cli("train --model dense:64,relu,bn,dropout:0.9,dense:10,softmax --epochs 1 --save " +
+                                     dir.file("m") + " " + data_flag(),
+                                 dir);
+  INFO(trained.err);
+  REQUIRE(trained.status == 0);
+  const Run eval = minidl_cli("evaluate --model " + dir.file("m") + " --batch-size 100 --batch-statistics --json", dir);
+  INFO(eval.err);
+  REQUIRE(eval.status == 0);
+  const double accuracy = nlohmann::json::parse(eval.out)["accuracy"].get<double>();
+  // By hand: dense, relu, each batch of 100 normalised with its own statistics, no dropout, dense, softmax.
+  LoadedModel loaded = load_model(dir.file("m"));
+  const auto& layers = loaded.model->children();
+  auto& bn = dynamic_cast<BatchNormalization&>(*layers[2]);
+  const std::vector<float> moving = bn.moving_mean().to_vector();
+  const Dataset test = load_mnist_dir(data_dir().path()).test;
+  const NoGradGuard no_grad;
+  loaded.model->eval();
+  int64_t correct = 0;
+  for (int64_t begin = 0; begin < test.size(); begin += 100) {
+    const Dataset part = test.slice(begin, begin + 100);
+    Tensor h = layers[1]->forward(layers[0]->forward(part.to_tensor()));
+    Tensor mean, variance;
+    h = batch_norm_train(h, bn.gamma(), bn.beta(), bn.options().epsilon, mean, variance);
+    const Tensor p = layers[5]->forward(layers[4]->forward(h));  // layers[3] is the dropout, left out
+    correct += count_correct(part.labels, p);
+  }
+  CHECK(accuracy == static_cast<double>(correct) / static_cast<double>(test.size()));
+  // And in the library: the same, the moving statistics and the dropout generator untouched.
+  const auto generators = loaded.model->named_generators();
+  const auto before = generators.at(0).second->state();
+  CHECK(evaluate(*loaded.model, test, 100, true).accuracy == accuracy);
+  CHECK(generators.at(0).second->state() == before);
+  CHECK(bn.moving_mean().to_vector() == moving);
+  CHECK(!loaded.model->uses_batch_statistics());
 }

@@ -61,6 +61,36 @@ TEST_CASE("LayerNormalization: each position over its last axis, Keras's formula
   require_grad_ok([&](const Inputs& v) { return ln.forward(v[0]); }, {x}, {.eps = 5e-2});
 }
 
+TEST_CASE("RMSNormalization: each position scaled by its root mean square, Keras's formula, and its gradient",
+          "[normalization]") {
+  RMSNormalization rms(5, 1e-6f);  // Keras's default epsilon
+  set_values(rms.scale(), 4, 0.5f, 1.5f);
+  const Tensor x = param({3, 2, 5}, 5, -2.0f, 2.0f);
+  std::vector<double> expected(30);
+  for (int64_t row = 0; row < 6; ++row) {
+    double squares = 0;
+    for (int64_t k = 0; k < 5; ++k) squares += std::pow(x.data()[row * 5 + k], 2) / 5.0;
+    for (int64_t k = 0; k < 5; ++k)
+      expected[row * 5 + k] = x.data()[row * 5 + k] / std::sqrt(squares + 1e-6) * rms.scale().data()[k];
+  }
+  require_near(rms.forward(x), expected);
+  rms.eval();
+  require_near(rms.forward(x), expected);  // no batch statistics: inference is the same
+  REQUIRE(rms.state().size() == 1);        // scale alone: no centring, no offset
+  Tensor scale = rms.scale();
+  require_grad_ok([&](const Inputs& v) { return rms.forward(v[0]); }, {x}, {.eps = 5e-2});
+  require_grad_ok([&](const Inputs&) { return rms.forward(x.detach()); }, {scale}, {.eps = 5e-2});
+  // --norm rms and the grammar's rmsnorm build it; the kind written out keeps Keras's epsilon.
+  ModelConfig c;
+  c.input_shape = {20};
+  c.description = "dense:16,relu,bn,rmsnorm,dense:10,softmax";
+  c.norm = "rms";
+  const auto model = build_model(c);
+  REQUIRE(model->children()[2]->type_name() == "RMSNormalization");
+  REQUIRE(model->children()[3]->name() == "rms_normalization_1");
+  REQUIRE(model->state().size() == 6);
+}
+
 TEST_CASE("GroupNormalization: each sample's group of channels over every position, and its gradient", "[normalization]") {
   GroupNormalization gn(8, 4, 1e-3f);
   set_values(gn.gamma(), 4, 0.5f, 1.5f);

@@ -283,9 +283,9 @@ TEST_CASE("op table: fused kernels equal their composition, values and gradients
 }
 
 TEST_CASE("op table: every op that records a backward in the sources has cases, small and threaded", "[op-table]") {
-  // Names passed as string literals to record(out, "name", ...), unary("name", ...), binary("name", ...) and
-  // reduce("name", ...) in core/ and layers/.
-  const std::regex call(R"((?:record\(\s*\w+,|unary\(|binary\(|reduce\()\s*"([a-z_0-9]+)\")");
+  // Names passed as string literals to record(out, "name", ...) — out a name or a call, record(Tensor::scalar(l),
+  // "name", ...) — unary("name", ...), binary("name", ...) and reduce("name", ...) in core/ and layers/.
+  const std::regex call(R"((?:record\(\s*[\w:]+(?:\([^()]*\))?\s*,|unary\(|binary\(|reduce\()\s*"([a-z_0-9]+)\")");
   std::set<std::string> in_sources;
   for (const char* folder : {"core/src", "layers/src"})
     for (const auto& entry : std::filesystem::directory_iterator(std::string(MINIDL_SOURCE_DIR) + "/" + folder)) {
@@ -295,6 +295,7 @@ TEST_CASE("op table: every op that records a backward in the sources has cases, 
         in_sources.insert((*it)[1].str());
     }
   REQUIRE(in_sources.size() >= 30);  // the scan itself works
+  REQUIRE(in_sources.count("softmax_cross_entropy") == 1);  // recorded on Tensor::scalar(loss)
   std::map<std::string, std::set<bool>> sizes;
   for (const OpCase& c : op_cases()) sizes[c.op].insert(c.threaded);
   for (const std::string& op : in_sources) {

@@ -171,7 +171,8 @@ TEST_CASE("compare refuses a bad grid before training, naming the flag and the f
 TEST_CASE("train takes every norm mode, and a variant's settings travel with its checkpoint", "[cli][study]") {
   TempDir dir;
   for (const char* args : {"--norm ghost --virtual-batch-size 16", "--norm renorm --renorm-clipping rmax=3,rmin=0.5,dmax=2",
-                           "--norm layer", "--norm group --groups 8", "--norm frozen --freeze-epochs 1"}) {
+                           "--norm layer", "--norm group --groups 8", "--norm frozen --freeze-epochs 1", "--norm rms",
+                           "--model dense:64,relu,rmsnorm,dense:10,softmax"}) {
     const Run r = minidl_cli(std::string("train --epochs 2 ") + args + " --save " + dir.file("m") + " " + data_flag(), dir);
     INFO(args << "\n" << r.err);
     CHECK(r.status == 0);
@@ -185,6 +186,10 @@ TEST_CASE("train takes every norm mode, and a variant's settings travel with its
   CHECK_THAT(resumed.err, Catch::Contains("--virtual-batch-size 8 differs from the checkpoint") && Catch::Contains("16"));
   const Run summary = minidl_cli("summary --model " + dir.file("g"), dir);
   CHECK_THAT(summary.out, Catch::Contains("virtual_batch_size=16"));
+  // The kinds --help and summary list come from the registry.
+  CHECK_THAT(minidl_cli("train --help", dir).out, Catch::Contains("frozen, rms") && Catch::Contains("[ghost]"));
+  CHECK_THAT(minidl_cli("summary --norm rms " + data_flag(), dir).out,
+             Catch::Contains("(norm rms,") && Catch::Contains("rms_normalization (RMSNormalization)"));
   const auto error_of = [&](const std::string& args) {
     const Run r = minidl_cli("train " + args + " " + data_flag(), dir);
     CHECK(r.status == 1);

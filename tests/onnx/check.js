@@ -68,12 +68,15 @@ async function check(description, norm, inputShape) {
   await check('conv:8x3,bn,relu,maxpool:2,conv:16x3,bn,relu,maxpool:2,flatten,dense:10,softmax', 'running', 'images');
   await check('conv:8x5:padding=same:strides=2,bn,relu,avgpool:3:strides=2:padding=same,conv:12x3:bias=0,gap,dense:10,softmax',
     'running', 'images');
-  // The normalisation variants: layer and group normalisation become ReduceMean graphs; ghost and renorm
+  // The normalisation variants: layer, group and RMS normalisation become ReduceMean graphs; ghost and renorm
   // batch normalisation have the plain inference form.
   await check('dense:32,relu,bn,dense:10,softmax', 'layer', 'flat');
   await check('conv:32x3,bn,relu,maxpool:2,conv:16x3,layernorm,relu,gap,dense:10,softmax', 'group', 'images');
   await check('conv:8x3,groupnorm:4,relu,maxpool:2,flatten,dense:16,bn,dense:10,softmax', 'renorm', 'images');
   await check('dense:32,relu,bn,dense:10,softmax', 'ghost', 'flat');
+  // RMSNormalization: --norm rms, and the grammar's rmsnorm on images (over the channels of every position).
+  await check('dense:32,relu,bn,dense:10,softmax', 'rms', 'flat');
+  await check('conv:8x3,rmsnorm,relu,maxpool:2,flatten,dense:16,rmsnorm:epsilon=0.001,dense:10,softmax', 'none', 'images');
   const checkpoint = path.join(workDir, 'manual.safetensors');
   run(['train', '--model', 'dense:16,relu,bn,dense:10,softmax', '--norm', 'manual', '--epochs', '1', '--steps', '5',
     '--save', checkpoint, '--data', dataDir]);
