@@ -1,11 +1,15 @@
-// Tests of `minidl compare` as a study: the grid of modes × batch sizes × seeds, equal steps, the long-format CSV,
-// the JSON with every setting, the summary table and figures, the same results on one job or two, and the errors.
+// Tests of the study: the library's grid, statistics, runner and reports called directly, then `minidl compare` —
+// modes × batch sizes × seeds, equal steps, the long-format CSV, the JSON with every setting, the summary table
+// and figures, the same results on one job or two, and the errors.
 #include <nlohmann/json.hpp>
 
 #include <map>
 #include <sstream>
+#include <stdexcept>
+#include <thread>
 
 #include "cli_helpers.h"
+#include "minidl/study.h"
 
 using namespace minidl;
 using minidl::test::data_flag;
@@ -46,6 +50,121 @@ const Row& find(const std::vector<Row>& rows, const std::string& mode, int batch
   throw;
 }
 }  // namespace
+
+namespace {
+// A grid of two modes × two batch sizes × two seeds, each run two epochs, with made-up metrics: accuracy
+// 0.8 + 0.01·seed (+ 0.05 at batch 32), manual without moving statistics.
+StudyGrid small_grid() {
+  StudyGrid g;
+  g.modes = {"running", "manual"};
+  g.batch_sizes = {8, 32};
+  g.eval_batch_sizes = {16};
+  g.seeds = {1, 2};
+  return g;
+}
+
+StudyRun made_up(const StudyCell& c) {
+  StudyRun r{c.arm, c.batch_size, c.seed, {}};
+  for (int e = 1; e <= 2; ++e) {
+    EpochMetrics m;
+    m.epoch = e, m.steps = 10 * e, m.seconds = 0.5, m.train_loss = 1.0 / e, m.train_accuracy = 0.9;
+    const double accuracy = 0.8 + 0.01 * static_cast<double>(c.seed) + (c.batch_size == 32 ? 0.05 : 0.0);
+    if (c.arm.mode == "running") m.test_accuracy = accuracy, m.mean_gap = 0.1, m.variance_gap = 0.2;
+    m.batch_stats_accuracy = {accuracy - 0.02};
+    r.epochs.push_back(m);
+  }
+  return r;
+}
+}  // namespace
+
+TEST_CASE("study statistics: mean and sample sd over the numbers, NaN when there are none", "[study]") {
+  const MeanSd m = mean_sd({1.0, 2.0, 3.0, NAN});
+  CHECK(m.n == 3);
+  CHECK(m.mean == 2.0);
+  CHECK(m.sd == 1.0);
+  CHECK(mean_sd({0.5}).sd == 0.0);
+  CHECK(std::isnan(mean_sd({NAN}).mean));
+  CHECK(mean_sd({}).n == 0);
+}
+
+TEST_CASE("study grid: cells in arm, batch, seed order; run_study keeps that order on two jobs, and rethrows",
+          "[study]") {
+  StudyGrid g = small_grid();
+  g.bn_syncs = {true, false};
+  const std::vector<StudyCell> cells = study_cells(g);
+  REQUIRE(cells.size() == 16);
+  CHECK(cells[0].arm.mode == "running");
+  CHECK(cells[0].arm.sync_batch_norm);
+  CHECK(cells[4].arm.mode == "running");
+  CHECK(!cells[4].arm.sync_batch_norm);
+  CHECK((cells[5].batch_size == 8 && cells[5].seed == 2));
+  CHECK(cells[8].arm.mode == "manual");
+  CHECK(g.label(cells[4].arm) == "running/local");
+  CHECK(small_grid().label(cells[4].arm) == "running");
+  for (const int jobs : {1, 2}) {
+    // Later cells finish first: the results still come back in cell order.
+    const std::vector<StudyRun> results = run_study(g, {.jobs = jobs}, [&](const StudyCell& c, std::atomic<int64_t>& steps) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(c.seed == 1 ? 20 : 1));
+      steps += 10;
+      return made_up(c);
+    });
+    REQUIRE(results.size() == cells.size());
+    for (size_t i = 0; i < cells.size(); ++i) {
+      CHECK(results[i].arm.mode == cells[i].arm.mode);
+      CHECK(results[i].arm.sync_batch_norm == cells[i].arm.sync_batch_norm);
+      CHECK(results[i].batch_size == cells[i].batch_size);
+      CHECK(results[i].seed == cells[i].seed);
+    }
+  }
+  std::atomic<int> started{0};
+  CHECK_THROWS_WITH(run_study(g, {.serial = true},
+                              [&](const StudyCell& c, std::atomic<int64_t>&) -> StudyRun {
+                                ++started;
+                                if (c.seed == 2) throw std::runtime_error("run failed");
+                                return made_up(c);
+                              }),
+                    "run failed");
+  CHECK(started == 2);  // no cell starts after the failure
+}
+
+TEST_CASE("study reports: the table, the CSV, the JSON and the figures from the runs", "[study]") {
+  const StudyGrid g = small_grid();
+  std::vector<StudyRun> results;
+  for (const StudyCell& c : study_cells(g)) results.push_back(made_up(c));
+  // The table: mean ± sd over the two seeds of the last epoch; n/a where a mode has no moving statistics.
+  const std::string table = study_table(g, results);
+  CHECK_THAT(table, Catch::Contains("moving") && Catch::Contains("batch@16") && Catch::Contains("train-test"));
+  CHECK_THAT(table, Catch::Contains("running  8      0.8150±0.0071  0.7950±0.0071"));
+  CHECK_THAT(table, Catch::Contains("manual   32     n/a            0.8450±0.0071"));
+  CHECK_THAT(table, Catch::Contains("10.0±0.0%"));  // the mean gap, in percent
+  // The CSV: a row per run and epoch, empty where a metric does not apply.
+  std::stringstream csv(study_csv(g, results));
+  std::string header, first;
+  std::getline(csv, header);
+  std::getline(csv, first);
+  CHECK(header == "mode,bn_sync,batch_size,seed,epoch,steps,seconds,train_loss,train_accuracy,test_accuracy,"
+                  "test_accuracy_batch_stats_16,train_test_gap,moving_mean_gap,moving_variance_gap");
+  CHECK(first == "running,global,8,1,1,10,0.5,1,0.9,0.81,0.79,0.09,0.1,0.2");
+  int rows = 1;
+  for (std::string line; std::getline(csv, line);) ++rows;
+  CHECK(rows == 16);
+  // The JSON: the recipe with the grid's settings merged in, the summary with numbers and nulls, every run.
+  const auto json = nlohmann::json::parse(study_json(g, results, {.jobs = 2, .threads_per_job = 1}, R"({"model": "m"})"));
+  CHECK(json["settings"]["model"] == "m");
+  CHECK(json["settings"]["batch_sizes"] == nlohmann::json({8, 32}));
+  CHECK(json["settings"]["recalibrate"].is_null());
+  CHECK(json["jobs"] == 2);
+  CHECK(json["summary"][0]["test_accuracy"]["mean"].get<double>() == Approx(0.815));
+  CHECK(json["summary"][0]["test_accuracy"]["n"] == 2);
+  CHECK(json["summary"][2]["test_accuracy"]["mean"].is_null());  // manual
+  CHECK(json["runs"].size() == 8);
+  CHECK_THROWS_WITH(study_json(g, results, {}, "[1]"), Catch::Contains("must be a JSON object"));
+  // The figures: one panel per way of evaluating, one per batch size; a line per mode.
+  const std::string by_batch = study_batch_size_figure(g, results), curves = study_curves_figure(g, results);
+  CHECK_THAT(by_batch, Catch::StartsWith("<svg") && Catch::Contains("inference: moving statistics") &&
+                           Catch::Contains("batch statistics, test batches of 16") && Catch::Contains(">manual<"));
+  CHECK_THAT(curves, Catch::Contains("batch size 8") && Catch::Contains("batch size 32") && Catch::Contains("training steps"));
+}
 
 TEST_CASE("compare runs the grid: long-format CSV, numeric JSON with every setting, table and figures", "[cli][study]") {
   TempDir dir;

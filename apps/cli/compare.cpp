@@ -3,28 +3,26 @@
 // epoch its training loss and accuracy and its test accuracy with moving statistics and with batch statistics
 // at each evaluation batch size, and at the end how far its moving statistics are from the population's and,
 // with --recalibrate, the same after PreciseBN. Under mpirun each run is data-parallel over the processes, and
-// --bn-sync global,local sets synchronised and per-process batch statistics side by side. study.cpp turns the
-// results into the table, CSV, JSON and figures.
+// --bn-sync global,local sets synchronised and per-process batch statistics side by side. The grid, running it and
+// the reports are the library's (minidl/study.h); this file builds each run from the flags.
+#include <nlohmann/json.hpp>
 #include <omp.h>
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <exception>
 #include <filesystem>
-#include <mutex>
 #include <sstream>
-#include <thread>
 
 #include "cli.h"
 #include "minidl/atomic_file.h"
 #include "minidl/distributed.h"
+#include "minidl/internal/text.h"
 #include "minidl/statistics.h"
 #include "settings.h"
-#include "study.h"
+#include "minidl/study.h"
 
 namespace minidl::cli {
 namespace {
@@ -52,17 +50,24 @@ int64_t batches_per_epoch(const RunConfig& c, const Dataset& train) {
   return std::max<int64_t>(1, c.drop_last ? train.size() / c.batch_size : (train.size() + c.batch_size - 1) / c.batch_size);
 }
 
+// compare's study: the grid, and the settings every run shares.
+struct Compare {
+  StudyGrid grid;
+  StudyExecution execution;
+  RunConfig base;  ///< model, lr, epochs, data: what every run shares
+};
+
 // A run's settings: the study's, with its arm, batch size and seed; --steps fixes the steps whatever the batch.
-RunConfig cell_config(const StudySettings& s, const Dataset& train, const Arm& arm, int64_t batch, uint64_t seed) {
+RunConfig cell_config(const Compare& s, const Dataset& train, const StudyArm& arm, int64_t batch, uint64_t seed) {
   RunConfig c = s.base;
   c.model.norm = arm.mode;
   c.sync_batch_norm = arm.sync_batch_norm;
   c.model.seed = seed;
   c.batch_size = batch;
-  if (s.steps >= 0) {
+  if (s.grid.steps >= 0) {
     const int64_t per_epoch = batches_per_epoch(c, train);
-    c.epochs = static_cast<int>(std::max<int64_t>(1, (s.steps + per_epoch - 1) / per_epoch));
-    c.max_steps = s.steps;
+    c.epochs = static_cast<int>(std::max<int64_t>(1, (s.grid.steps + per_epoch - 1) / per_epoch));
+    c.max_steps = s.grid.steps;
   }
   return c;
 }
@@ -75,10 +80,10 @@ std::vector<double> batch_statistics_accuracy(Sequential& model, const Dataset& 
   return out;
 }
 
-RunResult run_cell(const StudySettings& s, const DatasetSplits& data, const Arm& arm, int64_t batch, uint64_t seed,
-                   std::atomic<int64_t>& steps_done) {
-  RunResult result{arm, batch, seed, {}};
-  Run run(cell_config(s, data.train, arm, batch, seed), data);
+StudyRun run_cell(const Compare& s, const DatasetSplits& data, const StudyCell& cell, std::atomic<int64_t>& steps_done) {
+  const auto start = std::chrono::steady_clock::now();
+  StudyRun result{cell.arm, cell.batch_size, cell.seed, {}};
+  Run run(cell_config(s, data.train, cell.arm, cell.batch_size, cell.seed), data);
   Sequential& model = *run.model;
   auto record = std::make_shared<LambdaCallback>();
   record->step_end = [&](Trainer&, const StepResult&) { steps_done.fetch_add(1, std::memory_order_relaxed); };
@@ -88,7 +93,7 @@ RunResult run_cell(const StudySettings& s, const DatasetSplits& data, const Arm&
     m.train_loss = e.loss, m.train_accuracy = e.accuracy;
     // Inference as deployed, unless the model normalises every batch by itself (manual mode: batch@N says it).
     if (for_each_module<MomentsNormalization>(model, [](MomentsNormalization&) {}) == 0) m.test_accuracy = e.val_accuracy;
-    m.batch_stats_accuracy = batch_statistics_accuracy(model, data.test, s.eval_batch_sizes);
+    m.batch_stats_accuracy = batch_statistics_accuracy(model, data.test, s.grid.eval_batch_sizes);
     result.epochs.push_back(m);
   };
   run.trainer->add_callback(record);
@@ -97,114 +102,71 @@ RunResult run_cell(const StudySettings& s, const DatasetSplits& data, const Arm&
   if (has_moving_statistics(model)) {
     const StatisticsGap gap = moving_statistics_gap(model, population_statistics(model, data.train));
     last.mean_gap = gap.mean, last.variance_gap = gap.variance;
-    if (s.recalibrate >= 0) {
-      recalibrate_batch_norm(model, data.train, s.recalibrate, seed);
+    if (s.grid.recalibrate >= 0) {
+      recalibrate_batch_norm(model, data.train, s.grid.recalibrate, cell.seed);
       last.recalibrated_accuracy = evaluate(model, data.test, run.config.eval_batch_size, false).accuracy;
       const StatisticsGap after = moving_statistics_gap(model, population_statistics(model, data.train));
       last.recalibrated_mean_gap = after.mean, last.recalibrated_variance_gap = after.variance;
     }
   }
+  spdlog::info("{} batch {} seed {}: test accuracy {:.4f} ({:.1f} s)", s.grid.label(cell.arm), cell.batch_size, cell.seed,
+               last.deployed_accuracy(), std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return result;
 }
 
 // Everything that can be checked before the first step: each mode and batch size builds and trains (a ghost
 // batch that does not divide, too few groups), and each evaluation can run.
-void check_grid(const StudySettings& s, const DatasetSplits& data) {
-  for (int64_t batch : s.batch_sizes)
+void check_grid(const Compare& s, const DatasetSplits& data) {
+  for (int64_t batch : s.grid.batch_sizes)
     if (batch > data.train.size())
       fail("--batch-sizes: ", batch, " is larger than the training set (", data.train.size(),
            " samples): every step would see the same batch — choose batch sizes up to ", data.train.size());
-  for (const Arm& arm : s.arms())
-    for (int64_t batch : s.batch_sizes) {
-      const std::string where = "mode " + s.label(arm) + " at batch size " + std::to_string(batch);
+  for (const StudyArm& arm : s.grid.arms())
+    for (int64_t batch : s.grid.batch_sizes) {
+      const std::string where = "mode " + s.grid.label(arm) + " at batch size " + std::to_string(batch);
       try {
-        const RunConfig config = cell_config(s, data.train, arm, batch, s.seeds.front());
+        const RunConfig config = cell_config(s, data.train, arm, batch, s.grid.seeds.front());
         check_freeze_epochs(config);
         Run run(config, data);
-        for (int64_t b : s.eval_batch_sizes) check_evaluation(*run.model, data.test, b, true, "--eval-batch-sizes:");
+        for (int64_t b : s.grid.eval_batch_sizes) check_evaluation(*run.model, data.test, b, true, "--eval-batch-sizes:");
       } catch (const Error& e) {
         fail("compare, ", where, ": ", e.what());
       }
     }
 }
 
-std::string duration(double seconds) {
-  char buf[32];
-  const int s = static_cast<int>(seconds + 0.5);
-  if (s >= 60)
-    std::snprintf(buf, sizeof buf, "%dm%02ds", s / 60, s % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%ds", s);
-  return buf;
+// Steps in all, for the progress line.
+int64_t total_steps(const Compare& s, const Dataset& train) {
+  int64_t total = 0;
+  for (const StudyCell& c : study_cells(s.grid)) {
+    const RunConfig config = cell_config(s, train, c.arm, c.batch_size, c.seed);
+    total += s.grid.steps >= 0 ? s.grid.steps : batches_per_epoch(config, train) * config.epochs;
+  }
+  return total;
 }
 
-// Runs the grid on `jobs` threads, drawing one progress line (runs done, steps, ETA) while they work. Under
-// mpirun every process runs each cell in turn, on its main thread (MPI is initialised for that thread only).
-std::vector<RunResult> run_grid(const StudySettings& s, const DatasetSplits& data) {
-  struct Cell {
-    Arm arm;
-    int64_t batch;
-    uint64_t seed;
-  };
-  std::vector<Cell> cells;
-  int64_t total_steps = 0;
-  for (const Arm& arm : s.arms())
-    for (int64_t batch : s.batch_sizes)
-      for (uint64_t seed : s.seeds) {
-        cells.push_back({arm, batch, seed});
-        const RunConfig c = cell_config(s, data.train, arm, batch, seed);
-        total_steps += s.steps >= 0 ? s.steps : batches_per_epoch(c, data.train) * c.epochs;
-      }
-  std::vector<RunResult> results(cells.size());
-  std::atomic<size_t> next{0}, finished{0};
-  std::atomic<int64_t> steps_done{0};
-  std::atomic<bool> failed{false};
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  const auto worker = [&] {
-    omp_set_num_threads(s.threads_per_job);
-    for (size_t i; !failed && (i = next++) < cells.size();) {
-      try {
-        const auto start = std::chrono::steady_clock::now();
-        results[i] = run_cell(s, data, cells[i].arm, cells[i].batch, cells[i].seed, steps_done);
-        const EpochMetrics& last = results[i].epochs.back();
-        spdlog::info("{} batch {} seed {}: test accuracy {:.4f} ({:.1f} s)", s.label(cells[i].arm), cells[i].batch,
-                     cells[i].seed, last.deployed_accuracy(),
-                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      } catch (...) {
-        const std::lock_guard lock(error_mutex);
-        if (!error) error = std::current_exception();
-        failed = true;
-      }
-      ++finished;
+// What every run shares, for compare.json: the settings the flags gave, each kind's options as its runs used them.
+std::string recipe_json(const Compare& s) {
+  const RunConfig& b = s.base;
+  nlohmann::ordered_json recipe = {
+      {"model", b.model.description}, {"epochs", b.epochs}, {"learning_rate", b.learning_rate},
+      {"lr_schedule", b.cosine_decay ? "cosine" : "constant"}, {"optimizer", "Adam (Keras defaults)"},
+      {"epsilon", b.model.epsilon}, {"norm_options", nlohmann::ordered_json::object()},
+      {"data", b.data.to_metadata()}, {"shuffle", b.shuffle}, {"drop_last", b.drop_last}};
+  for (const std::string& m : s.grid.modes) {
+    ModelConfig c = b.model;
+    c.norm = m;
+    recipe["norm_options"][m] = nlohmann::ordered_json::object();
+    for (const NormOption& o : norm_kind(m).options) {
+      const double v = c.norm_option(o.key);
+      recipe["norm_options"][m][o.key] = std::isnan(v) ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(v);
     }
-  };
-  if (s.processes > 1) {
-    worker();
-    if (error) std::rethrow_exception(error);
-    return results;
   }
-  std::vector<std::thread> threads;
-  for (int j = 0; j < s.jobs; ++j) threads.emplace_back(worker);
-  const bool tty = ::isatty(STDERR_FILENO);
-  const auto start = std::chrono::steady_clock::now();
-  while (finished < cells.size() && !failed) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    if (!tty) continue;
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const double done = static_cast<double>(steps_done) / static_cast<double>(std::max<int64_t>(total_steps, 1));
-    std::fprintf(stderr, "\r\033[Kcompare: %zu/%zu runs, %3.0f%% of %lld steps, %s elapsed, ETA %s", finished.load(),
-                 cells.size(), 100 * done, static_cast<long long>(total_steps), duration(elapsed).c_str(),
-                 done > 0.01 ? duration(elapsed * (1 - done) / done).c_str() : "...");
-  }
-  for (auto& t : threads) t.join();
-  if (tty) std::fprintf(stderr, "\r\033[K");
-  if (error) std::rethrow_exception(error);
-  return results;
+  return recipe.dump();
 }
 
 // The footnote's sentence on data parallelism (empty in one process).
-std::string parallel_note(const StudySettings& s) {
+std::string parallel_note(const StudyGrid& s) {
   if (s.processes == 1) return "";
   return " Every run data-parallel on " + std::to_string(s.processes) + " processes, " +
          (s.bn_syncs.size() > 1 ? "/global: batch statistics over the global batch, /local: over each process's slice."
@@ -247,35 +209,37 @@ int compare_command(int argc, char** argv) {
          "one run at a time; leave --jobs out");
   if (f.count("batch-size") && f.count("batch-sizes")) fail("--batch-size and --batch-sizes exclude each other");
   if (f.count("seed") && f.count("seeds")) fail("--seed and --seeds exclude each other");
-  StudySettings s;
-  s.modes = list_flag<std::string>(f, "modes", [](const std::string& t) { return norm_kind(t).name; });
-  s.batch_sizes = f.count("batch-sizes") ? list_flag<int64_t>(f, "batch-sizes", [](const std::string& t) { return whole("batch-sizes", t, 1); })
+  Compare s;
+  StudyGrid& g = s.grid;
+  g.modes = list_flag<std::string>(f, "modes", [](const std::string& t) { return norm_kind(t).name; });
+  g.batch_sizes = f.count("batch-sizes") ? list_flag<int64_t>(f, "batch-sizes", [](const std::string& t) { return whole("batch-sizes", t, 1); })
                                          : std::vector<int64_t>{setting<int64_t>(f, "batch-size")};
-  s.seeds = f.count("seeds") ? list_flag<uint64_t>(f, "seeds", [](const std::string& t) { return static_cast<uint64_t>(whole("seeds", t, 0)); })
+  g.seeds = f.count("seeds") ? list_flag<uint64_t>(f, "seeds", [](const std::string& t) { return static_cast<uint64_t>(whole("seeds", t, 0)); })
                              : std::vector<uint64_t>{setting<uint64_t>(f, "seed")};
-  s.processes = world.size();
-  s.bn_syncs = list_flag<bool>(f, "bn-sync", [](const std::string& t) {
+  g.processes = world.size();
+  g.bn_syncs = list_flag<bool>(f, "bn-sync", [](const std::string& t) {
     if (t != "global" && t != "local") fail("--bn-sync: expected global, local or global,local, got '", t, "'");
     return t == "global";
   });
-  if (s.bn_syncs.size() > 2 || (s.bn_syncs.size() == 2 && s.bn_syncs[0] == s.bn_syncs[1]))
+  if (g.bn_syncs.size() > 2 || (g.bn_syncs.size() == 2 && g.bn_syncs[0] == g.bn_syncs[1]))
     fail("--bn-sync: each of global and local at most once, got '", f["bn-sync"].as<std::string>(), "'");
-  if (s.processes == 1 && std::find(s.bn_syncs.begin(), s.bn_syncs.end(), false) != s.bn_syncs.end())
+  if (g.processes == 1 && std::find(g.bn_syncs.begin(), g.bn_syncs.end(), false) != g.bn_syncs.end())
     fail("--bn-sync local: one process normalises over the whole batch, so local and global are the same; start "
          "compare under mpirun -np N to compare them");
-  s.eval_batch_sizes = list_flag<int64_t>(f, "eval-batch-sizes", [](const std::string& t) { return whole("eval-batch-sizes", t, 1); });
-  s.steps = f.count("steps") ? f["steps"].as<int64_t>() : -1;
-  if (f.count("steps") && s.steps < 1) fail("--steps must be >= 1, got ", s.steps);
-  s.recalibrate = f.count("recalibrate") ? f["recalibrate"].as<int64_t>() : -1;
-  if (f.count("recalibrate") && s.recalibrate < 0) fail("--recalibrate must be >= 0 (0: all the training data), got ", s.recalibrate);
+  g.eval_batch_sizes = list_flag<int64_t>(f, "eval-batch-sizes", [](const std::string& t) { return whole("eval-batch-sizes", t, 1); });
+  g.steps = f.count("steps") ? f["steps"].as<int64_t>() : -1;
+  if (f.count("steps") && g.steps < 1) fail("--steps must be >= 1, got ", g.steps);
+  g.recalibrate = f.count("recalibrate") ? f["recalibrate"].as<int64_t>() : -1;
+  if (f.count("recalibrate") && g.recalibrate < 0) fail("--recalibrate must be >= 0 (0: all the training data), got ", g.recalibrate);
   const int given_threads = setting<int>(f, "threads");
   const int cores = omp_get_num_procs(), threads = given_threads > 0 ? given_threads : cores;
-  const int64_t runs = static_cast<int64_t>(s.arms().size() * s.batch_sizes.size() * s.seeds.size());
-  s.jobs = static_cast<int>(std::min<int64_t>(f.count("jobs") ? f["jobs"].as<int>() : cores, runs));
+  const int64_t runs = static_cast<int64_t>(study_cells(g).size());
+  StudyExecution& x = s.execution;
+  x.jobs = static_cast<int>(std::min<int64_t>(f.count("jobs") ? f["jobs"].as<int>() : cores, runs));
   if (f.count("jobs") && f["jobs"].as<int>() < 1) fail("--jobs must be >= 1, got ", f["jobs"].as<int>());
-  s.threads_per_job = std::max(1, threads / s.jobs);
-  if (s.processes > 1)  // one run at a time, with the threads mpirun gives each process (-x OMP_NUM_THREADS)
-    s.jobs = 1, s.threads_per_job = given_threads > 0 ? given_threads : omp_get_max_threads();
+  x.threads_per_job = std::max(1, threads / x.jobs);
+  if (g.processes > 1)  // one run at a time, with the threads mpirun gives each process (-x OMP_NUM_THREADS)
+    x.jobs = 1, x.threads_per_job = given_threads > 0 ? given_threads : omp_get_max_threads(), x.serial = true;
 
   std::string dir;
   if (f.count("out") && leader) {  // before any training: a study must not be lost to an unwritable directory
@@ -288,29 +252,34 @@ int compare_command(int argc, char** argv) {
   const DatasetSplits data = load_logged(data_spec_from_flags(f));
   s.base = run_config_from_flags(f, data.train);
   s.base.world = &world;
-  s.base.eval_batch_size = s.eval_batch_sizes.front();
+  s.base.eval_batch_size = g.eval_batch_sizes.front();
   check_grid(s, data);
-  if (s.processes > 1)
+  x.total_steps = total_steps(s, data.train);
+  if (g.processes > 1)
     spdlog::info("compare: {} runs ({} modes × {} batch statistics × {} batch sizes × {} seeds), each data-parallel "
                  "on {} processes",
-                 runs, s.modes.size(), s.bn_syncs.size(), s.batch_sizes.size(), s.seeds.size(), s.processes);
+                 runs, g.modes.size(), g.bn_syncs.size(), g.batch_sizes.size(), g.seeds.size(), g.processes);
   else
     spdlog::info("compare: {} runs ({} modes × {} batch sizes × {} seeds), {} at a time with {} thread(s) each", runs,
-                 s.modes.size(), s.batch_sizes.size(), s.seeds.size(), s.jobs, s.threads_per_job);
-  const std::vector<RunResult> results = run_grid(s, data);
+                 g.modes.size(), g.batch_sizes.size(), g.seeds.size(), x.jobs, x.threads_per_job);
+  const std::vector<StudyRun> results =
+      run_study(g, x, [&](const StudyCell& cell, std::atomic<int64_t>& steps) { return run_cell(s, data, cell, steps); });
   if (!leader) return 0;
-  std::printf("%s", study_table(s, results).c_str());
+  std::printf("%s", study_table(g, results).c_str());
   std::printf("\n%s; %s; mean ± sd over seeds %s of the last epoch. moving: test accuracy in inference mode (moving "
               "statistics; n/a in manual mode, which has none). batch@N: each test batch of N normalised with its own "
               "statistics. train-test: training accuracy minus test accuracy as deployed. Gaps: relative L2 distance "
               "between the moving statistics and those of the whole training set.%s%s\n",
               s.base.model.description.c_str(),
-              s.steps >= 0 ? (std::to_string(s.steps) + " steps per run").c_str()
+              g.steps >= 0 ? (std::to_string(g.steps) + " steps per run").c_str()
                            : (std::to_string(s.base.epochs) + " epochs per run").c_str(),
-              f.count("seeds") ? f["seeds"].as<std::string>().c_str() : std::to_string(s.seeds.front()).c_str(),
-              s.recalibrate >= 0 ? " re-estimated: after PreciseBN from the training samples --recalibrate names." : "",
-              parallel_note(s).c_str());
-  if (!dir.empty()) write_study(dir, s, results);
+              f.count("seeds") ? f["seeds"].as<std::string>().c_str() : std::to_string(g.seeds.front()).c_str(),
+              g.recalibrate >= 0 ? " re-estimated: after PreciseBN from the training samples --recalibrate names." : "",
+              parallel_note(g).c_str());
+  if (!dir.empty()) {
+    write_study(dir, g, results, x, recipe_json(s));
+    spdlog::info("wrote {}/{}", dir, internal::join(study_files(), ", "));
+  }
   return 0;
 }
 

@@ -1,21 +1,25 @@
-// compare's reports: the mean ± sd table, compare.csv (long format), compare.json and the SVG figures.
-#include "study.h"
+// The study (minidl/study.h): its grid, running it on several threads with a progress line, and its reports —
+// the mean ± sd table, compare.csv (long format), compare.json and the SVG figures.
+#include "minidl/study.h"
 
 #include <nlohmann/json.hpp>
 #include <omp.h>
-#include <spdlog/spdlog.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <exception>
 #include <fstream>
-#include <functional>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "minidl/atomic_file.h"
-#include "minidl/normalization.h"
+#include "minidl/error.h"
 #include "minidl/version.h"
 #include "plot.h"
 
-namespace minidl::cli {
+namespace minidl {
 namespace {
 using Metric = std::function<double(const EpochMetrics&)>;
 
@@ -26,7 +30,7 @@ struct Column {
 };
 
 // The final metrics, in table order; the eval batch sizes add one column each.
-std::vector<Column> final_columns(const StudySettings& s) {
+std::vector<Column> final_columns(const StudyGrid& s) {
   std::vector<Column> c = {{"test_accuracy", "moving", [](const EpochMetrics& m) { return m.test_accuracy; }}};
   if (s.recalibrate >= 0)
     c.push_back({"test_accuracy_recalibrated", "re-estimated", [](const EpochMetrics& m) { return m.recalibrated_accuracy; }});
@@ -45,39 +49,20 @@ std::vector<Column> final_columns(const StudySettings& s) {
   return c;
 }
 
-struct MeanSd {
-  double mean = NAN, sd = NAN;
-  int n = 0;
-};
-
-// Over the values that are numbers; sd is the sample standard deviation (n − 1), 0 for one value.
-MeanSd mean_sd(const std::vector<double>& values) {
-  MeanSd r;
-  double sum = 0, squares = 0;
-  for (double v : values)
-    if (!std::isnan(v)) sum += v, ++r.n;
-  if (r.n == 0) return r;
-  r.mean = sum / r.n;
-  for (double v : values)
-    if (!std::isnan(v)) squares += (v - r.mean) * (v - r.mean);
-  r.sd = r.n > 1 ? std::sqrt(squares / (r.n - 1)) : 0.0;
-  return r;
-}
-
 // The runs of one arm and batch size (one per seed).
-std::vector<const RunResult*> cell(const std::vector<RunResult>& results, const Arm& arm, int64_t batch) {
-  std::vector<const RunResult*> out;
-  for (const RunResult& r : results)
+std::vector<const StudyRun*> cell(const std::vector<StudyRun>& results, const StudyArm& arm, int64_t batch) {
+  std::vector<const StudyRun*> out;
+  for (const StudyRun& r : results)
     if (r.arm.mode == arm.mode && r.arm.sync_batch_norm == arm.sync_batch_norm && r.batch_size == batch)
       out.push_back(&r);
   return out;
 }
 
-const char* span(const Arm& arm) { return arm.sync_batch_norm ? "global" : "local"; }
+const char* span(const StudyArm& arm) { return arm.sync_batch_norm ? "global" : "local"; }
 
-MeanSd final_stat(const std::vector<const RunResult*>& runs, const Metric& metric) {
+MeanSd final_stat(const std::vector<const StudyRun*>& runs, const Metric& metric) {
   std::vector<double> v;
-  for (const RunResult* r : runs) v.push_back(metric(r->epochs.back()));
+  for (const StudyRun* r : runs) v.push_back(metric(r->epochs.back()));
   return mean_sd(v);
 }
 
@@ -108,7 +93,9 @@ std::string format_number(double v) {
   return buf;
 }
 
-std::string csv(const StudySettings& s, const std::vector<RunResult>& results) {
+}  // namespace
+
+std::string study_csv(const StudyGrid& s, const std::vector<StudyRun>& results) {
   std::vector<std::pair<std::string, Metric>> metrics = {
       {"steps", [](const EpochMetrics& m) { return static_cast<double>(m.steps); }},
       {"seconds", [](const EpochMetrics& m) { return m.seconds; }},
@@ -118,7 +105,7 @@ std::string csv(const StudySettings& s, const std::vector<RunResult>& results) {
   std::string out = "mode,bn_sync,batch_size,seed,epoch";
   for (const auto& [name, f] : metrics) out += "," + name;
   out += '\n';
-  for (const RunResult& r : results)
+  for (const StudyRun& r : results)
     for (const EpochMetrics& e : r.epochs) {
       out += r.arm.mode + "," + span(r.arm) + "," + std::to_string(r.batch_size) + "," +
              std::to_string(r.seed) + "," + std::to_string(e.epoch);
@@ -128,33 +115,27 @@ std::string csv(const StudySettings& s, const std::vector<RunResult>& results) {
   return out;
 }
 
-nlohmann::ordered_json json(const StudySettings& s, const std::vector<RunResult>& results) {
-  const RunConfig& b = s.base;
-  nlohmann::ordered_json settings = {
-      {"model", b.model.description}, {"modes", nlohmann::json::array()}, {"batch_sizes", s.batch_sizes},
-      {"seeds", s.seeds}, {"epochs", b.epochs}, {"steps", s.steps < 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(s.steps)},
-      {"learning_rate", b.learning_rate}, {"lr_schedule", b.cosine_decay ? "cosine" : "constant"},
-      {"optimizer", "Adam (Keras defaults)"},
-      {"epsilon", b.model.epsilon}, {"norm_options", nlohmann::ordered_json::object()},
-      {"eval_batch_sizes", s.eval_batch_sizes},
-      {"recalibrate", s.recalibrate < 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(s.recalibrate)},
-      {"data", b.data.to_metadata()}, {"shuffle", b.shuffle}, {"drop_last", b.drop_last},
-      {"processes", s.processes}, {"bn_sync", nlohmann::json::array()}};
-  for (const std::string& m : s.modes) {
-    settings["modes"].push_back(m);
-    ModelConfig c = b.model;  // each mode's options as its runs used them
-    c.norm = m;
-    for (const NormOption& o : norm_kind(m).options) settings["norm_options"][m][o.key] = number(c.norm_option(o.key));
-  }
+std::string study_json(const StudyGrid& s, const std::vector<StudyRun>& results, const StudyExecution& execution,
+                       const std::string& recipe_json) {
+  nlohmann::ordered_json settings = nlohmann::ordered_json::parse(recipe_json);
+  if (!settings.is_object()) fail("study_json: the recipe must be a JSON object, got ", recipe_json);
+  settings["modes"] = s.modes;
+  settings["batch_sizes"] = s.batch_sizes;
+  settings["seeds"] = s.seeds;
+  settings["steps"] = s.steps < 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(s.steps);
+  settings["eval_batch_sizes"] = s.eval_batch_sizes;
+  settings["recalibrate"] = s.recalibrate < 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(s.recalibrate);
+  settings["processes"] = s.processes;
+  settings["bn_sync"] = nlohmann::json::array();
   for (bool sync : s.bn_syncs) settings["bn_sync"].push_back(sync ? "global" : "local");
   nlohmann::ordered_json out = {{"minidl_version", version()},
                                 {"cpu", cpu_name()},
-                                {"jobs", s.jobs},
-                                {"threads_per_job", s.threads_per_job},
+                                {"jobs", execution.jobs},
+                                {"threads_per_job", execution.threads_per_job},
                                 {"settings", settings},
                                 {"summary", nlohmann::json::array()},
                                 {"runs", nlohmann::json::array()}};
-  for (const Arm& arm : s.arms())
+  for (const StudyArm& arm : s.arms())
     for (int64_t batch : s.batch_sizes) {
       nlohmann::ordered_json row = {{"mode", arm.mode}, {"bn_sync", span(arm)}, {"batch_size", batch}};
       for (const Column& c : final_columns(s)) {
@@ -163,7 +144,7 @@ nlohmann::ordered_json json(const StudySettings& s, const std::vector<RunResult>
       }
       out["summary"].push_back(row);
     }
-  for (const RunResult& r : results) {
+  for (const StudyRun& r : results) {
     nlohmann::ordered_json run = {{"mode", r.arm.mode}, {"bn_sync", span(r.arm)},
                                   {"batch_size", r.batch_size}, {"seed", r.seed}, {"epochs", nlohmann::json::array()}};
     for (const EpochMetrics& e : r.epochs) {
@@ -174,11 +155,11 @@ nlohmann::ordered_json json(const StudySettings& s, const std::vector<RunResult>
     }
     out["runs"].push_back(run);
   }
-  return out;
+  return out.dump(2) + "\n";
 }
 
 // Accuracy against batch size: one panel per way of evaluating, one line per mode, mean ± sd over seeds.
-std::string batch_size_figure(const StudySettings& s, const std::vector<RunResult>& results) {
+std::string study_batch_size_figure(const StudyGrid& s, const std::vector<StudyRun>& results) {
   std::vector<Panel> panels;
   std::vector<Column> shown;
   for (const Column& c : final_columns(s))
@@ -188,7 +169,7 @@ std::string batch_size_figure(const StudySettings& s, const std::vector<RunResul
             : c.name.find("recal") != std::string::npos ? "inference: re-estimated statistics (PreciseBN)"
                                                         : "batch statistics, test batches of " + c.header.substr(6),
             "training batch size", "test accuracy", true, {}};
-    for (const Arm& arm : s.arms()) {
+    for (const StudyArm& arm : s.arms()) {
       Line line{s.label(arm), {}, {}, {}};
       for (int64_t batch : s.batch_sizes) {
         const MeanSd m = final_stat(cell(results, arm, batch), c.value);
@@ -202,16 +183,16 @@ std::string batch_size_figure(const StudySettings& s, const std::vector<RunResul
 }
 
 // Test accuracy as each mode is deployed, per epoch: one panel per batch size, mean ± sd over seeds.
-std::string curves_figure(const StudySettings& s, const std::vector<RunResult>& results) {
+std::string study_curves_figure(const StudyGrid& s, const std::vector<StudyRun>& results) {
   std::vector<Panel> panels;
   for (int64_t batch : s.batch_sizes) {
     Panel p{"batch size " + std::to_string(batch), "training steps", "test accuracy (as deployed)", false, {}};
-    for (const Arm& arm : s.arms()) {
+    for (const StudyArm& arm : s.arms()) {
       const auto runs = cell(results, arm, batch);
       Line line{s.label(arm), {}, {}, {}};
       for (size_t e = 0; !runs.empty() && e < runs.front()->epochs.size(); ++e) {
         std::vector<double> v;
-        for (const RunResult* r : runs) v.push_back(r->epochs[e].deployed_accuracy());
+        for (const StudyRun* r : runs) v.push_back(r->epochs[e].deployed_accuracy());
         const MeanSd m = mean_sd(v);
         line.x.push_back(static_cast<double>(runs.front()->epochs[e].steps)), line.y.push_back(m.mean), line.err.push_back(m.sd);
       }
@@ -221,26 +202,25 @@ std::string curves_figure(const StudySettings& s, const std::vector<RunResult>& 
   }
   return svg_figure(panels);
 }
-}  // namespace
 
-std::vector<Arm> StudySettings::arms() const {
-  std::vector<Arm> out;
+std::vector<StudyArm> StudyGrid::arms() const {
+  std::vector<StudyArm> out;
   for (const std::string& mode : modes)
     for (bool sync : bn_syncs) out.push_back({mode, sync});
   return out;
 }
 
-std::string StudySettings::label(const Arm& arm) const {
+std::string StudyGrid::label(const StudyArm& arm) const {
   return bn_syncs.size() > 1 ? arm.mode + "/" + span(arm) : arm.mode;
 }
 
 std::vector<std::string> study_files() { return {"compare.csv", "compare.json", "accuracy_vs_batch_size.svg", "curves.svg"}; }
 
-std::string study_table(const StudySettings& s, const std::vector<RunResult>& results) {
+std::string study_table(const StudyGrid& s, const std::vector<StudyRun>& results) {
   const std::vector<Column> columns = final_columns(s);
   std::vector<std::vector<std::string>> rows = {{"mode", "batch"}};
   for (const Column& c : columns) rows[0].push_back(c.header);
-  for (const Arm& arm : s.arms())
+  for (const StudyArm& arm : s.arms())
     for (int64_t batch : s.batch_sizes) {
       std::vector<std::string> row = {s.label(arm), std::to_string(batch)};
       for (const Column& c : columns)
@@ -265,12 +245,91 @@ std::string study_table(const StudySettings& s, const std::vector<RunResult>& re
   return out.str();
 }
 
-void write_study(const std::string& dir, const StudySettings& s, const std::vector<RunResult>& results) {
-  write_text_atomically(dir + "/compare.csv", csv(s, results));
-  write_text_atomically(dir + "/compare.json", json(s, results).dump(2) + "\n");
-  write_text_atomically(dir + "/accuracy_vs_batch_size.svg", batch_size_figure(s, results));
-  write_text_atomically(dir + "/curves.svg", curves_figure(s, results));
-  spdlog::info("wrote {}/compare.csv, compare.json, accuracy_vs_batch_size.svg, curves.svg", dir);
+void write_study(const std::string& dir, const StudyGrid& s, const std::vector<StudyRun>& results,
+                 const StudyExecution& execution, const std::string& recipe_json) {
+  write_text_atomically(dir + "/compare.csv", study_csv(s, results));
+  write_text_atomically(dir + "/compare.json", study_json(s, results, execution, recipe_json));
+  write_text_atomically(dir + "/accuracy_vs_batch_size.svg", study_batch_size_figure(s, results));
+  write_text_atomically(dir + "/curves.svg", study_curves_figure(s, results));
 }
 
-}  // namespace minidl::cli
+MeanSd mean_sd(const std::vector<double>& values) {
+  MeanSd r;
+  double sum = 0, squares = 0;
+  for (double v : values)
+    if (!std::isnan(v)) sum += v, ++r.n;
+  if (r.n == 0) return r;
+  r.mean = sum / r.n;
+  for (double v : values)
+    if (!std::isnan(v)) squares += (v - r.mean) * (v - r.mean);
+  r.sd = r.n > 1 ? std::sqrt(squares / (r.n - 1)) : 0.0;
+  return r;
+}
+
+std::vector<StudyCell> study_cells(const StudyGrid& grid) {
+  std::vector<StudyCell> cells;
+  for (const StudyArm& arm : grid.arms())
+    for (int64_t batch : grid.batch_sizes)
+      for (uint64_t seed : grid.seeds) cells.push_back({arm, batch, seed});
+  return cells;
+}
+
+namespace {
+std::string duration(double seconds) {
+  char buf[32];
+  const int s = static_cast<int>(seconds + 0.5);
+  if (s >= 60)
+    std::snprintf(buf, sizeof buf, "%dm%02ds", s / 60, s % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%ds", s);
+  return buf;
+}
+}  // namespace
+
+std::vector<StudyRun> run_study(const StudyGrid& grid, const StudyExecution& execution,
+                                const std::function<StudyRun(const StudyCell&, std::atomic<int64_t>& steps_done)>& run) {
+  const std::vector<StudyCell> cells = study_cells(grid);
+  std::vector<StudyRun> results(cells.size());
+  std::atomic<size_t> next{0}, finished{0};
+  std::atomic<int64_t> steps_done{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  const auto worker = [&] {
+    if (!execution.serial) omp_set_num_threads(execution.threads_per_job);
+    for (size_t i; !failed && (i = next++) < cells.size();) {
+      try {
+        results[i] = run(cells[i], steps_done);
+      } catch (...) {
+        const std::lock_guard lock(error_mutex);
+        if (!error) error = std::current_exception();
+        failed = true;
+      }
+      ++finished;
+    }
+  };
+  if (execution.serial) {
+    worker();
+    if (error) std::rethrow_exception(error);
+    return results;
+  }
+  std::vector<std::thread> threads;
+  for (int j = 0; j < std::max(execution.jobs, 1); ++j) threads.emplace_back(worker);
+  const bool tty = ::isatty(STDERR_FILENO);
+  const auto start = std::chrono::steady_clock::now();
+  while (finished < cells.size() && !failed) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    if (!tty) continue;
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double done = static_cast<double>(steps_done) / static_cast<double>(std::max<int64_t>(execution.total_steps, 1));
+    std::fprintf(stderr, "\r\033[Kcompare: %zu/%zu runs, %3.0f%% of %lld steps, %s elapsed, ETA %s", finished.load(),
+                 cells.size(), 100 * done, static_cast<long long>(execution.total_steps), duration(elapsed).c_str(),
+                 done > 0.01 ? duration(elapsed * (1 - done) / done).c_str() : "...");
+  }
+  for (auto& t : threads) t.join();
+  if (tty) std::fprintf(stderr, "\r\033[K");
+  if (error) std::rethrow_exception(error);
+  return results;
+}
+
+}  // namespace minidl

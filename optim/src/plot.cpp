@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <sstream>
 
-namespace minidl::cli {
+namespace minidl {
 namespace {
 constexpr double kPanelWidth = 420, kHeight = 380, kLeft = 64, kRight = 16, kTop = 84, kBottom = 56;
 const char* const kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"};
@@ -127,4 +127,4 @@ std::string svg_figure(const std::vector<Panel>& panels) {
   return svg.str();
 }
 
-}  // namespace minidl::cli
+}  // namespace minidl

@@ -1,4 +1,4 @@
-// SVG figures for compare's study: panels side by side, each with labelled axes and ticks, and lines with error
+// SVG figures for the study (minidl/study.h): panels side by side, each with labelled axes and ticks, and lines with error
 // bars; every line has its own colour, dash pattern and marker, and is nudged sideways, so identical lines stay
 // distinguishable.
 #pragma once
@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace minidl::cli {
+namespace minidl {
 
 /// One line: points (x, y) with an error bar of ±err (0 or NaN: none); NaN y values are left out.
 struct Line {
@@ -23,4 +23,4 @@ struct Panel {
 /// The figure: panels left to right, one legend above them (lines are matched by label across panels).
 std::string svg_figure(const std::vector<Panel>& panels);
 
-}  // namespace minidl::cli
+}  // namespace minidl
