@@ -112,7 +112,7 @@ TEST_CASE("an IDX header that claims more than the file holds is refused before 
   CHECK_THROWS_WITH(read_idx(dir.file("overflow"), 3), Catch::Contains("header claims more than 4294967296 bytes of payload"));
 }
 
-TEST_CASE("a checkpoint whose model description is larger than its weights is refused before it is built", "[hardening]") {
+TEST_CASE("a checkpoint whose model description is larger than its weights is refused before it is built", "[hardening][cli]") {
   TempDir dir;
   ModelConfig small;
   small.description = "dense:4,relu,dense:10,softmax";

@@ -87,7 +87,7 @@ TEST_CASE("study statistics: mean and sample sd over the numbers, NaN when there
   CHECK(mean_sd({}).n == 0);
 }
 
-TEST_CASE("study grid: cells in arm, batch, seed order; run_study keeps that order on two jobs, and rethrows",
+TEST_CASE("study grid: cells in arm, batch, seed order, which run_study keeps on two jobs, and its rethrow",
           "[study]") {
   StudyGrid g = small_grid();
   g.bn_syncs = {true, false};
