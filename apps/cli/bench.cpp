@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "cli.h"
+#include "minidl/internal/text.h"
 #include "minidl/autograd.h"
 #include "minidl/denormal.h"
 #include "minidl/losses.h"
@@ -233,9 +234,8 @@ std::string libtorch_epoch(const std::string& program, const BenchConfig& c, int
   pclose(pipe);
   // The side program says n/a for a model torch has no counterpart for (ghost batches, renorm, RMSNorm).
   if (read && std::string(word) == "n/a") return "n/a";
-  char* end = nullptr;
-  const double rate = read ? std::strtod(word, &end) : NAN;
-  if (!read || *end != '\0' || !(rate > 0)) return "failed";
+  const double rate = read ? internal::parse_number(word) : NAN;
+  if (!(rate > 0)) return "failed";
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.3f", epoch_steps / rate);
   return buf;
@@ -264,9 +264,9 @@ int bench_command(int argc, char** argv) {
   std::vector<int> thread_counts;
   std::stringstream list(f["thread-counts"].as<std::string>());
   for (std::string item; std::getline(list, item, ',');) {
-    const int t = std::atoi(item.c_str());
-    if (t < 1) fail("--thread-counts: '", item, "' is not a thread count >= 1");
-    thread_counts.push_back(t);
+    const int64_t t = internal::parse_integer(item).value_or(0);
+    if (t < 1 || t > 4096) fail("--thread-counts: '", item, "' is not a thread count in [1, 4096]");
+    thread_counts.push_back(static_cast<int>(t));
   }
   if (thread_counts.empty()) fail("--thread-counts: no thread count given (example: --thread-counts 1,2)");
   const int64_t steps = f["steps"].as<int64_t>();

@@ -39,10 +39,9 @@ std::vector<T> list_flag(const cxxopts::ParseResult& f, const char* flag, const 
 }
 
 int64_t whole(const char* flag, const std::string& item, int64_t min) {
-  char* end = nullptr;
-  const long long v = std::strtoll(item.c_str(), &end, 10);
-  if (*end != '\0' || v < min) fail("--", flag, ": expected whole numbers >= ", min, " separated by commas, got '", item, "'");
-  return v;
+  const std::optional<int64_t> v = internal::parse_integer(item);
+  if (!v || *v < min) fail("--", flag, ": expected whole numbers >= ", min, " separated by commas, got '", item, "'");
+  return *v;
 }
 
 // Steps in an epoch of a run with these settings.

@@ -83,7 +83,7 @@ Communicator::Communicator() {
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
   }
 #else
-  if (started_by_mpirun() && std::getenv("OMPI_COMM_WORLD_SIZE") && std::atoi(std::getenv("OMPI_COMM_WORLD_SIZE")) > 1) {
+  if (started_by_mpirun() && std::getenv("OMPI_COMM_WORLD_SIZE") && internal::parse_integer(std::getenv("OMPI_COMM_WORLD_SIZE")).value_or(0) > 1) {
     std::fprintf(stderr, "error: started by mpirun with %s processes, but this minidl was built without MPI: each "
                          "process would train alone. Install libopenmpi-dev and rebuild (CMake finds it), or run one "
                          "process.\n", std::getenv("OMPI_COMM_WORLD_SIZE"));

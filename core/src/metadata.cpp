@@ -1,5 +1,6 @@
 // MetadataReader: full-string parses with range checks; the matching writers.
 #include "minidl/metadata.h"
+#include "minidl/internal/text.h"
 
 #include <cerrno>
 #include <cinttypes>
@@ -23,11 +24,9 @@ const std::string& MetadataReader::text(const std::string& key) const {
 
 int64_t MetadataReader::integer(const std::string& key, int64_t min, int64_t max) const {
   const std::string& s = text(key);
-  errno = 0;
-  char* end = nullptr;
-  const long long v = std::strtoll(s.c_str(), &end, 10);
-  if (s.empty() || *end != '\0' || errno == ERANGE || std::isspace(static_cast<unsigned char>(s[0])))
-    fail_at(key, "is '" + s + "', expected a whole number");
+  const std::optional<int64_t> parsed = internal::parse_integer(s);
+  if (!parsed) fail_at(key, "is '" + s + "', expected a whole number");
+  const int64_t v = *parsed;
   if (v < min || v > max)
     fail_at(key, "is " + s + ", expected a whole number in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
   return v;
@@ -35,10 +34,8 @@ int64_t MetadataReader::integer(const std::string& key, int64_t min, int64_t max
 
 double MetadataReader::number(const std::string& key, double min, double max) const {
   const std::string& s = text(key);
-  char* end = nullptr;
-  const double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end != '\0' || !std::isfinite(v) || std::isspace(static_cast<unsigned char>(s[0])))
-    fail_at(key, "is '" + s + "', expected a finite number");
+  const double v = internal::parse_number(s);
+  if (!std::isfinite(v)) fail_at(key, "is '" + s + "', expected a finite number");
   if (v < min || v > max) fail_at(key, "is " + s + ", expected a number in [" + exact_text(min) + ", " + exact_text(max) + "]");
   return v;
 }
@@ -67,10 +64,8 @@ Shape MetadataReader::shape(const std::string& key) const {
   while (true) {
     const size_t end = s.find(',', begin);
     const std::string part = s.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
-    char* stop = nullptr;
-    errno = 0;
-    const long long d = std::strtoll(part.c_str(), &stop, 10);
-    if (part.empty() || *stop != '\0' || errno == ERANGE || d < 1 || d > (int64_t{1} << 31) || shape.rank() == kMaxRank - 1)
+    const int64_t d = internal::parse_integer(part).value_or(0);
+    if (d < 1 || d > (int64_t{1} << 31) || shape.rank() == kMaxRank - 1)
       fail_at(key, "is '" + s + "', expected sizes >= 1 separated by commas (at most " + std::to_string(kMaxRank - 1) + ")");
     shape.push_back(d);
     if (end == std::string::npos) break;

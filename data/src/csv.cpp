@@ -9,14 +9,12 @@
 #include <map>
 
 #include "minidl/data.h"
+#include "minidl/internal/text.h"
 #include "minidl/error.h"
 
 namespace minidl {
 namespace {
-std::string trim(const std::string& s) {
-  const size_t b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
-  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
-}
+using internal::trim;
 
 // The fields of one line, RFC 4180 style: a field in double quotes may hold commas, and "" stands for one quote.
 // Returns false (with *error set) on a quote left open or text after a closing quote.

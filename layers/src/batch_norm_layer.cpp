@@ -29,13 +29,11 @@ Tensor tiled(const Tensor& t, int64_t times) {
 }  // namespace
 
 BatchNormalization::BatchNormalization(int64_t features, BatchNormalizationOptions options, std::string name)
-    : Module(std::move(name)), features_(features), options_(options) {
+    : Normalization("BatchNormalization", features, options.epsilon, std::move(name), 1), options_(options) {
   const std::string layer = "BatchNormalization '" + this->name() + "'";
-  if (features <= 0) fail(layer, ": features must be > 0, got ", features);
   if (!(options.momentum >= 0.0f && options.momentum <= 1.0f))
     fail(layer, ": momentum must be in [0, 1], got ", options.momentum,
          " (Keras convention: weight on the old moving value; PyTorch's 0.1 is Keras's 0.9)");
-  if (!(options.epsilon > 0.0f)) fail(layer, ": epsilon must be > 0, got ", options.epsilon);
   if (options.virtual_batch_size < 0)
     fail(layer, ": virtual_batch_size must be >= 1 (or 0 for none), got ", options.virtual_batch_size);
   const bool clipped = !std::isnan(options.rmax) || !std::isnan(options.rmin) || !std::isnan(options.dmax);
@@ -59,12 +57,6 @@ BatchNormalization::BatchNormalization(int64_t features, BatchNormalizationOptio
     renorm_mean_ = register_buffer("renorm_mean", Tensor::zeros({features}));
     renorm_stddev_ = register_buffer("renorm_stddev", Tensor::ones({features}));
   }
-}
-
-Shape BatchNormalization::output_shape(const Shape& input) const {
-  if (input.rank() < 1 || input[input.rank() - 1] != features_)
-    fail("BatchNormalization '", name(), "': expects ", features_, " features on the last axis, got ", input.str());
-  return input;
 }
 
 int64_t BatchNormalization::per_sample_positions(const Shape& input) const {

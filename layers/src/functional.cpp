@@ -41,17 +41,9 @@ Tensor dropout(const Tensor& x, float rate, Generator& gen) {
 }
 
 MomentsNormalization::MomentsNormalization(int64_t features, float epsilon, std::string name)
-    : Module(std::move(name)), features_(features), epsilon_(epsilon) {
-  if (features <= 0) fail("MomentsNormalization '", this->name(), "': features must be > 0, got ", features);
-  if (!(epsilon > 0.0f)) fail("MomentsNormalization '", this->name(), "': epsilon must be > 0, got ", epsilon);
+    : Normalization("MomentsNormalization", features, epsilon, std::move(name)) {
   gamma_ = register_parameter("gamma", Tensor::ones({features}));
   beta_ = register_parameter("beta", Tensor::zeros({features}));
-}
-
-Shape MomentsNormalization::output_shape(const Shape& input) const {
-  if (input.rank() < 2 || input[input.rank() - 1] != features_)
-    fail("MomentsNormalization '", name(), "': expects ", features_, " features on the last axis, got ", input.str());
-  return input;
 }
 
 int64_t MomentsNormalization::min_training_batch(const Shape& input) const {

@@ -122,23 +122,12 @@ std::string export_group_norm(OnnxGraph& graph, const std::string& input, const 
   return y;
 }
 
-void check_normalization_options(const std::string& layer, int64_t channels, float epsilon) {
-  if (channels <= 0) fail(layer, ": channels must be > 0, got ", channels);
-  if (!(epsilon > 0.0f)) fail(layer, ": epsilon must be > 0, got ", epsilon);
-}
 }  // namespace
 
 LayerNormalization::LayerNormalization(int64_t features, float epsilon, std::string name)
-    : Module(std::move(name)), features_(features), epsilon_(epsilon) {
-  check_normalization_options("LayerNormalization '" + this->name() + "'", features, epsilon);
+    : Normalization("LayerNormalization", features, epsilon, std::move(name)) {
   gamma_ = register_parameter("gamma", Tensor::ones({features}));
   beta_ = register_parameter("beta", Tensor::zeros({features}));
-}
-
-Shape LayerNormalization::output_shape(const Shape& input) const {
-  if (input.rank() < 2 || input[input.rank() - 1] != features_)
-    fail("LayerNormalization '", name(), "': expects ", features_, " features on the last axis, got ", input.str());
-  return input;
 }
 
 Tensor LayerNormalization::forward(const Tensor& x) {
@@ -153,8 +142,7 @@ std::string LayerNormalization::export_onnx(OnnxGraph& graph, const std::string&
 }
 
 GroupNormalization::GroupNormalization(int64_t channels, int64_t groups, float epsilon, std::string name)
-    : Module(std::move(name)), channels_(channels), groups_(groups), epsilon_(epsilon) {
-  check_normalization_options("GroupNormalization '" + this->name() + "'", channels, epsilon);
+    : Normalization("GroupNormalization", channels, epsilon, std::move(name), 2, "channels"), groups_(groups) {
   if (groups < 1 || channels % groups != 0)
     fail("GroupNormalization '", this->name(), "': groups must divide the ", channels, " channels, got ", groups,
          " groups — choose a divisor of ", channels);
@@ -162,20 +150,14 @@ GroupNormalization::GroupNormalization(int64_t channels, int64_t groups, float e
   beta_ = register_parameter("beta", Tensor::zeros({channels}));
 }
 
-Shape GroupNormalization::output_shape(const Shape& input) const {
-  if (input.rank() < 2 || input[input.rank() - 1] != channels_)
-    fail("GroupNormalization '", name(), "': expects ", channels_, " channels on the last axis, got ", input.str());
-  return input;
-}
-
 Tensor GroupNormalization::forward(const Tensor& x) {
   output_shape(x.shape());
   // Keras: each sample's channels in `groups` groups, statistics over the group's channels and every position.
-  return reshape(group_norm(reshape(x, {x.size(0), -1, channels_}), groups_, gamma_, beta_, epsilon_), x.shape());
+  return reshape(group_norm(reshape(x, {x.size(0), -1, features_}), groups_, gamma_, beta_, epsilon_), x.shape());
 }
 
 std::string GroupNormalization::export_onnx(OnnxGraph& graph, const std::string& input, const Shape&) const {
-  return export_group_norm(graph, input, name(), {0, -1, groups_, channels_ / groups_}, epsilon_, gamma_, beta_);
+  return export_group_norm(graph, input, name(), {0, -1, groups_, features_ / groups_}, epsilon_, gamma_, beta_);
 }
 
 }  // namespace minidl

@@ -32,9 +32,8 @@ std::array<int64_t, 2> pair_of(const LayerArgs& a, const std::string& text, cons
   std::array<int64_t, 2> out{};
   for (size_t i = 0; i < 2; ++i) {
     const std::string& p = parts[std::min(i, parts.size() - 1)];
-    char* end = nullptr;
-    const long long v = std::strtoll(p.c_str(), &end, 10);
-    if (parts.size() > 2 || p.empty() || *end != '\0' || v < 1 || v > 4096)
+    const int64_t v = internal::parse_integer(p).value_or(0);
+    if (parts.size() > 2 || v < 1 || v > 4096)
       a.fail(std::string(what) + " must be N or HxW with whole numbers in [1, 4096], got '" + text + "'");
     out[i] = v;
   }
@@ -108,9 +107,8 @@ std::vector<LayerKind> builtin_kinds() {
                  require_images(a);
                  const std::vector<std::string> parts = split(a.spec.values[0], 'x');
                  if (parts.size() < 2 || parts.size() > 3) a.fail("expected FILTERSxK or FILTERSxKxK2, got '" + a.spec.values[0] + "'");
-                 char* end = nullptr;
-                 const long long filters = std::strtoll(parts[0].c_str(), &end, 10);
-                 if (parts[0].empty() || *end != '\0' || filters < 1 || filters > (1 << 16))
+                 const int64_t filters = internal::parse_integer(parts[0]).value_or(0);
+                 if (filters < 1 || filters > (1 << 16))
                    a.fail("filters must be a whole number in [1, 65536], got '" + parts[0] + "'");
                  const auto kernel = pair_of(a, parts.size() == 2 ? parts[1] : parts[1] + "x" + parts[2], "kernel size");
                  const std::string bias = a.option("bias").value_or("1");
@@ -260,19 +258,17 @@ ModelConfig ModelConfig::from_metadata(const MetadataReader& m) {
 
 int64_t LayerArgs::integer(size_t index, const char* what, int64_t min, int64_t max) const {
   const std::string& s = spec.values.at(index);
-  char* end = nullptr;
-  const long long v = std::strtoll(s.c_str(), &end, 10);
-  if (*end != '\0' || v < min || v > max)
+  const std::optional<int64_t> v = internal::parse_integer(s);
+  if (!v || *v < min || *v > max)
     fail(std::string(what) + " must be a whole number in [" + std::to_string(min) + ", " + std::to_string(max) +
          "], got '" + s + "'");
-  return v;
+  return *v;
 }
 
 double LayerArgs::number(size_t index, const char* what, double min, double max, bool open_max) const {
   const std::string& s = spec.values.at(index);
-  char* end = nullptr;
-  const double v = std::strtod(s.c_str(), &end);
-  if (*end != '\0' || !(v >= min) || !(open_max ? v < max : v <= max))
+  const double v = internal::parse_number(s);
+  if (!(v >= min) || !(open_max ? v < max : v <= max))
     fail(std::string(what) + " must be a number in [" + exact_text(min) + ", " + exact_text(max) + (open_max ? ")" : "]") +
          ", got '" + s + "'");
   return v;
@@ -287,9 +283,8 @@ std::optional<std::string> LayerArgs::option(const std::string& key) const {
 double LayerArgs::option_number(const std::string& key, double fallback, double min, double max) const {
   const auto text = option(key);
   if (!text) return fallback;
-  char* end = nullptr;
-  const double v = std::strtod(text->c_str(), &end);
-  if (*end != '\0' || !(v >= min && v <= max))
+  const double v = internal::parse_number(*text);
+  if (!(v >= min && v <= max))
     fail("option " + key + " must be a number in [" + exact_text(min) + ", " + exact_text(max) + "], got '" + *text + "'");
   return v;
 }
@@ -297,12 +292,11 @@ double LayerArgs::option_number(const std::string& key, double fallback, double 
 int64_t LayerArgs::option_integer(const std::string& key, int64_t fallback, int64_t min, int64_t max) const {
   const auto text = option(key);
   if (!text) return fallback;
-  char* end = nullptr;
-  const long long v = std::strtoll(text->c_str(), &end, 10);
-  if (text->empty() || *end != '\0' || v < min || v > max)
+  const std::optional<int64_t> v = internal::parse_integer(*text);
+  if (!v || *v < min || *v > max)
     fail("option " + key + " must be a whole number in [" + std::to_string(min) + ", " + std::to_string(max) +
          "], got '" + *text + "'");
-  return v;
+  return *v;
 }
 
 void LayerArgs::fail(const std::string& message) const { throw Error(message); }

@@ -1,6 +1,7 @@
 // Module and Sequential: registration and per-model names, named state and loading it, train/eval,
 // trainable, declared input shapes and the Keras-style summary.
 #include "minidl/module.h"
+#include "minidl/internal/text.h"
 
 #include <algorithm>
 #include <numeric>
@@ -30,14 +31,10 @@ int64_t count(const NamedTensors& tensors) {
   return n;
 }
 
-bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+using internal::starts_with;
 
-std::string join(const std::vector<std::string>& names, size_t most = 8) {
-  std::string out;
-  for (size_t i = 0; i < names.size() && i < most; ++i) out += (i ? ", " : "") + names[i];
-  if (names.size() > most) out += ", ... (" + std::to_string(names.size()) + " in all)";
-  return out;
-}
+// At most 8 names, for messages.
+std::string join(const std::vector<std::string>& names, size_t most = 8) { return internal::join(names, ", ", most); }
 }  // namespace
 
 std::string Module::default_name() const {

@@ -7,17 +7,8 @@
 namespace minidl {
 
 RMSNormalization::RMSNormalization(int64_t features, float epsilon, std::string name)
-    : Module(std::move(name)), features_(features), epsilon_(epsilon) {
-  const std::string layer = "RMSNormalization '" + this->name() + "'";
-  if (features <= 0) fail(layer, ": features must be > 0, got ", features);
-  if (!(epsilon > 0.0f)) fail(layer, ": epsilon must be > 0, got ", epsilon);
+    : Normalization("RMSNormalization", features, epsilon, std::move(name)) {
   scale_ = register_parameter("scale", Tensor::ones({features}));
-}
-
-Shape RMSNormalization::output_shape(const Shape& input) const {
-  if (input.rank() < 2 || input[input.rank() - 1] != features_)
-    fail("RMSNormalization '", name(), "': expects ", features_, " features on the last axis, got ", input.str());
-  return input;
 }
 
 Tensor RMSNormalization::forward(const Tensor& x) {

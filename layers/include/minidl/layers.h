@@ -73,6 +73,27 @@ class Dropout : public Module {
   int shard_ = 0, shards_ = 1;
 };
 
+/// The base of the normalisation layers: `features` channels on the last axis of every input (of at least
+/// `min_rank` axes, the batch axis included) and an epsilon, both checked at construction; output_shape checks the
+/// input and returns it.
+class Normalization : public Module {
+ public:
+  Shape output_shape(const Shape& input) const override;
+  int64_t features() const { return features_; }
+  float epsilon() const { return epsilon_; }
+
+ protected:
+  /// `type` names the layer in construction errors (it is not named yet); `word` is what the last axis holds.
+  Normalization(const char* type, int64_t features, float epsilon, std::string name, int min_rank = 2,
+                const char* word = "features");
+  const int64_t features_;
+  const float epsilon_;
+
+ private:
+  int min_rank_;
+  const char* word_;
+};
+
 struct BatchNormalizationOptions {
   /// Keras convention: the weight kept on the OLD moving value,
   ///   moving = moving·momentum + batch·(1 − momentum).
@@ -105,12 +126,11 @@ struct BatchNormalizationOptions {
 /// Keras BatchNormalization over the last axis (docs/keras.md §1). Training mode: batch mean and biased variance, the
 /// moving statistics updated as a side effect of forward; inference mode (or trainable = false): the
 /// moving statistics, untouched. momentum = 0 leaves the moving statistics equal to the last training batch's.
-class BatchNormalization : public Module {
+class BatchNormalization : public Normalization {
  public:
   explicit BatchNormalization(int64_t features, BatchNormalizationOptions options = {},
                               std::string name = {});
   Tensor forward(const Tensor& x) override;
-  Shape output_shape(const Shape& input) const override;
   int64_t min_training_batch(const Shape& input) const override;
   int64_t min_batch_statistics_batch(const Shape& input) const override;
   std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
@@ -140,10 +160,9 @@ class BatchNormalization : public Module {
  private:
   Tensor normalize_batch(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& mean, Tensor& variance);
   Tensor renormalize(const Tensor& xhat, const Tensor& mean, const Tensor& variance);
-  int64_t features_;
-  BatchNormalizationOptions options_;
-  /// The rows-by-channels statistics of one sample shaped like `input`: 1 when it holds several positions.
+  /// The positions one sample shaped like `input` holds per channel: 1 for a vector, H·W for an image.
   int64_t per_sample_positions(const Shape& input) const;
+  BatchNormalizationOptions options_;
   Tensor gamma_, beta_, moving_mean_, moving_variance_, moving_stddev_, renorm_mean_, renorm_stddev_;
   bool statistics_frozen_ = false;
   Communicator* world_ = nullptr;
@@ -152,19 +171,16 @@ class BatchNormalization : public Module {
 /// Keras LayerNormalization (axis = -1): each position of each sample normalised over its last axis with its own
 /// mean and biased variance, y = γ·(x − μ)/sqrt(σ² + ε) + β (γ, β over the last axis). The same in training and
 /// inference: no batch statistics, no moving statistics.
-class LayerNormalization : public Module {
+class LayerNormalization : public Normalization {
  public:
   explicit LayerNormalization(int64_t features, float epsilon = 1e-3f, std::string name = {});
   Tensor forward(const Tensor& x) override;
-  Shape output_shape(const Shape& input) const override;
   std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
   std::string type_name() const override { return "LayerNormalization"; }
   Tensor& gamma() { return gamma_; }
   Tensor& beta() { return beta_; }
 
  private:
-  int64_t features_;
-  float epsilon_;
   Tensor gamma_, beta_;
 };
 
@@ -172,11 +188,10 @@ class LayerNormalization : public Module {
 /// normalised with the mean and biased variance of its channels over every position (H·W·C/groups values for an
 /// image), then γ and β per channel. groups = 1 is LayerNormalization over a whole image; groups = channels is
 /// instance normalisation. Keras's default is 32 groups.
-class GroupNormalization : public Module {
+class GroupNormalization : public Normalization {
  public:
   GroupNormalization(int64_t channels, int64_t groups = 32, float epsilon = 1e-3f, std::string name = {});
   Tensor forward(const Tensor& x) override;
-  Shape output_shape(const Shape& input) const override;
   std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
   std::string type_name() const override { return "GroupNormalization"; }
   int64_t groups() const { return groups_; }
@@ -184,38 +199,33 @@ class GroupNormalization : public Module {
   Tensor& beta() { return beta_; }
 
  private:
-  int64_t channels_, groups_;
-  float epsilon_;
+  int64_t groups_;
   Tensor gamma_, beta_;
 };
 
 /// Keras RMSNormalization (axis = -1, Keras 3): each position of each sample scaled by the root mean square of its
 /// last axis, y = x / sqrt(mean(x²) + ε) · scale, with a learned `scale` (ones) and no offset. The same in
 /// training and inference. Keras's default epsilon is 1e-6.
-class RMSNormalization : public Module {
+class RMSNormalization : public Normalization {
  public:
   explicit RMSNormalization(int64_t features, float epsilon = 1e-6f, std::string name = {});
   Tensor forward(const Tensor& x) override;
-  Shape output_shape(const Shape& input) const override;
   std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
   std::string type_name() const override { return "RMSNormalization"; }
   Tensor& scale() { return scale_; }
 
  private:
-  int64_t features_;
-  float epsilon_;
   Tensor scale_;
 };
 
 /// The document's Example 3 as a layer: always normalises with the statistics of the batch it is given,
 /// through tf.nn.moments over axis 0 and tf.nn.batch_normalization with learned beta and gamma; autodiff
 /// differentiates through the statistics. No moving statistics, so evaluation also uses batch statistics.
-class MomentsNormalization : public Module {
+class MomentsNormalization : public Normalization {
  public:
   explicit MomentsNormalization(int64_t features, float epsilon = 1e-3f,
                                 std::string name = {});
   Tensor forward(const Tensor& x) override;
-  Shape output_shape(const Shape& input) const override;
   int64_t min_training_batch(const Shape& input) const override;
   /// As in training: it normalises every batch it is given with that batch's statistics.
   int64_t min_inference_batch(const Shape& input) const override { return min_training_batch(input); }
@@ -230,8 +240,6 @@ class MomentsNormalization : public Module {
   void synchronize(Communicator* world) { world_ = world; }
 
  private:
-  int64_t features_;
-  float epsilon_;
   Tensor gamma_, beta_;
   Communicator* world_ = nullptr;
 };

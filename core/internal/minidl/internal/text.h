@@ -2,6 +2,7 @@
 // joining, and whole-text number parsing that reports failure instead of stopping at the first bad character.
 #pragma once
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -37,9 +38,9 @@ inline std::string join(const std::vector<std::string>& items, const std::string
   return out;
 }
 
-/// The whole of `text` as a whole number, or nothing (empty, trailing characters, out of range).
+/// The whole of `text` as a whole number, or nothing (empty, blanks or other characters around it, out of range).
 inline std::optional<int64_t> parse_integer(const std::string& text) {
-  if (text.empty()) return std::nullopt;
+  if (text.empty() || std::isspace(static_cast<unsigned char>(text[0]))) return std::nullopt;
   char* end = nullptr;
   errno = 0;
   const long long v = std::strtoll(text.c_str(), &end, 10);
@@ -47,9 +48,9 @@ inline std::optional<int64_t> parse_integer(const std::string& text) {
   return v;
 }
 
-/// The whole of `text` as a number, or NaN (empty, trailing characters).
+/// The whole of `text` as a number, or NaN (empty, blanks or other characters around it).
 inline double parse_number(const std::string& text) {
-  if (text.empty()) return NAN;
+  if (text.empty() || std::isspace(static_cast<unsigned char>(text[0]))) return NAN;
   char* end = nullptr;
   const double v = std::strtod(text.c_str(), &end);
   return *end == '\0' ? v : NAN;
