@@ -134,7 +134,7 @@ TEST_CASE("a model declares its input shape and views inputs of the same size in
 }
 
 TEST_CASE("a new layer kind is one registration", "[models]") {
-  register_layer_kind({"tanh_scaled", {}, "tanh_scaled:SCALE", "SCALE·x (a test kind)", 1, 1, {}, false,
+  register_layer_kind({"tanh_scaled", {}, "tanh_scaled:SCALE", 1, 1, {}, false,
                        [](const LayerArgs& a) -> std::shared_ptr<Module> {
                          struct Scale : Module {
                            explicit Scale(float s) : s(s) {}
@@ -146,7 +146,7 @@ TEST_CASE("a new layer kind is one registration", "[models]") {
                        }});
   const auto model = build_model(config("dense:4,tanh_scaled:2,dense:10,softmax"));
   CHECK(model->children()[1]->name() == "scale");
-  CHECK_THROWS_WITH(register_layer_kind({"dense", {}, "", "", 0, 0, {}, false,
+  CHECK_THROWS_WITH(register_layer_kind({"dense", {}, "", 0, 0, {}, false,
                                          [](const LayerArgs&) { return std::shared_ptr<Module>(); }}),
                     "register_layer_kind: 'dense' is already a layer kind");
 }

@@ -84,25 +84,24 @@ std::vector<std::string> kind_names() {
 // The built-in kinds. Adding a kind is one more entry here (or a register_layer_kind call elsewhere).
 std::vector<LayerKind> builtin_kinds() {
   std::vector<LayerKind> k;
-  k.push_back({"dense", {}, "dense:UNITS", "Keras Dense(UNITS): x·kernel + bias, glorot_uniform kernel", 1, 1, {}, false,
+  k.push_back({"dense", {}, "dense:UNITS", 1, 1, {}, false,
                [](const LayerArgs& a) -> std::shared_ptr<Module> {
                  const int64_t units = a.integer(0, "units", 1, int64_t{1} << 24);
                  if (a.input.rank() != 1)
                    a.fail("dense takes one vector per sample, but its input is " + a.input.str() + " per sample — add flatten before it");
                  return std::make_shared<Dense>(a.input[0], units, Activation::none, a.gen);
                }});
-  k.push_back({"relu", {"re_lu"}, "relu", "max(x, 0)", 0, 0, {}, false,
+  k.push_back({"relu", {"re_lu"}, "relu", 0, 0, {}, false,
                [](const LayerArgs&) -> std::shared_ptr<Module> { return std::make_shared<ReLU>(); }});
-  k.push_back({"softmax", {}, "softmax", "softmax over the last axis (the classifier's output)", 0, 0, {}, false,
+  k.push_back({"softmax", {}, "softmax", 0, 0, {}, false,
                [](const LayerArgs&) -> std::shared_ptr<Module> { return std::make_shared<Softmax>(); }});
-  k.push_back({"dropout", {}, "dropout:RATE", "Keras Dropout(RATE): inverted dropout in training, identity in inference",
+  k.push_back({"dropout", {}, "dropout:RATE",
                1, 1, {}, false, [](const LayerArgs& a) -> std::shared_ptr<Module> {
                  const float rate = static_cast<float>(a.number(0, "rate", 0.0, 1.0, true));
                  return std::make_shared<Dropout>(rate, a.gen.next_u64());
                }});
   for (LayerKind& n : normalization_kinds()) k.push_back(std::move(n));
-  k.push_back({"conv", {"conv2d"}, "conv:FILTERSxK[xK2][:strides=S[xS2]][:padding=valid|same][:bias=1|0]",
-               "Keras Conv2D(FILTERS, (K, K2)): a KxK2 kernel over channels-last images, glorot_uniform", 1, 1,
+  k.push_back({"conv", {"conv2d"}, "conv:FILTERSxK[xK2][:strides=S[xS2]][:padding=valid|same][:bias=1|0]", 1, 1,
                {"strides", "padding", "bias"}, true, [](const LayerArgs& a) -> std::shared_ptr<Module> {
                  require_images(a);
                  const std::vector<std::string> parts = split(a.spec.values[0], 'x');
@@ -118,18 +117,16 @@ std::vector<LayerKind> builtin_kinds() {
                                              padding_of(a), bias == "1"};
                  return std::make_shared<Conv2D>(a.input[2], filters, kernel, options, a.gen);
                }});
-  k.push_back({"maxpool", {"max_pooling2d"}, "maxpool:P[xP2][:strides=S[xS2]][:padding=valid|same]",
-               "Keras MaxPooling2D(P): the maximum of each window (strides default to P)", 1, 1, {"strides", "padding"},
+  k.push_back({"maxpool", {"max_pooling2d"}, "maxpool:P[xP2][:strides=S[xS2]][:padding=valid|same]", 1, 1, {"strides", "padding"},
                true, [](const LayerArgs& a) { return make_pooling(a, Pooling2D::Kind::max); }});
-  k.push_back({"avgpool", {"average_pooling2d"}, "avgpool:P[xP2][:strides=S[xS2]][:padding=valid|same]",
-               "Keras AveragePooling2D(P): the mean of each window, padding not counted", 1, 1, {"strides", "padding"},
+  k.push_back({"avgpool", {"average_pooling2d"}, "avgpool:P[xP2][:strides=S[xS2]][:padding=valid|same]", 1, 1, {"strides", "padding"},
                true, [](const LayerArgs& a) { return make_pooling(a, Pooling2D::Kind::average); }});
-  k.push_back({"gap", {"global_average_pooling2d"}, "gap", "Keras GlobalAveragePooling2D: the mean over height and width",
+  k.push_back({"gap", {"global_average_pooling2d"}, "gap",
                0, 0, {}, true, [](const LayerArgs& a) -> std::shared_ptr<Module> {
                  require_images(a);
                  return std::make_shared<GlobalAveragePooling2D>();
                }});
-  k.push_back({"flatten", {}, "flatten", "Keras Flatten: one vector per sample (channels-last order)", 0, 0, {}, true,
+  k.push_back({"flatten", {}, "flatten", 0, 0, {}, true,
                [](const LayerArgs&) -> std::shared_ptr<Module> { return std::make_shared<Flatten>(); }});
   return k;
 }

@@ -201,26 +201,22 @@ double ModelConfig::norm_option(const std::string& key) const {
 std::vector<LayerKind> normalization_kinds() {
   std::vector<LayerKind> k;
   k.push_back({"bn", {"batch_normalization", "batchnorm"},
-               "bn[:momentum=M][:epsilon=E][:virtual_batch_size=V][:renorm=1][:renorm_momentum=M][:rmax=R][:rmin=R][:dmax=D]",
-               "normalisation over the batch, as --norm says", 0, 0,
+               "bn[:momentum=M][:epsilon=E][:virtual_batch_size=V][:renorm=1][:renorm_momentum=M][:rmax=R][:rmin=R][:dmax=D]", 0, 0,
                {"momentum", "epsilon", "virtual_batch_size", "renorm", "renorm_momentum", "rmax", "rmin", "dmax"}, false,
                [](const LayerArgs& a) -> std::shared_ptr<Module> {
                  return norm_kind(a.config.norm).make(NormArgs{a, channels_of(a), epsilon_of(a)});
                }});
-  k.push_back({"layernorm", {"layer_normalization"}, "layernorm[:epsilon=E]",
-               "Keras LayerNormalization: each position normalised over its last axis", 0, 0, {"epsilon"}, false,
+  k.push_back({"layernorm", {"layer_normalization"}, "layernorm[:epsilon=E]", 0, 0, {"epsilon"}, false,
                [](const LayerArgs& a) -> std::shared_ptr<Module> {
                  return std::make_shared<LayerNormalization>(channels_of(a), epsilon_of(a));
                }});
-  k.push_back({"groupnorm", {"group_normalization"}, "groupnorm[:GROUPS][:epsilon=E]",
-               "Keras GroupNormalization(GROUPS, default 32): each sample's channels in groups, over every position", 0, 1,
+  k.push_back({"groupnorm", {"group_normalization"}, "groupnorm[:GROUPS][:epsilon=E]", 0, 1,
                {"epsilon"}, false, [](const LayerArgs& a) -> std::shared_ptr<Module> {
                  const int64_t channels = channels_of(a);
                  const int64_t groups = a.spec.values.empty() ? 32 : a.integer(0, "groups", 1, int64_t{1} << 24);
                  return std::make_shared<GroupNormalization>(channels, checked_groups(a, channels, groups, ""), epsilon_of(a));
                }});
-  k.push_back({"rmsnorm", {"rms_normalization"}, "rmsnorm[:epsilon=E]",
-               "Keras RMSNormalization (epsilon 1e-6): each position scaled by the root mean square over its last axis", 0, 0,
+  k.push_back({"rmsnorm", {"rms_normalization"}, "rmsnorm[:epsilon=E]", 0, 0,
                {"epsilon"}, false, [](const LayerArgs& a) -> std::shared_ptr<Module> {
                  // The layer written out keeps Keras's own default epsilon, 1e-6 (--norm rms takes the model's).
                  return std::make_shared<RMSNormalization>(channels_of(a), a.option_number("epsilon", 1e-6, 1e-12, 1e3));

@@ -91,8 +91,7 @@ class LayerArgs {
 struct LayerKind {
   std::string name;                   ///< as written in descriptions: "dense"
   std::vector<std::string> aliases;   ///< other spellings accepted: "batch_normalization"
-  std::string usage;                  ///< "dense:UNITS"
-  std::string help;                   ///< one line for docs and --help
+  std::string usage;                  ///< "dense:UNITS" (docs/models.md says what each kind does)
   size_t min_values = 0, max_values = 0;  ///< how many positional values it takes
   std::vector<std::string> option_keys;   ///< the key=value options it takes
   bool takes_images = false;          ///< works on [H, W, C] samples (a model starting with it gets images)
