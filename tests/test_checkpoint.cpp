@@ -145,3 +145,58 @@ TEST_CASE("save_model / load_model rebuild the model from the file alone", "[che
   save_safetensors(dir.file("plain"), model->state());
   CHECK_THROWS_WITH(load_model(dir.file("plain")), Catch::Contains("metadata lacks 'format': not a minidl checkpoint"));
 }
+
+namespace {
+const std::string kRenorm02 = std::string(MINIDL_TEST_DATA) + "/minidl-0.2-renorm-hidden4.safetensors";
+const std::string kFrozen02 = std::string(MINIDL_TEST_DATA) + "/minidl-0.2-frozen-hidden4.safetensors";
+
+// Resumes a checkpoint on the set the fixtures were trained on, as `minidl train --resume` would, to its end.
+std::shared_ptr<Sequential> resumed(const std::string& path, int epochs, int64_t max_steps) {
+  const DatasetSplits data = make_synthetic(640, 200, 21);
+  LoadedModel loaded = load_model(path);
+  Adam adam(loaded.model->named_parameters(true));
+  DataLoader loader(data.train, training_loader_options(*loaded.model, data.train, {.batch_size = 32, .seed = 1}), true);
+  Trainer trainer(*loaded.model, adam, loader, {.epochs = epochs, .max_steps = max_steps});
+  trainer.resume(load_safetensors(path), path);
+  trainer.fit();
+  return loaded.model;
+}
+}  // namespace
+
+TEST_CASE("checkpoints written before the normalisation registry load, evaluate and resume as they did",
+          "[checkpoint][normalization]") {
+  const DatasetSplits data = make_synthetic(640, 200, 21);
+  // Renorm: no moving_stddev in the file, so it is derived; inference reads the moving statistics the file holds.
+  const LoadedModel renorm = load_model(kRenorm02);
+  CHECK(renorm.config.norm == "renorm");
+  CHECK(renorm.config.norm_option("momentum") == 0.9f);
+  CHECK(renorm.config.norm_option("rmax") == 3.0);
+  auto& bn = dynamic_cast<BatchNormalization&>(*renorm.model->children()[2]);
+  for (int64_t k = 0; k < 4; ++k)
+    CHECK(bn.moving_stddev().data()[k] == Approx(std::sqrt(bn.moving_variance().data()[k] + 1e-3f)).epsilon(1e-6));
+  const Evaluation e = evaluate(*renorm.model, data.test);
+  CHECK(e.loss == 2.098600664138794);
+  CHECK(e.accuracy == 0.31);
+  // Resumed to step 30: the weights and the other statistics as f98a1e2 wrote them; the variance from moving_stddev.
+  const auto model = resumed(kRenorm02, 2, 30);
+  const Checkpoint then = load_safetensors(std::string(MINIDL_TEST_DATA) + "/minidl-0.2-renorm-hidden4-step30.safetensors");
+  for (const auto& [name, t] : model->state()) {
+    INFO(name);
+    if (name == "batch_normalization/moving_stddev") continue;
+    if (name == "batch_normalization/moving_variance") {
+      auto& now = dynamic_cast<BatchNormalization&>(*model->children()[2]);
+      for (int64_t k = 0; k < 4; ++k)
+        CHECK(t.data()[k] == std::max(now.moving_stddev().data()[k] * now.moving_stddev().data()[k] - 1e-3f, 0.0f));
+      continue;
+    }
+    CHECK(then.tensors.at(name).to_vector() == t.to_vector());
+  }
+  // Frozen: train.freeze_epochs becomes the kind's option, and the run ends as f98a1e2's did, bit for bit.
+  CHECK(load_model(kFrozen02).config.norm_option("freeze_epochs") == 1);
+  const auto frozen = resumed(kFrozen02, 3, -1);
+  const Checkpoint end = load_safetensors(std::string(MINIDL_TEST_DATA) + "/minidl-0.2-frozen-hidden4-step60.safetensors");
+  for (const auto& [name, t] : frozen->state()) {
+    INFO(name);
+    CHECK(end.tensors.at(name).to_vector() == t.to_vector());
+  }
+}

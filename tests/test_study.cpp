@@ -296,6 +296,11 @@ TEST_CASE("train takes every norm mode, and a variant's settings travel with its
     INFO(args << "\n" << r.err);
     CHECK(r.status == 0);
     CHECK_THAT(r.out + r.err, Catch::Contains("epoch 2/2") && Catch::Contains("(step 40)"));
+    // The checkpoint evaluates, from the file alone, to the last epoch's test accuracy.
+    const Run e = minidl_cli("evaluate --model " + dir.file("m") + " --json", dir);
+    CHECK(e.status == 0);
+    const std::string logged = r.out.substr(r.out.rfind("test_accuracy ") + 14, 6);
+    CHECK(nlohmann::json::parse(e.out)["accuracy"].get<double>() == Approx(std::stod(logged)).margin(1e-4));
   }
   // The last checkpoint is frozen mode's; ghost's settings are refused when they differ on resume.
   const Run ghost = minidl_cli("train --epochs 1 --norm ghost --virtual-batch-size 16 --save " + dir.file("g") + " " + data_flag(), dir);

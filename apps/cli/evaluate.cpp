@@ -11,7 +11,7 @@ namespace minidl::cli {
 int evaluate_command(int argc, char** argv) {
   cxxopts::Options options("minidl evaluate", "Test loss and accuracy of a model saved by `minidl train --save`");
   options.add_options()("model", "the checkpoint (safetensors)", cxxopts::value<std::string>())(
-      "batch-size", "evaluation batch size", cxxopts::value<int64_t>()->default_value("32"))(
+      "batch-size", "evaluation batch size", cxxopts::value<int64_t>()->default_value(std::to_string(kDefaultBatchSize)))(
       "batch-statistics", "normalise each batch with its own statistics instead of the moving ones")(
       "json", "print {\"loss\": ..., \"accuracy\": ...}");
   add_common_flags(options);

@@ -34,7 +34,7 @@ int predict_command(int argc, char** argv) {
       "first", "only the first N samples of the data", cxxopts::value<int64_t>())(
       "top", "show the K most probable classes", cxxopts::value<int64_t>()->default_value("1"))(
       "batch-size", "prediction batch size (it matters only for a model that normalises with batch statistics)",
-      cxxopts::value<int64_t>()->default_value("32"))(
+      cxxopts::value<int64_t>()->default_value(std::to_string(kDefaultBatchSize)))(
       "json", "one JSON object per sample: index, class, probabilities")(
       "images", "PNG or PGM files to classify", cxxopts::value<std::vector<std::string>>());
   options.parse_positional({"images"});

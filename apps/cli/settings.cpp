@@ -10,6 +10,7 @@
 #include "minidl/metadata.h"
 #include "minidl/models.h"
 #include "minidl/optim.h"
+#include "minidl/train.h"
 
 namespace minidl::cli {
 namespace {
@@ -26,9 +27,12 @@ std::string float_text(float v) {
 }
 
 std::vector<Setting> make_settings() {
+  // The library's own defaults, where it has them: Keras's.
   const ModelConfig model;
   const AdamOptions adam;
   const DataSpec data;
+  const LoaderOptions loader;
+  const TrainerOptions trainer;
   return {
       // The model.
       {"model", "the model, e.g. dense:256,relu,bn,dense:10,softmax (docs/models.md); default: the document's",
@@ -41,7 +45,7 @@ std::vector<Setting> make_settings() {
       // Training.
       {"epochs", "epochs in all", Type::integer, "5", 1, double(1 << 30), {}, {"trainer.epochs"}, true},
       {"steps", "stop after this many optimizer steps in all (-1: no limit)", Type::integer, "-1", -1, INFINITY, {}, {}, true},
-      {"batch-size", "training batch size", Type::integer, "32", 1, INFINITY, {}, {"loader.batch_size"}},
+      {"batch-size", "training batch size", Type::integer, std::to_string(loader.batch_size), 1, INFINITY, {}, {"loader.batch_size"}},
       {"lr", "the learning rate (Adam)", Type::number, float_text(adam.learning_rate), 0, INFINITY, {},
        {"train.initial_learning_rate"}},
       {"lr-schedule", "constant, or cosine: Keras's CosineDecay from --lr to 0 over all the epochs", Type::text,
@@ -51,7 +55,7 @@ std::vector<Setting> make_settings() {
       {"drop-last", "drop the partial last batch of each epoch (by default it is kept, unless it is too small for "
                     "batch normalisation: 1 sample)", Type::toggle, "", -INFINITY, INFINITY, {}, {"loader.drop_last"}},
       {"eval-batch-size", "test evaluation batch size (manual mode normalises each batch by itself)", Type::integer,
-       "32", 1, INFINITY, {}, {"trainer.validation_batch_size"}, true},
+       std::to_string(trainer.validation_batch_size), 1, INFINITY, {}, {"trainer.validation_batch_size"}, true},
       // Data and the machine.
       {"data", "a directory of MNIST-format files (or set MINIDL_DATA), or a CSV file", Type::text, default_data_dir(),
        -INFINITY, INFINITY, {}, {"data.train"}, false, "common"},

@@ -107,8 +107,11 @@ DatasetSplits make_synthetic(int64_t train_size, int64_t test_size, uint64_t see
 /// Keras's validation_split: the LAST `fraction` of the rows (before any shuffling) becomes validation.
 std::pair<Dataset, Dataset> split_validation(const Dataset& data, double fraction);
 
+/// Keras's batch size for fit, evaluate and predict.
+inline constexpr int64_t kDefaultBatchSize = 32;
+
 struct LoaderOptions {
-  int64_t batch_size = 32;
+  int64_t batch_size = kDefaultBatchSize;
   bool shuffle = true;     ///< A fresh seeded permutation every epoch; false keeps file order.
   bool drop_last = false;  ///< Keras keeps the partial last batch.
   uint64_t seed = 1;

@@ -101,7 +101,7 @@ struct TrainerOptions {
   int epochs = 1;             ///< epochs in all, counting those a resumed run already did
   int64_t max_steps = -1;     ///< stop after this many optimizer steps in all; -1: no limit
   const Dataset* validation = nullptr;  ///< evaluated in inference mode after every epoch (val_loss, val_accuracy)
-  int64_t validation_batch_size = 32;
+  int64_t validation_batch_size = kDefaultBatchSize;
   ForwardFn forward{};        ///< empty: categorical_forward
   OnNonFinite on_non_finite = OnNonFinite::stop;
   /// Data parallelism: the processes sharing each batch; the epoch's loss and accuracy are summed over them, so
@@ -168,7 +168,7 @@ class Trainer {
 
 struct FitOptions {
   int epochs = 1;
-  int64_t batch_size = 32;
+  int64_t batch_size = kDefaultBatchSize;
   bool shuffle = true;
   uint64_t seed = 1;               ///< seeds the per-epoch permutations
   double validation_split = 0.0;   ///< the LAST fraction, before shuffling (Keras)
@@ -201,10 +201,10 @@ void check_evaluation(const Module& model, const Dataset& data, int64_t batch_si
 /// With batch_statistics, the layers that keep moving statistics normalise each evaluated batch with its own
 /// statistics instead (Module::use_batch_statistics) while the rest of the model, Dropout included, stays in
 /// inference mode; nothing is updated.
-Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size = 32, bool batch_statistics = false);
+Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size = kDefaultBatchSize, bool batch_statistics = false);
 
 /// The model's outputs for x [N, ...] in inference mode, batch by batch, without a graph.
-Tensor predict(Module& model, const Tensor& x, int64_t batch_size = 32);
+Tensor predict(Module& model, const Tensor& x, int64_t batch_size = kDefaultBatchSize);
 
 /// Sets a module's batch-statistics flag (Module::use_batch_statistics) for a scope and restores it after.
 class BatchStatisticsGuard {
