@@ -18,27 +18,46 @@ std::vector<std::string> selected_kinds(const cxxopts::ParseResult& f, const std
   return modes.empty() ? std::vector<std::string>{norm} : internal::split(modes, ',');
 }
 
+bool contains(const std::vector<std::string>& items, const std::string& item) {
+  return std::find(items.begin(), items.end(), item) != items.end();
+}
+
+// The normalisation kinds' option flags, each once, in registration order.
+std::vector<std::string> norm_flags() {
+  std::vector<std::string> flags;
+  for (const NormOption& o : all_norm_options())
+    if (!contains(flags, o.flag)) flags.push_back(o.flag);
+  return flags;
+}
+
+// The options a flag sets (one, or several for a key=value list such as --renorm-clipping).
+std::vector<NormOption> options_of(const std::string& flag) {
+  std::vector<NormOption> options;
+  for (const NormOption& o : all_norm_options())
+    if (o.flag == flag) options.push_back(o);
+  return options;
+}
+
+// The kinds that take a flag.
+std::vector<std::string> kinds_taking(const std::string& flag) {
+  std::vector<std::string> kinds;
+  for (const NormKind& k : norm_kinds())
+    for (const NormOption& o : k.options)
+      if (o.flag == flag && !contains(kinds, k.name)) kinds.push_back(k.name);
+  return kinds;
+}
+
 // The option flags of the normalisation kinds, each refused unless a kind the command trains takes it.
 void norm_option_flags(const cxxopts::ParseResult& f, ModelConfig& c) {
   const std::vector<std::string> selected = selected_kinds(f, c.norm);
-  std::vector<std::string> flags;
-  for (const NormOption& o : all_norm_options())
-    if (std::find(flags.begin(), flags.end(), o.flag) == flags.end()) flags.push_back(o.flag);
-  for (const std::string& flag : flags) {
+  for (const std::string& flag : norm_flags()) {
     if (!f.count(flag)) continue;
-    std::vector<std::string> takers;
-    for (const NormKind& k : norm_kinds())
-      for (const NormOption& o : k.options)
-        if (o.flag == flag && std::find(takers.begin(), takers.end(), k.name) == takers.end()) takers.push_back(k.name);
-    if (std::none_of(selected.begin(), selected.end(), [&](const std::string& s) {
-          return std::find(takers.begin(), takers.end(), s) != takers.end();
-        }))
+    const std::vector<std::string> takers = kinds_taking(flag);
+    if (std::none_of(selected.begin(), selected.end(), [&](const std::string& s) { return contains(takers, s); }))
       fail("--", flag, " applies to --norm ", internal::join(takers), f.count("modes")
                ? ", which --modes '" + f["modes"].as<std::string>() + "' does not include"
                : ", not " + c.norm);
-    std::vector<NormOption> options;
-    for (const NormOption& o : all_norm_options())
-      if (o.flag == flag) options.push_back(o);
+    const std::vector<NormOption> options = options_of(flag);
     const std::string text = f[flag].as<std::string>();
     if (options.size() == 1) {  // --flag VALUE
       const double v = internal::parse_number(text);
@@ -63,13 +82,10 @@ void norm_option_flags(const cxxopts::ParseResult& f, ModelConfig& c) {
   }
 }
 
-// A norm option's flags as cxxopts reads them: text, parsed and checked by norm_option_flags.
-std::string option_help(const std::vector<NormOption>& options) {
-  std::vector<std::string> kinds;
-  for (const NormKind& k : norm_kinds())
-    for (const NormOption& o : k.options)
-      if (o.flag == options[0].flag && std::find(kinds.begin(), kinds.end(), k.name) == kinds.end()) kinds.push_back(k.name);
-  std::string help = options[0].help + " [" + internal::join(kinds, ", ") + "]";
+// A norm option flag's help: what it sets, the kinds that take it and its defaults.
+std::string option_help(const std::string& flag) {
+  const std::vector<NormOption> options = options_of(flag);
+  std::string help = options[0].help + " [" + internal::join(kinds_taking(flag)) + "]";
   if (options.size() > 1) return help;
   // The defaults, kind by kind where they differ (momentum: 0.99, batchwise 0).
   const auto text = [&](double v) { return options[0].integer ? std::to_string(static_cast<int64_t>(v)) : exact_text(v); };
@@ -154,15 +170,9 @@ void add_model_flags(cxxopts::Options& options) {
   add_settings(options, {"model", "hidden", "epsilon"});
   options.add_options("model")("norm", "what each bn becomes: " + norm_kind_names() + " (docs/normalization.md)",
                                cxxopts::value<std::string>()->default_value(setting_named("norm").fallback));
-  std::vector<std::string> done;
-  for (const NormOption& o : all_norm_options()) {
-    if (std::find(done.begin(), done.end(), o.flag) != done.end()) continue;
-    done.push_back(o.flag);
-    std::vector<NormOption> same;
-    for (const NormOption& x : all_norm_options())
-      if (x.flag == o.flag) same.push_back(x);
-    options.add_options("normalisation")(o.flag, option_help(same), cxxopts::value<std::string>());
-  }
+  // Read as text: norm_option_flags parses and checks them against their options.
+  for (const std::string& flag : norm_flags())
+    options.add_options("normalisation")(flag, option_help(flag), cxxopts::value<std::string>());
 }
 
 void add_training_flags(cxxopts::Options& options) {
