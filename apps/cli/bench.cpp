@@ -348,7 +348,8 @@ int bench_command(int argc, char** argv) {
               "step's matrix products (forward and backward) per second of train_step (forward, backward, Adam); "
               "ratio: of the GEMM peak (1024^3 products, the median of 15 timed between the step repeats in the same process and threads). "
               "speed-up: the first thread count's time per step over this one's, in repeats that take turns in one "
-              "process (the median of 5 ratios).\n",
+              "process (the median of 5 ratios). libtorch: the same model in PyTorch, n/a where it has no "
+              "counterpart of a layer (ghost batches, renorm, frozen statistics, RMSNorm).\n",
               static_cast<long long>(data.train.size()));
   return 0;
 }
