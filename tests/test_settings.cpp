@@ -28,8 +28,8 @@ TEST_CASE("settings: the table's defaults are the library's, flags override them
   CHECK(setting<float>(defaults, "lr") == AdamOptions{}.learning_rate);
   CHECK(setting<std::string>(defaults, "lr-schedule") == "constant");
   CHECK(!setting<bool>(defaults, "no-shuffle"));
-  // A setting this command does not define reads as the table's default.
-  CHECK(setting<int64_t>(defaults, "eval-batch-size") == TrainerOptions{}.validation_batch_size);
+  // A setting this command does not define is the table's default where the code says it may be.
+  CHECK(setting_or_default<int64_t>(defaults, "eval-batch-size") == TrainerOptions{}.validation_batch_size);
   const auto given = parse(options, {"--epochs", "3", "--lr", "0.01", "--no-shuffle", "--lr-schedule", "cosine"});
   CHECK(setting<int>(given, "epochs") == 3);
   CHECK(setting<float>(given, "lr") == 0.01f);
@@ -50,8 +50,14 @@ TEST_CASE("settings: asking for a name the table lacks, or with the wrong type, 
   const auto f = parse(options, {"--epochs", "2"});
   CHECK_THROWS_WITH(setting<int>(f, "epoch"), Catch::Contains("internal error") && Catch::Contains("--epoch,"));
   CHECK_THROWS_WITH(setting<bool>(f, "epochs"), Catch::Contains("internal error"));
-  CHECK_THROWS_WITH(setting<int>(f, "hidden"), Catch::Contains("has no default"));
-  CHECK(!optional_setting<int64_t>(f, "hidden"));
+  // A setting the command does not define fails loudly when read as if it did.
+  CHECK_THROWS_WITH(setting<int64_t>(f, "batch-size"), Catch::Contains("internal error") && Catch::Contains("does not define"));
+  CHECK_THROWS_WITH(optional_setting<int64_t>(f, "hidden"), Catch::Contains("does not define"));
+  cxxopts::Options model("model");
+  add_settings(model, {"hidden"});
+  const auto m = parse(model, {});
+  CHECK_THROWS_WITH(setting<int>(m, "hidden"), Catch::Contains("has no default"));
+  CHECK(!optional_setting<int64_t>(m, "hidden"));
   CHECK_THROWS_WITH(add_settings(options, {"batchsize"}), Catch::Contains("internal error"));
   // Every setting the resume check compares names the checkpoint keys it decides.
   for (const Setting& s : settings())

@@ -205,7 +205,7 @@ RunConfig run_config_from_flags(const cxxopts::ParseResult& f, const Dataset& tr
   r.cosine_decay = setting<std::string>(f, "lr-schedule") == "cosine";
   r.shuffle = !setting<bool>(f, "no-shuffle");
   r.drop_last = setting<bool>(f, "drop-last");
-  r.eval_batch_size = setting<int64_t>(f, "eval-batch-size");
+  r.eval_batch_size = setting_or_default<int64_t>(f, "eval-batch-size");  // compare has --eval-batch-sizes
   r.data = data_spec_from_flags(f);
   check_freeze_epochs(r);
   return r;

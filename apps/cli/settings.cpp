@@ -103,6 +103,15 @@ const Setting& setting_named(const std::string& name) {
   fail("internal error: the code asks for the setting --", name, ", which apps/cli/settings.cpp does not define");
 }
 
+bool defines(const cxxopts::ParseResult& f, const std::string& name) {
+  try {
+    (void)f[name];
+    return true;
+  } catch (const cxxopts::exceptions::requested_option_not_present&) {
+    return false;
+  }
+}
+
 void add_settings(cxxopts::Options& options, const std::vector<std::string>& names) {
   for (const std::string& name : names) {
     const Setting& s = setting_named(name);

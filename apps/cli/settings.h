@@ -40,12 +40,18 @@ const Setting& setting_named(const std::string& name);
 /// Adds these settings' flags to a command, with their help, types and defaults.
 void add_settings(cxxopts::Options& options, const std::vector<std::string>& names);
 
+/// True when the command defines the flag `name` (whether or not it was given).
+bool defines(const cxxopts::ParseResult& f, const std::string& name);
+
 /// A setting's value: the flag's when given, else its default; checked against its range. T is any arithmetic
 /// type for integer and number settings (read as int64_t and double), std::string for text, bool for toggles
-/// (true when given). Asking for a name the table lacks, or with the wrong kind of T, throws.
+/// (true when given). Asking for a name the table lacks, one the command does not define (a programming error:
+/// add the flag with add_settings), or with the wrong kind of T, throws.
 template <class T>
 T setting(const cxxopts::ParseResult& f, const std::string& name) {
   const Setting& s = setting_named(name);
+  if (!defines(f, name))
+    fail("internal error: the command reads --", name, " but does not define it (add it with add_settings)");
   const bool given = f.count(name) > 0;
   if constexpr (std::is_same_v<T, bool>) {
     if (s.type != Setting::Type::toggle) fail("internal error: --", name, " takes a value, read as a toggle");
@@ -72,10 +78,23 @@ T setting(const cxxopts::ParseResult& f, const std::string& name) {
   }
 }
 
+/// The setting's value where the command defines its flag, else its default: for code shared by commands of which
+/// some leave the setting out on purpose (compare evaluates at --eval-batch-sizes, not --eval-batch-size).
+template <class T>
+T setting_or_default(const cxxopts::ParseResult& f, const std::string& name) {
+  if (defines(f, name)) return setting<T>(f, name);
+  cxxopts::Options none("defaults");
+  add_settings(none, {name});
+  const char* const argv[] = {"minidl"};
+  return setting<T>(none.parse(1, argv), name);
+}
+
 /// The value of a setting without a default, when its flag is given.
 template <class T>
 std::optional<T> optional_setting(const cxxopts::ParseResult& f, const std::string& name) {
   setting_named(name);
+  if (!defines(f, name))
+    fail("internal error: the command reads --", name, " but does not define it (add it with add_settings)");
   if (!f.count(name)) return std::nullopt;
   return setting<T>(f, name);
 }
