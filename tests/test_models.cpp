@@ -180,3 +180,18 @@ TEST_CASE("a model configuration round-trips through checkpoint metadata, with v
   CHECK_THROWS_WITH(ModelConfig::from_metadata(MetadataReader(bad, "checkpoint 'x'")),
                     Catch::Contains("'model.momentum' is 'nan', expected a finite number"));
 }
+
+TEST_CASE("every registered layer kind and normalisation kind is documented", "[models]") {
+  const auto read = [](const std::string& path) { return test::read_bytes(std::string(MINIDL_SOURCE_DIR) + "/" + path); };
+  const std::string models = read("docs/models.md"), normalization = read("docs/normalization.md");
+  for (const LayerKind& k : layer_kinds()) {
+    INFO("layer kind " << k.name);
+    CHECK(models.find("| `" + k.name + "` |") != std::string::npos);
+  }
+  for (const NormKind& k : norm_kinds()) {
+    INFO("normalisation kind " << k.name);
+    CHECK(models.find("| `" + k.name + "`") != std::string::npos);
+    CHECK(normalization.find("| `" + k.name + "`") != std::string::npos);
+    for (const NormOption& o : k.options) CHECK(normalization.find("--" + o.flag) != std::string::npos);
+  }
+}
