@@ -11,6 +11,8 @@
 
 namespace minidl {
 namespace {
+constexpr double kKerasMomentum = 0.99;  // BatchNormalization's momentum and renorm_momentum
+
 NormOption momentum_option(double fallback) {
   return {"momentum", "momentum",
           "BatchNormalization momentum, Keras convention: the weight on the old moving value", fallback, 0.0, 1.0};
@@ -19,16 +21,17 @@ NormOption momentum_option(double fallback) {
 // A BatchNormalization as the kind and the layer's own options say; `renorm` is the kind's default.
 std::shared_ptr<Module> make_batch_norm(const NormArgs& n, bool renorm) {
   const LayerArgs& a = n.layer;
-  BatchNormalizationOptions o{.momentum = static_cast<float>(n.option("momentum", 0.99)), .epsilon = n.epsilon};
-  o.virtual_batch_size = static_cast<int64_t>(n.option("virtual_batch_size", 0));
+  const BatchNormalizationOptions keras;  // the layer's own defaults, for an option the kind does not have
+  BatchNormalizationOptions o{.momentum = static_cast<float>(n.option("momentum", keras.momentum)), .epsilon = n.epsilon};
+  o.virtual_batch_size = static_cast<int64_t>(n.option("virtual_batch_size", static_cast<double>(keras.virtual_batch_size)));
   const std::string text = a.option("renorm").value_or(renorm ? "1" : "0");
   if (text != "0" && text != "1") a.fail("renorm must be 1 or 0, got '" + text + "'");
   o.renorm = text == "1";
-  o.renorm_momentum = static_cast<float>(n.option("renorm_momentum", 0.99));
+  o.renorm_momentum = static_cast<float>(n.option("renorm_momentum", keras.renorm_momentum));
   o.rmax = static_cast<float>(n.option("rmax"));
   o.rmin = static_cast<float>(n.option("rmin"));
   o.dmax = static_cast<float>(n.option("dmax"));
-  o.freeze_epochs = static_cast<int64_t>(n.option("freeze_epochs", 0));
+  o.freeze_epochs = static_cast<int64_t>(n.option("freeze_epochs", static_cast<double>(keras.freeze_epochs)));
   return std::make_shared<BatchNormalization>(n.channels, o);
 }
 
@@ -53,13 +56,14 @@ std::vector<NormKind> builtin_norm_kinds() {
   };
   const NormOption virtual_batch_size{"virtual_batch_size", "virtual-batch-size", "ghost mode: samples per ghost batch",
                                       8, 1, double(int64_t{1} << 20), true};
-  const NormOption groups{"groups", "groups", "group mode: groups of channels (Keras's default 32)", 32, 1,
+  const NormOption groups{"groups", "groups", "group mode: groups of channels (Keras's default)",
+                          static_cast<double>(GroupNormalization::kDefaultGroups), 1,
                           double(int64_t{1} << 24), true};
   const char* clipping = "renorm mode: clip r to [rmin, rmax] and d to [-dmax, dmax], e.g. rmax=3,rmin=0.3333,dmax=5 "
                          "(default: unclipped)";
   std::vector<NormKind> k;
   k.push_back({"running", "Keras BatchNormalization(): batch statistics in training, moving statistics (momentum 0.99) "
-               "in inference — the document's Example 1", true, {momentum_option(0.99)}, batch_norm(false),
+               "in inference — the document's Example 1", true, {momentum_option(kKerasMomentum)}, batch_norm(false),
                torch_batch_norm});
   k.push_back({"batchwise", "BatchNormalization(momentum=0): the moving statistics are the last training batch's "
                "(Example 2)", true, {momentum_option(0.0)}, batch_norm(false), torch_batch_norm});
@@ -73,10 +77,10 @@ std::vector<NormKind> builtin_norm_kinds() {
                [](const NormArgs&) -> std::shared_ptr<Module> { return nullptr; },
                [](const NormArgs&) { return std::string("identity"); }});
   k.push_back({"ghost", "BatchNormalization(virtual_batch_size=V): each training batch normalised in ghost batches of V",
-               true, {momentum_option(0.99), virtual_batch_size}, batch_norm(false), nullptr});
+               true, {momentum_option(kKerasMomentum), virtual_batch_size}, batch_norm(false), nullptr});
   k.push_back({"renorm", "BatchNormalization(renorm=True): batch renormalisation (Ioffe 2017)", true,
-               {momentum_option(0.99),
-                {"renorm_momentum", "renorm-momentum", "renorm mode: momentum of renorm's moving mean and stddev", 0.99, 0, 1},
+               {momentum_option(kKerasMomentum),
+                {"renorm_momentum", "renorm-momentum", "renorm mode: momentum of renorm's moving mean and stddev", kKerasMomentum, 0, 1},
                 {"rmax", "renorm-clipping", clipping, NAN, 1, INFINITY},
                 {"rmin", "renorm-clipping", clipping, NAN, 0, 1, false, true},
                 {"dmax", "renorm-clipping", clipping, NAN, 0, INFINITY}},
@@ -93,7 +97,7 @@ std::vector<NormKind> builtin_norm_kinds() {
                },
                [](const NormArgs& n) { return "group_norm:" + std::to_string(static_cast<int64_t>(n.option("groups"))); }});
   k.push_back({"frozen", "running, with the moving statistics frozen for the last epochs (Wu & Johnson's FrozenBN)", true,
-               {momentum_option(0.99),
+               {momentum_option(kKerasMomentum),
                 {"freeze_epochs", "freeze-epochs", "frozen mode: freeze the moving statistics for this many last epochs",
                  1, 0, double(1 << 30), true}},
                batch_norm(false), nullptr});
@@ -213,7 +217,8 @@ std::vector<LayerKind> normalization_kinds() {
   k.push_back({"groupnorm", {"group_normalization"}, "groupnorm[:GROUPS][:epsilon=E]", 0, 1,
                {"epsilon"}, false, [](const LayerArgs& a) -> std::shared_ptr<Module> {
                  const int64_t channels = channels_of(a);
-                 const int64_t groups = a.spec.values.empty() ? 32 : a.integer(0, "groups", 1, int64_t{1} << 24);
+                 const int64_t groups =
+                     a.spec.values.empty() ? GroupNormalization::kDefaultGroups : a.integer(0, "groups", 1, int64_t{1} << 24);
                  return std::make_shared<GroupNormalization>(channels, checked_groups(a, channels, groups, ""), epsilon_of(a));
                }});
   k.push_back({"rmsnorm", {"rms_normalization"}, "rmsnorm[:epsilon=E]", 0, 0,

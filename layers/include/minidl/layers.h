@@ -190,7 +190,8 @@ class LayerNormalization : public Normalization {
 /// instance normalisation. Keras's default is 32 groups.
 class GroupNormalization : public Normalization {
  public:
-  GroupNormalization(int64_t channels, int64_t groups = 32, float epsilon = 1e-3f, std::string name = {});
+  static constexpr int64_t kDefaultGroups = 32;  ///< Keras's
+  GroupNormalization(int64_t channels, int64_t groups = kDefaultGroups, float epsilon = 1e-3f, std::string name = {});
   Tensor forward(const Tensor& x) override;
   std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
   std::string type_name() const override { return "GroupNormalization"; }
