@@ -1,4 +1,4 @@
-// The normalisation layer kinds of the model grammar (bn, layernorm, groupnorm): what models.cpp's registry
+// The normalisation layer kinds of the model grammar (bn, layernorm, groupnorm, rmsnorm): what models.cpp's registry
 // adds from normalization_kinds.cpp.
 #pragma once
 
