@@ -207,7 +207,7 @@ TEST_CASE("the CNN from its description: Keras's shapes, names, parameter count 
 
 TEST_CASE("a small CNN learns the synthetic set in every mode, same-padded and strided, with GAP", "[conv]") {
   const DatasetSplits data = make_synthetic(1500, 200, 5);
-  for (const std::string& mode : {"running", "manual"}) {
+  for (const std::string mode : {"running", "manual"}) {
     INFO(mode);
     ModelConfig c;
     c.description = "conv:8x3:padding=same,bn,relu,maxpool:2,conv:16x3:strides=2,bn,relu,gap,dense:10,softmax";

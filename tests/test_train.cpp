@@ -33,7 +33,7 @@ std::vector<double> train(const std::string& mode, int epochs, Module** out_mode
 }  // namespace
 
 TEST_CASE("all three modes (and the baseline) reach 95% training accuracy on the synthetic set", "[train]") {
-  for (const std::string& mode : {"running", "batchwise", "manual", "none"}) {
+  for (const std::string mode : {"running", "batchwise", "manual", "none"}) {
     INFO("mode " << mode);
     Generator gen(7);
     const auto model = test::document_model(mode, gen);
@@ -49,7 +49,7 @@ TEST_CASE("all three modes (and the baseline) reach 95% training accuracy on the
 }
 
 TEST_CASE("the same seed gives the identical loss sequence", "[train]") {
-  for (const std::string& mode : {"running", "manual"}) {
+  for (const std::string mode : {"running", "manual"}) {
     Module* model = nullptr;
     const std::vector<double> first = train(mode, 1, &model);
     const std::vector<float> weights = model->state()[0].second.to_vector();
