@@ -59,10 +59,6 @@ BatchNormalization::BatchNormalization(int64_t features, BatchNormalizationOptio
   }
 }
 
-int64_t BatchNormalization::per_sample_positions(const Shape& input) const {
-  return input.rank() > 1 ? input.numel() / std::max<int64_t>(input[0], 1) / features_ : 1;
-}
-
 int64_t BatchNormalization::min_training_batch(const Shape& input) const {
   // Statistics over every axis but the last: one sample suffices when it holds several positions (an image's
   // H×W), not when it holds one value per channel. A frozen layer uses its moving statistics; ghost batches need
@@ -72,7 +68,7 @@ int64_t BatchNormalization::min_training_batch(const Shape& input) const {
 }
 
 int64_t BatchNormalization::min_batch_statistics_batch(const Shape& input) const {
-  return per_sample_positions(input) >= 2 ? 1 : 2;
+  return min_batch_for_statistics(input);
 }
 
 void BatchNormalization::on_epoch_begin(int64_t epoch, int64_t epochs) {
@@ -80,7 +76,8 @@ void BatchNormalization::on_epoch_begin(int64_t epoch, int64_t epochs) {
 }
 
 void BatchNormalization::complete_state(std::map<std::string, Tensor>& state, const std::string& prefix) const {
-  // Checkpoints written before renorm kept moving_stddev: it is the stddev their moving variance stands for.
+  // Checkpoints written before minidl's renorm kept moving_stddev lack it: derive the stddev their moving
+  // variance stands for.
   if (!options_.renorm || state.count(prefix + "moving_stddev") || !state.count(prefix + "moving_variance")) return;
   const Tensor& variance = state.at(prefix + "moving_variance");
   Tensor stddev = Tensor::empty(variance.shape());

@@ -47,8 +47,7 @@ MomentsNormalization::MomentsNormalization(int64_t features, float epsilon, std:
 }
 
 int64_t MomentsNormalization::min_training_batch(const Shape& input) const {
-  // Statistics over every axis but the last: an image's positions suffice, one vector per sample does not.
-  return input.rank() > 2 && input.numel() / std::max<int64_t>(input[0], 1) / features_ >= 2 ? 1 : 2;
+  return min_batch_for_statistics(input);  // an image's positions suffice, one vector per sample does not
 }
 
 std::string MomentsNormalization::export_onnx(OnnxGraph&, const std::string&, const Shape&) const {

@@ -16,7 +16,6 @@ namespace {
 using internal::split;
 using internal::trim;
 
-std::string joined(const std::vector<std::string>& items) { return internal::join(items); }
 
 Shape with_batch(const Shape& sample) {
   Shape s{1};
@@ -155,7 +154,7 @@ std::vector<LayerSpec> parse_model_description(const std::string& description) {
     const std::vector<std::string> parts = split(spec.text, ':');
     spec.kind = trim(parts[0]);
     const LayerKind* kind = find_kind(spec.kind);
-    if (!kind) throw bad(spec, at, "unknown layer kind '" + spec.kind + "': choose one of " + joined(kind_names()));
+    if (!kind) throw bad(spec, at, "unknown layer kind '" + spec.kind + "': choose one of " + internal::join(kind_names()));
     for (size_t i = 1; i < parts.size(); ++i) {
       const std::string part = trim(parts[i]);
       const size_t eq = part.find('=');
@@ -171,7 +170,7 @@ std::vector<LayerSpec> parse_model_description(const std::string& description) {
       for (const std::string& k : kind->option_keys) known = known || k == key;
       if (!known)
         throw bad(spec, at, "unknown option '" + key + "' for " + kind->name + " (usage: " + kind->usage + ")" +
-                                (kind->option_keys.empty() ? "" : "; its options: " + joined(kind->option_keys)));
+                                (kind->option_keys.empty() ? "" : "; its options: " + internal::join(kind->option_keys)));
       for (const auto& [k, v] : spec.options)
         if (k == key) throw bad(spec, at, "option '" + key + "' given twice");
       spec.options.emplace_back(key, value);

@@ -86,6 +86,9 @@ class Normalization : public Module {
   /// `type` names the layer in construction errors (it is not named yet); `word` is what the last axis holds.
   Normalization(const char* type, int64_t features, float epsilon, std::string name, int min_rank = 2,
                 const char* word = "features");
+  /// The smallest batch whose statistics over every axis but the last are not a single value per channel: 1 for
+  /// an input whose samples hold several positions (an image's H·W), else 2.
+  int64_t min_batch_for_statistics(const Shape& input) const;
   const int64_t features_;
   const float epsilon_;
 
@@ -160,8 +163,6 @@ class BatchNormalization : public Normalization {
  private:
   Tensor normalize_batch(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& mean, Tensor& variance);
   Tensor renormalize(const Tensor& xhat, const Tensor& mean, const Tensor& variance);
-  /// The positions one sample shaped like `input` holds per channel: 1 for a vector, H·W for an image.
-  int64_t per_sample_positions(const Shape& input) const;
   BatchNormalizationOptions options_;
   Tensor gamma_, beta_, moving_mean_, moving_variance_, moving_stddev_, renorm_mean_, renorm_stddev_;
   bool statistics_frozen_ = false;
