@@ -225,9 +225,15 @@ TEST_CASE("CSV data: numeric features, whole-number or text labels, quoting, and
   CHECK_FALSE(train.is_images());
   write_bytes(dir.file("test.csv"), "species,x1,\"x,2\"\nvirginica,1,1\n");
   CHECK(load_csv(dir.file("test.csv"), "species", &train).labels == std::vector<int32_t>{1});
-  write_bytes(dir.file("odd.csv"), "species,x1,x2\nversicolor,1,1\n");
+  write_bytes(dir.file("odd.csv"), "species,x1,\"x,2\"\nversicolor,1,1\n");
   CHECK_THROWS_WITH(load_csv(dir.file("odd.csv"), "species", &train),
                     Catch::Contains("label 'versicolor' of row 1 is not a class of the training data"));
+  // A test file's features are found by name: another name is an error naming it, another order is read right.
+  write_bytes(dir.file("renamed.csv"), "species,x1,x2\nsetosa,1,1\n");
+  CHECK_THROWS_WITH(load_csv(dir.file("renamed.csv"), "species", &train),
+                    Catch::Contains("has no column 'x,2', a feature of the training data (its columns: species, x1, x2)"));
+  write_bytes(dir.file("reordered.csv"), "\"x,2\",species,x1\n7,setosa,5\n");
+  CHECK(load_csv(dir.file("reordered.csv"), "species", &train).values == std::vector<float>{5, 7});
   write_bytes(dir.file("numbers.csv"), "a,label\n1,0\n2,3\n");
   const Dataset numbers = load_csv(dir.file("numbers.csv"), "label");
   CHECK(numbers.num_classes == 4);
@@ -250,13 +256,14 @@ TEST_CASE("malformed CSV rows are refused naming the file, line and column", "[d
     return std::string("no error");
   };
   const std::string f = "'" + dir.file("d.csv") + "'";
-  CHECK(error("a,b,label\n1,2,0\n3,x,1\n") == f + " line 3, column 2 ('b'): 'x' is not a finite number");
-  CHECK(error("a,b,label\n1,,0\n") == f + " line 2, column 2 ('b'): empty, expected a number");
+  const std::string hint = " (a feature column holds numbers; leave a text column out with --ignore b)";
+  CHECK(error("a,b,label\n1,2,0\n3,x,1\n") == f + " line 3, column 2 ('b'): 'x' is not a finite number" + hint);
+  CHECK(error("a,b,label\n1,,0\n") == f + " line 2, column 2 ('b'): empty, expected a number" + hint);
   CHECK(error("a,b,label\n1,2\n") == f + " line 2: 2 fields, expected 3 as the header has");
-  CHECK(error("a,b,label\n1,nan,0\n") == f + " line 2, column 2 ('b'): 'nan' is not a finite number");
+  CHECK(error("a,b,label\n1,nan,0\n") == f + " line 2, column 2 ('b'): 'nan' is not a finite number" + hint);
   CHECK(error("a,b,label\n\"1,2,0\n") == f + " line 2: a quoted field is not closed");
   CHECK(error("a,b,class\n1,2,0\n") == f + ": no column is named 'label' (the columns: a, b, class) — name the label "
-                                           "column with --label");
+                                           "column with --label (a name, or a 0-based index)");
   CHECK(error("a,b,label\n") == f + " has a header but no rows");
   CHECK(error("") == f + " is empty: expected a header line naming the columns");
   CHECK(error("label\n1\n") == f + ": no feature column besides the label 'label'");
@@ -323,4 +330,138 @@ TEST_CASE("image files: grayscale PNG and PGM read back their pixels — others 
   std::string broken = read_bytes(dir.file("a.png"));
   write_bytes(dir.file("broken.png"), broken.substr(0, broken.size() / 2));
   CHECK_THROWS_WITH(read_image(dir.file("broken.png")), Catch::Contains("broken.png"));
+}
+
+TEST_CASE("CSV targets: float labels are regression targets, several label columns too, whole numbers classes",
+          "[data]") {
+  TempDir dir;
+  write_bytes(dir.file("r.csv"), "x,y,target\n1,2,151.0\n3,4,75.5\n5,6,0\n");
+  const Dataset r = load_csv(dir.file("r.csv"), "target");
+  CHECK(r.is_regression());
+  CHECK(r.outputs == 1);
+  CHECK(r.size() == 3);
+  CHECK(r.targets == std::vector<float>{151, 75.5f, 0});
+  CHECK(r.labels.empty());
+  CHECK(r.num_classes == 0);
+  CHECK(r.target_names == std::vector<std::string>{"target"});
+  CHECK(r.feature_names == std::vector<std::string>{"x", "y"});
+  // Two label columns: two targets per sample, in the order given, by name or index.
+  CsvOptions two;
+  two.labels = {"target", "0"};
+  const Dataset t = load_csv(dir.file("r.csv"), two);
+  CHECK(t.outputs == 2);
+  CHECK(t.targets == std::vector<float>{151, 1, 75.5f, 3, 0, 5});
+  CHECK(t.values == std::vector<float>{2, 4, 6});
+  CHECK(t.slice(1, 3).targets == std::vector<float>{75.5f, 3, 0, 5});
+  // Whole numbers are classes unless asked otherwise; asked, they are values.
+  write_bytes(dir.file("c.csv"), "x,label\n1,0\n2,3\n");
+  CHECK_FALSE(load_csv(dir.file("c.csv"), "label").is_regression());
+  CsvOptions values;
+  values.targets = CsvTargets::values;
+  CHECK(load_csv(dir.file("c.csv"), values).targets == std::vector<float>{0, 3});
+  // A test file is read as its training data: regression with regression.
+  write_bytes(dir.file("r_test.csv"), "target,y,x\n2.5,20,10\n");
+  const Dataset rt = load_csv(dir.file("r_test.csv"), "target", &r);
+  CHECK(rt.targets == std::vector<float>{2.5f});
+  CHECK(rt.values == std::vector<float>{10, 20});
+  write_bytes(dir.file("bad.csv"), "x,y,target\n1,2,abc\n");
+  CHECK_THROWS_WITH(load_csv(dir.file("bad.csv"), "target", &r),
+                    Catch::Contains("row 1, label column 'target': 'abc' is not a finite number (regression targets are numbers)"));
+  // The loader batches the targets.
+  DataLoader loader(t, {.batch_size = 2, .shuffle = false});
+  loader.start_epoch();
+  Batch batch;
+  REQUIRE(loader.next(batch));
+  CHECK(batch.targets.shape() == Shape{2, 2});
+  CHECK(batch.targets.to_vector() == std::vector<float>{151, 1, 75.5f, 3});
+  CHECK(batch.labels.empty());
+}
+
+TEST_CASE("CSV as people have it: no header, label by index, ignored columns, too many classes refused", "[data]") {
+  TempDir dir;
+  write_bytes(dir.file("iris.csv"), "5.1,3.5,x,setosa\n6.2,2.9,y,virginica\n");
+  CsvOptions o;
+  o.header = false;
+  o.labels = {"3"};
+  o.ignore = {"2"};
+  const Dataset d = load_csv(dir.file("iris.csv"), o);
+  CHECK(d.values == std::vector<float>{5.1f, 3.5f, 6.2f, 2.9f});
+  CHECK(d.class_names == std::vector<std::string>{"setosa", "virginica"});
+  CHECK(d.feature_names == std::vector<std::string>{"0", "1"});
+  // With a header, an index picks a column when no column has that name.
+  write_bytes(dir.file("h.csv"), "a,b,kind\n1,2,0\n3,4,1\n");
+  CsvOptions by_index;
+  by_index.labels = {"2"};
+  CHECK(load_csv(dir.file("h.csv"), by_index).labels == std::vector<int32_t>{0, 1});
+  CsvOptions ignored;
+  ignored.labels = {"kind"};
+  ignored.ignore = {"a"};
+  CHECK(load_csv(dir.file("h.csv"), ignored).values == std::vector<float>{2, 4});
+  ignored.ignore = {"zz"};
+  CHECK_THROWS_WITH(load_csv(dir.file("h.csv"), ignored),
+                    Catch::Contains("no column is named 'zz' (the columns: a, b, kind) — name the ignored column with --ignore"));
+  // More than 100 distinct whole numbers: a quantity, not classes, unless asked.
+  std::string many = "x,label\n";
+  for (int i = 0; i < 150; ++i) many += std::to_string(i) + "," + std::to_string(i * 2) + "\n";
+  write_bytes(dir.file("many.csv"), many);
+  CHECK_THROWS_WITH(load_csv(dir.file("many.csv"), "label"),
+                    Catch::Contains("holds 150 distinct whole numbers — too many to be classes"));
+  CsvOptions classes;
+  classes.targets = CsvTargets::classes;
+  CHECK(load_csv(dir.file("many.csv"), classes).num_classes == 299);
+  // A label that would size the output layer past 65536 classes is refused before anything is allocated.
+  write_bytes(dir.file("huge.csv"), "x,label\n1,4000000\n");
+  CHECK_THROWS_WITH(load_csv(dir.file("huge.csv"), "label"), Catch::Contains("would make 4000001 classes, more than the 65536"));
+  // New samples are matched to the model's features by name, with or without the label column.
+  write_bytes(dir.file("new.csv"), "b,a\n20,10\n");
+  CsvOptions label;
+  label.labels = {"kind"};
+  CHECK(load_csv_features(dir.file("new.csv"), label, {"a", "b"}, 2).to_vector() == std::vector<float>{10, 20});
+  CHECK_THROWS_WITH(load_csv_features(dir.file("new.csv"), label, {"a", "c"}, 2),
+                    Catch::Contains("has no column 'c', a feature of the training data"));
+}
+
+TEST_CASE("CSV input is checked byte by byte, and messages quote only a short excerpt of it", "[data]") {
+  TempDir dir;
+  const auto error = [&](const std::string& text) {
+    write_bytes(dir.file("d.csv"), text);
+    try {
+      load_csv(dir.file("d.csv"), "label");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK_THAT(error(std::string("a,label\n2\0garbage,1\n", 20)), Catch::Contains("'2\\x00garbage' is not a finite number"));
+  CHECK_THAT(error("a,label,label\n1,2,3\n"),
+             Catch::Contains("the header names column 2 and column 3 alike ('label'): each column needs its own name"));
+  // A subnormal number is a finite number.
+  write_bytes(dir.file("s.csv"), "a,label\n1e-40,1\n");
+  CHECK(load_csv(dir.file("s.csv"), "label").values[0] > 0.0f);
+  // A 100 kB field, and a file whose lines end in CR alone, are quoted in a few dozen characters.
+  const std::string wide = error("a,label\n" + std::string(100000, 'z') + ",1\n");
+  CHECK_THAT(wide, Catch::Contains("(100000 bytes)"));
+  CHECK(wide.size() < 400);
+  const std::string cr = error("a,label\r" + std::string(5000, '1') + ",1\r");
+  CHECK_THAT(cr, Catch::Contains("a carriage return inside the line"));
+  CHECK(cr.size() < 400);
+}
+
+TEST_CASE("a split or test file whose classes the training data lacks is named in a warning", "[data]") {
+  TempDir dir;
+  std::string sorted = "x,label\n";
+  for (int i = 0; i < 10; ++i) sorted += std::to_string(i) + "," + (i < 8 ? "a" : "b") + "\n";
+  write_bytes(dir.file("sorted.csv"), sorted);
+  std::vector<std::string> warnings;
+  const WarningHandler previous = set_warning_handler([&](const std::string& w) { warnings.push_back(w); });
+  DataSpec spec;
+  spec.train = dir.file("sorted.csv");
+  spec.validation_split = 0.2;
+  const DatasetSplits s = load_data(spec);
+  set_warning_handler(previous);
+  CHECK(s.test.size() == 2);
+  REQUIRE(warnings.size() == 1);
+  CHECK_THAT(warnings[0], Catch::Contains("class 'b' of the held-out 0.2 of"));
+  CHECK_THAT(warnings[0], Catch::Contains("occurs nowhere in the training data"));
+  CHECK_THAT(warnings[0], Catch::Contains("a file sorted by class holds out whole classes"));
 }

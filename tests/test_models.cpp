@@ -43,7 +43,8 @@ TEST_CASE("a bad description names the token, its position and the valid choices
   };
   CHECK(error("dense:256,relu,bm,dense:10") ==
         "model description 'dense:256,relu,bm,dense:10': layer 3 'bm' (character 16): unknown layer kind 'bm': "
-        "choose one of dense, relu, softmax, dropout, bn, layernorm, groupnorm, rmsnorm, conv, maxpool, avgpool, gap, flatten");
+        "choose one of dense, relu, softmax, sigmoid, dropout, bn, layernorm, groupnorm, rmsnorm, normalize, conv, maxpool, "
+              "avgpool, gap, flatten");
   CHECK_THAT(error("dense,relu"), Catch::Contains("layer 1 'dense'") && Catch::Contains("dense takes 1 value(s), got 0 "
                                                                                         "(usage: dense:UNITS)"));
   CHECK_THAT(error("dense:8,,softmax"), Catch::Contains("layer 2") && Catch::Contains("empty layer"));

@@ -8,6 +8,8 @@
 #include "minidl/data.h"
 #include "minidl/models.h"
 #include "minidl/nn.h"
+#include "minidl/statistics.h"
+#include "minidl/train.h"
 
 using namespace minidl;
 using minidl::test::param;
@@ -399,4 +401,78 @@ TEST_CASE("bad normalisation settings are refused, naming the layer and the fix"
   // two or more will do.
   REQUIRE_THAT(error_of([&] { check_evaluation(*model, data.test, 12, true, "the batch size"); }), Contains("no error"));
   REQUIRE_THAT(error_of([&] { evaluate(*model, data.test, 12, true); }), Contains("no error"));
+}
+
+TEST_CASE("Normalization (Keras's preprocessing layer): adapted mean and variance, (x − mean) / max(√var, 1e-7)",
+          "[normalization]") {
+  FeatureNormalization n(3);
+  CHECK(n.name() == "normalization");
+  CHECK_FALSE(n.adapted());
+  CHECK_THROWS_WITH(n.forward(Tensor::zeros({2, 3})), Catch::Contains("has not been adapted"));
+  // Feature 0 far from zero (no cancellation in double), feature 1 small, feature 2 constant (divisor 1e-7).
+  const Tensor x = Tensor::from({4, 3}, {1e6f + 1, 0.01f, 5, 1e6f + 3, 0.03f, 5, 1e6f + 5, 0.02f, 5, 1e6f + 7, 0.02f, 5});
+  n.adapt(x);
+  CHECK(n.adapted());
+  CHECK(n.mean().to_vector() == std::vector<float>{1e6f + 4, 0.02f, 5});
+  CHECK(n.variance().data()[0] == Approx(5.0));  // population variance of 1, 3, 5, 7
+  CHECK(n.variance().data()[1] == Approx(0.00005).epsilon(1e-4));
+  CHECK(n.variance().data()[2] == 0.0f);
+  const Tensor y = n.forward(Tensor::from({1, 3}, {1e6f + 6, 0.04f, 6}));
+  CHECK(y.data()[0] == Approx(2 / std::sqrt(5.0)).epsilon(1e-6));
+  CHECK(y.data()[1] == Approx(0.02 / std::sqrt(0.00005)).epsilon(1e-4));
+  CHECK(y.data()[2] == Approx(1e7).epsilon(1e-6));
+  // Images: per channel, over every position of every sample; batch by batch gives the same statistics.
+  FeatureNormalization channels(2), batched(2);
+  const Tensor images = param({3, 4, 4, 2}, 5, -2.0f, 3.0f).detach();
+  channels.adapt(images);
+  FeatureNormalization::Accumulator a;
+  for (int64_t i = 0; i < 3; ++i)
+    a.add(Tensor::from({1, 4, 4, 2}, {images.data() + i * 32, size_t{32}}));
+  batched.adapt(a);
+  for (int c = 0; c < 2; ++c) {
+    double mean = 0, var = 0;
+    for (int64_t i = c; i < images.numel(); i += 2) mean += images.data()[i] / 48.0;
+    for (int64_t i = c; i < images.numel(); i += 2) var += std::pow(images.data()[i] - mean, 2) / 48.0;
+    CHECK(channels.mean().data()[c] == Approx(mean).epsilon(1e-6));
+    CHECK(channels.variance().data()[c] == Approx(var).epsilon(1e-5));
+    CHECK(batched.mean().data()[c] == Approx(channels.mean().data()[c]).epsilon(1e-6));
+    CHECK(batched.variance().data()[c] == Approx(channels.variance().data()[c]).epsilon(1e-6));
+  }
+  // The statistics are buffers: a checkpoint holds them, and nothing trains them.
+  CHECK(n.named_parameters().empty());
+  FeatureNormalization restored(3);
+  const NamedTensors state = n.state();
+  restored.load_state(std::map<std::string, Tensor>(state.begin(), state.end()));
+  CHECK(restored.adapted());
+  CHECK(restored.forward(Tensor::from({1, 3}, {1e6f + 6, 0.04f, 6})).to_vector() == y.to_vector());
+  // Through the input it transforms, the gradient is the scaling.
+  require_grad_ok([&](const Inputs& v) { return channels.forward(reshape(v[0], {1, 1, 3, 2})); }, {param({3, 2}, 7)});
+}
+
+TEST_CASE("normalize in a description adapts to the data the model sees: layers before it run, images by channel",
+          "[normalization]") {
+  DatasetSplits data = make_synthetic(64, 8, 3);
+  ModelConfig config;
+  config.description = "normalize,dense:4,relu,normalize,dense:10,softmax";
+  auto model = build_model(config);
+  CHECK(model->input_shape() == Shape{784});  // the next layer (dense) takes vectors: per-pixel statistics
+  CHECK(adapt_normalization(*model, data.train, 10) == 2);
+  const auto& first = dynamic_cast<const FeatureNormalization&>(*model->children()[0]);
+  const Tensor x = data.train.to_tensor();
+  double mean = 0;
+  for (int64_t r = 0; r < 64; ++r) mean += x.data()[r * 784 + 400] / 64.0;
+  CHECK(first.mean().data()[400] == Approx(mean).epsilon(1e-6));
+  // The second layer's statistics are those of the first three layers' output: zero mean per unit afterwards.
+  const auto& second = dynamic_cast<const FeatureNormalization&>(*model->children()[3]);
+  CHECK(second.adapted());
+  Sequential prefix;
+  for (int i = 0; i < 3; ++i) prefix.add(model->children()[i]);
+  const Tensor h = predict(prefix, x);
+  for (int j = 0; j < 4; ++j) {
+    double m = 0;
+    for (int64_t r = 0; r < 64; ++r) m += h.data()[r * 4 + j] / 64.0;
+    CHECK(second.mean().data()[j] == Approx(m).margin(1e-5));
+  }
+  config.description = "normalize,conv:4x3,flatten,dense:10,softmax";
+  CHECK(build_model(config)->input_shape() == Shape{28, 28, 1});  // before a convolution: images, one channel
 }

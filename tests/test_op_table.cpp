@@ -85,6 +85,10 @@ std::vector<OpCase> op_cases() {
       {"relu", [](const auto& v) { return relu(v[0]); }, false,
        [](const auto& v) { return maximum(v[0], Tensor::zeros(v[0].shape())); }},
       {"clip", [](const auto& v) { return clip(v[0], -0.5f, 0.3f); }},
+      {"abs", [](const auto& v) { return abs(v[0]); }, false,
+       [](const auto& v) { return maximum(v[0], neg(v[0])); }},
+      {"sigmoid", [](const auto& v) { return sigmoid(v[0]); }, false,
+       [](const auto& v) { return div(Tensor::ones(v[0].shape()), add_scalar(exp(neg(v[0])), 1.0f)); }},
       {"add_scalar", [](const auto& v) { return add_scalar(v[0], 0.75f); }, false,
        [](const auto& v) { return add(v[0], Tensor::full(v[0].shape(), 0.75f)); }},
       {"mul_scalar", [](const auto& v) { return mul_scalar(v[0], -1.5f); }, false,
@@ -158,6 +162,15 @@ std::vector<OpCase> op_cases() {
     add_case({"sparse_softmax_cross_entropy", n > 4, {in({n, 10}, 46)},
               [n](const auto& v) { return sparse_softmax_cross_entropy(v[0], labels(n, 10)); },
               [y](const auto& v) { return softmax_cross_entropy(v[0], y); }});
+  }
+  // Binary cross-entropy from logits, fused, against −mean(y log σ(z) + (1 − y) log(1 − σ(z))) with soft targets.
+  for (const Shape& shape : {Shape{4, 1}, Shape{256, 160}}) {
+    const Fn sigmoid_composed = [](const auto& v) {
+      const Tensor p = sigmoid(v[0]);
+      return neg(mean(add(mul(v[1], log(p)), mul(add_scalar(neg(v[1]), 1.0f), log(add_scalar(neg(p), 1.0f))))));
+    };
+    add_case({"sigmoid_cross_entropy", shape.numel() > 32768, {in(shape, 62, -3.0f, 3.0f), in(shape, 63, 0.0f, 1.0f)},
+              [](const auto& v) { return sigmoid_cross_entropy(v[0], v[1]); }, sigmoid_composed});
   }
   // Batch normalisation, fused, against moments + batch_normalization.
   for (const Shape& shape : {Shape{6, 4}, Shape{2, 3, 3, 4}, Shape{1024, 64}}) {

@@ -267,3 +267,108 @@ TEST_CASE("a 1-sample last batch is skipped for batch normalisation, with a warn
   const auto plain = build_model(none);
   CHECK(training_loader_options(*plain, data.train, {.batch_size = 40}).min_batch_size == 1);
 }
+
+namespace {
+// A table of `n` rows of 3 features in [−1, 1) whose targets follow `target(x)` (one or more per row), seeded.
+Dataset table(int64_t n, uint64_t seed, int64_t outputs, const std::function<void(const float*, float*)>& target) {
+  Dataset d;
+  d.sample = {3};
+  d.num_classes = 0;
+  d.outputs = outputs;
+  Generator gen(seed);
+  for (int64_t r = 0; r < n; ++r) {
+    float x[3] = {gen.uniform(-1, 1), gen.uniform(-1, 1), gen.uniform(-1, 1)};
+    d.values.insert(d.values.end(), x, x + 3);
+    std::vector<float> y(static_cast<size_t>(outputs));
+    target(x, y.data());
+    d.targets.insert(d.targets.end(), y.begin(), y.end());
+  }
+  return d;
+}
+}  // namespace
+
+TEST_CASE("the Trainer fits regression targets with mse by default: R² near 1 on a linear function", "[train]") {
+  const auto linear = [](const float* x, float* y) { y[0] = 2 * x[0] - x[1] + 0.5f, y[1] = x[2] * 3; };
+  const Dataset train = table(512, 1, 2, linear), test = table(128, 2, 2, linear);
+  ModelConfig config;
+  config.description = "dense:2";
+  config.input_shape = {3};
+  config.classes = 0;
+  config.outputs = 2;
+  auto model = build_model(config);
+  CHECK(default_loss(*model) == Loss::mse);
+  Adam adam(model->named_parameters(true), {.learning_rate = 0.05f});
+  DataLoader loader(train, {.batch_size = 32, .seed = 3});
+  Trainer trainer(*model, adam, loader, {.epochs = 30, .validation = &test});
+  const std::vector<EpochLogs> logs = trainer.fit();
+  CHECK(logs.back().regression);
+  CHECK(logs.back().mae < logs.front().mae);
+  CHECK(logs.back().val_r2 > 0.999);
+  const Evaluation e = evaluate(*model, test, 50);
+  CHECK(e.regression);
+  CHECK(std::isnan(e.accuracy));
+  CHECK(e.r2 == Approx(logs.back().val_r2));
+  CHECK(e.rmse == Approx(std::sqrt(e.loss)).epsilon(1e-6));  // mse's loss is the mean squared error
+  CHECK(e.mae <= e.rmse);
+  // mae and huber train too, and are what evaluate reports as the loss when asked.
+  CHECK(evaluate(*model, test, 50, false, Loss::mae).loss == Approx(e.mae).epsilon(1e-6));
+}
+
+TEST_CASE("a sigmoid output trains with binary cross-entropy from its logits: accuracy at 0.5 and AUC", "[train]") {
+  // Two classes split by the plane x0 + x1 = 0.
+  Dataset data = table(600, 4, 1, [](const float* x, float* y) { y[0] = x[0] + x[1] > 0 ? 1.0f : 0.0f; });
+  Dataset classes;
+  classes.sample = data.sample;
+  classes.values = data.values;
+  classes.num_classes = 2;
+  for (float t : data.targets) classes.labels.push_back(static_cast<int32_t>(t));
+  const auto [train, test] = split_validation(classes, 0.25);
+  ModelConfig config;
+  config.description = "dense:8,relu,dense:1,sigmoid";
+  config.input_shape = {3};
+  config.classes = 2;
+  auto model = build_model(config);
+  Adam adam(model->named_parameters(true), {.learning_rate = 0.02f});
+  DataLoader loader(train, {.batch_size = 32, .seed = 5});
+  Trainer trainer(*model, adam, loader, {.epochs = 20, .validation = &test});
+  CHECK(*trainer.options().loss == Loss::binary_crossentropy);
+  const EpochLogs last = trainer.fit().back();
+  CHECK(last.val_accuracy > 0.95);
+  CHECK(last.val_auc > 0.99);
+  const Evaluation e = evaluate(*model, test);
+  CHECK(e.accuracy == last.val_accuracy);
+  CHECK(e.auc == last.val_auc);
+}
+
+TEST_CASE("a loss that does not fit the data or the model is refused before the first step", "[train]") {
+  ModelConfig config;
+  config.description = "dense:3,softmax";
+  config.input_shape = {3};
+  config.classes = 3;
+  auto model = build_model(config);
+  Dataset classes;
+  classes.sample = {3};
+  classes.values = {1, 2, 3, 4, 5, 6};
+  classes.labels = {0, 2};
+  classes.num_classes = 3;
+  const Dataset values = table(8, 1, 1, [](const float* x, float* y) { y[0] = x[0]; });
+  CHECK_THROWS_WITH(check_loss(Loss::mse, *model, classes), Catch::Contains("the loss mse is for regression (float targets), "
+                                                                             "but the data has class labels"));
+  CHECK_THROWS_WITH(check_loss(Loss::categorical_crossentropy, *model, values),
+                    Catch::Contains("is for class labels, but the data has float targets — use mse, mae or huber"));
+  CHECK_THROWS_WITH(check_loss(Loss::binary_crossentropy, *model, classes),
+                    Catch::Contains("binary cross-entropy takes labels 0 and 1, but the data has 3 classes"));
+  CHECK_THROWS_WITH(check_loss(Loss::mse, *model, values),
+                    Catch::Contains("the model gives 3 outputs per sample but the data has 1 target — end the model with dense:1"));
+  Adam adam(model->named_parameters(true));
+  DataLoader loader(values, {.batch_size = 4});
+  CHECK_THROWS_WITH(Trainer(*model, adam, loader, {.loss = Loss::categorical_crossentropy}),
+                    Catch::Contains("Trainer: the loss categorical_crossentropy is for class labels"));
+  // The builder checks a sigmoid output against the classes.
+  config.description = "dense:3,sigmoid";
+  CHECK_THROWS_WITH(build_model(config), Catch::Contains("a sigmoid output scores one class against the other"));
+  config.description = "dense:2";
+  config.classes = 0;
+  config.outputs = 3;
+  CHECK_THROWS_WITH(build_model(config), Catch::Contains("the data has 3 targets to predict: end it with dense:3"));
+}

@@ -211,6 +211,31 @@ Tensor relu(const Tensor& x) {
   return out;
 }
 
+Tensor abs(const Tensor& x) {
+  Tensor out = unary(
+      "abs", x, [](float v) { return std::fabs(v); },
+      [](float v, float) { return v > 0.0f ? 1.0f : v < 0.0f ? -1.0f : 0.0f; });
+  const float* px = x.data();
+  replay_branches(
+      out, [&](int64_t i) { return px[i] < 0.0f ? 1u : 0u; },
+      [&](int64_t i, uint32_t negative) { return negative ? -px[i] : px[i]; });
+  return out;
+}
+
+Tensor sigmoid(const Tensor& x) {
+  // exp of a non-positive number only: 1 / (1 + e^−x) for x >= 0, e^x / (1 + e^x) below.
+  Tensor out = unary(
+      "sigmoid", x,
+      [](float v) {
+        if (v >= 0.0f) return 1.0f / (1.0f + std::exp(-v));
+        const float e = std::exp(v);
+        return e / (1.0f + e);
+      },
+      [](float, float y) { return y * (1.0f - y); });
+  out.impl().sigmoid_logits = x.impl_ptr();
+  return out;
+}
+
 Tensor clip(const Tensor& x, float lo, float hi) {
   if (!(lo <= hi)) fail("clip: lower bound ", lo, " is above upper bound ", hi);
   Tensor out = unary(

@@ -109,6 +109,39 @@ Tensor softmax_logits_of(const Tensor& probabilities) {
   return logits ? Tensor(logits) : Tensor();
 }
 
+Tensor sigmoid_logits_of(const Tensor& probabilities) {
+  const auto& logits = probabilities.impl().sigmoid_logits;
+  return logits ? Tensor(logits) : Tensor();
+}
+
+Tensor sigmoid_cross_entropy(const Tensor& logits, const Tensor& targets) {
+  if (!(targets.shape() == logits.shape()))
+    fail("sigmoid_cross_entropy: targets ", targets.shape().str(), " do not match logits ", logits.shape().str());
+  const int64_t n = logits.numel();
+  const float *z = logits.data(), *y = targets.data();
+  double total = 0.0;
+  for (int64_t i = 0; i < n; ++i)
+    total += std::max(z[i], 0.0f) - static_cast<double>(z[i]) * y[i] + std::log1p(std::exp(-std::fabs(z[i])));
+  const float loss = n ? static_cast<float>(total / static_cast<double>(n)) : 0.0f;
+  return record(Tensor::scalar(loss), "sigmoid_cross_entropy", {logits, targets}, [n](BackwardContext& c) {
+    // d/dz = sigmoid(z) − y; d/dy = −z; the mean divides by n.
+    const float scale = c.grad_output().item() / static_cast<float>(std::max<int64_t>(n, 1));
+    const float *z = c.input(0).data(), *y = c.input(1).data();
+    if (c.needs_grad(0)) {
+      float* gz = c.grad(0);
+      for (int64_t i = 0; i < n; ++i) {
+        const float e = std::exp(-std::fabs(z[i]));  // the sigmoid without overflow, as sigmoid() computes it
+        const float s = z[i] >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+        gz[i] += scale * (s - y[i]);
+      }
+    }
+    if (c.needs_grad(1)) {
+      float* gy = c.grad(1);
+      for (int64_t i = 0; i < n; ++i) gy[i] -= scale * z[i];
+    }
+  });
+}
+
 namespace {
 // Row losses logsumexp(z) − Σ_c y_c z_c and, into `probs`, softmax(z); the mean loss over rows is returned.
 // Targets are read through target(r, c) so one kernel serves one-hot rows and integer labels.

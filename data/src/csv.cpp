@@ -1,4 +1,5 @@
-// CSV data sets: a header, a label column chosen by name, numeric features; errors name file, line, column.
+// CSV data sets: a header (or none), label columns by name or index, columns to ignore, numeric features found
+// by name; labels as classes or as float targets. Errors name the file, line and column, with short excerpts.
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -14,6 +15,7 @@
 
 namespace minidl {
 namespace {
+using internal::excerpt;
 using internal::trim;
 
 // The fields of one line, RFC 4180 style: a field in double quotes may hold commas, and "" stands for one quote.
@@ -53,11 +55,21 @@ bool whole_number(const std::string& s) {
   return !s.empty() && s.size() <= 9 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
+// The whole field as a finite float (a subnormal or one that rounds to zero included), or NaN.
+float parse_float(const std::string& text) {
+  if (text.empty()) return NAN;
+  char* end = nullptr;
+  const float v = std::strtof(text.c_str(), &end);
+  // The whole field: a NUL byte inside it ends c_str() early, and "2\0x" is not the number 2.
+  if (end != text.c_str() + text.size() || !std::isfinite(v)) return NAN;
+  return v;
+}
 
 // Streams a CSV file: on_header(columns), then on_row(fields, line number) for every non-blank line, each
-// row checked to have as many fields as the header. Errors name the file and line.
+// row checked to have as many fields as the header. Without a header the columns are named "0", "1", ... and
+// the first line is a row. Errors name the file and line.
 template <class Header, class Row>
-void read_csv(const std::string& path, Header on_header, Row on_row) {
+void read_csv(const std::string& path, bool has_header, Header on_header, Row on_row) {
   std::ifstream in(path);
   if (!in) fail("cannot open '", path, "': ", std::strerror(errno));
   std::string line, error;
@@ -69,112 +81,261 @@ void read_csv(const std::string& path, Header on_header, Row on_row) {
     if (line_number == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);  // a UTF-8 byte order mark
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (trim(line).empty()) continue;
+    if (line.find('\r') != std::string::npos)
+      fail(where(), ": a carriage return inside the line (", line.size(), " bytes): lines must end with \\n or \\r\\n, "
+           "not \\r alone");
     if (!split_fields(line, header.empty() ? header : fields, &error)) fail(where(), ": ", error);
     if (fields.empty()) {
+      if (!has_header) {
+        fields = header;
+        for (size_t c = 0; c < header.size(); ++c) header[c] = std::to_string(c);
+      } else {
+        for (size_t a = 0; a < header.size(); ++a)
+          for (size_t b = a + 1; b < header.size(); ++b)
+            if (header[a] == header[b])
+              fail(where(), ": the header names column ", a + 1, " and column ", b + 1, " alike ('", excerpt(header[a]),
+                   "'): each column needs its own name");
+        on_header(header);
+        continue;
+      }
       on_header(header);
-      continue;
     }
     if (fields.size() != header.size())
-      fail(where(), ": ", fields.size(), " fields, expected ", header.size(), " as the header has");
+      fail(where(), ": ", fields.size(), " fields, expected ", header.size(), " as the ",
+           has_header ? "header has" : "first line has");
     on_row(fields, line_number);
     fields.clear();
   }
-  if (header.empty()) fail("'", path, "' is empty: expected a header line naming the columns");
+  if (header.empty())
+    fail("'", path, "' is empty: expected ", has_header ? "a header line naming the columns" : "lines of samples");
 }
 
-// Appends a row's features (every field but `skip`) to `out`.
+std::string columns_of(const std::vector<std::string>& header) {
+  std::vector<std::string> shown;
+  for (const std::string& h : header) shown.push_back(excerpt(h, 24));
+  return internal::join(shown, ", ", 12);
+}
+
+// The column a --label or --ignore item names: a column of that name, else a 0-based index.
+size_t column_of(const std::string& path, const std::vector<std::string>& header, const std::string& item, const char* what) {
+  const auto at = std::find(header.begin(), header.end(), item);
+  if (at != header.end()) return static_cast<size_t>(at - header.begin());
+  if (const auto index = internal::parse_integer(item); index && *index >= 0 && *index < static_cast<int64_t>(header.size()))
+    return static_cast<size_t>(*index);
+  fail("'", path, "': no column is named '", excerpt(item), "' (the columns: ", columns_of(header), ") — name the ", what,
+       " column with --", std::string(what) == "label" ? "label" : "ignore", " (a name, or a 0-based index)");
+}
+
+// Which columns a table's header gives to what: the label columns, the features in order (for a test file: in
+// the training data's order, found by name), the rest ignored.
+struct Columns {
+  std::vector<size_t> labels, features;
+  std::vector<std::string> label_names, feature_names;
+};
+
+Columns columns_for(const std::string& path, const std::vector<std::string>& header, const CsvOptions& options,
+                    const std::vector<std::string>* train_features, bool labels_required) {
+  Columns c;
+  std::vector<bool> taken(header.size(), false);
+  for (const std::string& item : options.ignore) taken[column_of(path, header, item, "ignored")] = true;
+  for (const std::string& item : options.labels) {
+    if (!labels_required && std::find(header.begin(), header.end(), item) == header.end()) continue;
+    const size_t column = column_of(path, header, item, "label");
+    if (std::find(c.labels.begin(), c.labels.end(), column) != c.labels.end())
+      fail("'", path, "': the label column '", excerpt(header[column]), "' is named twice");
+    if (taken[column]) fail("'", path, "': column '", excerpt(header[column]), "' is both a label and ignored");
+    taken[column] = true;
+    c.labels.push_back(column);
+    c.label_names.push_back(header[column]);
+  }
+  if (train_features && !train_features->empty()) {
+    for (const std::string& name : *train_features) {
+      const auto at = std::find(header.begin(), header.end(), name);
+      if (at == header.end())
+        fail("'", path, "' has no column '", excerpt(name), "', a feature of the training data (its columns: ",
+             columns_of(header), ")");
+      c.features.push_back(static_cast<size_t>(at - header.begin()));
+      taken[c.features.back()] = true;
+    }
+    for (size_t col = 0; col < header.size(); ++col)
+      if (!taken[col])
+        fail("'", path, "': column '", excerpt(header[col]), "' is not a feature the model was trained on (its ",
+             train_features->size(), ": ", columns_of(*train_features), ") — leave it out with --ignore ",
+             excerpt(header[col]));
+  } else {
+    for (size_t col = 0; col < header.size(); ++col)
+      if (!taken[col]) c.features.push_back(col);
+  }
+  for (size_t col : c.features) c.feature_names.push_back(header[col]);
+  if (c.features.empty())
+    fail("'", path, "': no feature column besides the label '", internal::join(c.label_names, "', '"), "'",
+         options.ignore.empty() ? "" : " and the ignored columns");
+  return c;
+}
+
+// Appends a row's features, in `columns` order, to `out`.
 void parse_features(const std::string& path, const std::vector<std::string>& header, const std::vector<std::string>& fields,
-                    size_t skip, int64_t line, std::vector<float>& out) {
-  for (size_t c = 0; c < fields.size(); ++c) {
-    if (c == skip) continue;
+                    const std::vector<size_t>& columns, int64_t line, std::vector<float>& out) {
+  for (size_t c : columns) {
     const std::string& text = fields[c];
-    char* end = nullptr;
-    errno = 0;
-    const float v = std::strtof(text.c_str(), &end);
-    if (text.empty() || *end != '\0' || !std::isfinite(v) || errno == ERANGE)
-      fail("'", path, "' line ", line, ", column ", c + 1, " ('", header[c], "'): ",
-           text.empty() ? std::string("empty, expected a number") : "'" + text + "' is not a finite number");
+    const float v = parse_float(text);
+    if (std::isnan(v))
+      fail("'", path, "' line ", line, ", column ", c + 1, " ('", excerpt(header[c], 24), "'): ",
+           text.empty() ? std::string("empty, expected a number") : "'" + excerpt(text) + "' is not a finite number",
+           " (a feature column holds numbers; leave a text column out with --ignore ", excerpt(header[c], 24), ")");
     out.push_back(v);
   }
 }
 
-std::string columns_of(const std::vector<std::string>& header) {
-  std::string columns;
-  for (const std::string& h : header) columns += (columns.empty() ? "" : ", ") + h;
-  return columns;
+// Whether labels are classes: the training data's choice for a test file, else the options', else automatic.
+bool labels_are_classes(const std::string& path, const CsvOptions& options, const Dataset* train,
+                        const std::vector<std::string>& label_names, const std::vector<std::string>& labels) {
+  if (train) return !train->is_regression();
+  if (options.targets != CsvTargets::automatic || label_names.size() > 1) {
+    if (label_names.size() > 1 && options.targets == CsvTargets::classes)
+      fail("'", path, "': ", label_names.size(), " label columns (", internal::join(label_names),
+           ") as classes: a classifier takes one label column (several are regression targets)");
+    return options.targets != CsvTargets::values && label_names.size() == 1;
+  }
+  const bool whole = std::all_of(labels.begin(), labels.end(), whole_number);
+  const bool numbers = std::all_of(labels.begin(), labels.end(), [](const std::string& t) { return !std::isnan(parse_float(t)); });
+  if (numbers && !whole) return false;  // 0.5, 153.2: quantities
+  if (!whole) return true;              // text: class names
+  std::vector<std::string> distinct = labels;
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  if (static_cast<int64_t>(distinct.size()) > kMaxAutomaticClasses)
+    fail("'", path, "': the label column '", excerpt(label_names[0]), "' holds ", distinct.size(),
+         " distinct whole numbers — too many to be classes (at most ", kMaxAutomaticClasses, " are taken as classes "
+         "unasked). To predict the number itself (regression), give --loss mse (or --targets values); to train "
+         "that many classes, --targets classes");
+  return true;
 }
 }  // namespace
 
+std::string to_string(CsvTargets targets) {
+  switch (targets) {
+    case CsvTargets::automatic: return "auto";
+    case CsvTargets::classes: return "classes";
+    case CsvTargets::values: return "values";
+  }
+  return "auto";
+}
+
+CsvTargets parse_csv_targets(const std::string& text) {
+  for (const CsvTargets t : {CsvTargets::automatic, CsvTargets::classes, CsvTargets::values})
+    if (to_string(t) == text) return t;
+  fail("what the label columns hold must be auto, classes or values, got '", excerpt(text), "'");
+}
+
 Dataset load_csv(const std::string& path, const std::string& label, const Dataset* train) {
+  CsvOptions options;
+  options.labels = {label};
+  return load_csv(path, options, train);
+}
+
+Dataset load_csv(const std::string& path, const CsvOptions& options, const Dataset* train) {
+  if (options.labels.empty()) fail("'", path, "': no label column given");
   Dataset data;
-  std::vector<std::string> header, labels;
-  size_t label_column = 0;
+  std::vector<std::string> header, labels;  // labels: row-major, one per label column
+  Columns columns;
   read_csv(
-      path,
+      path, options.header,
       [&](const std::vector<std::string>& h) {
         header = h;
-        const auto at = std::find(header.begin(), header.end(), label);
-        if (at == header.end())
-          fail("'", path, "': no column is named '", label, "' (the columns: ", columns_of(header),
-               ") — name the label column with --label");
-        label_column = static_cast<size_t>(at - header.begin());
-        const int64_t features = static_cast<int64_t>(header.size()) - 1;
-        if (features < 1) fail("'", path, "': no feature column besides the label '", label, "'");
+        columns = columns_for(path, header, options, train ? &train->feature_names : nullptr, true);
+        const int64_t features = static_cast<int64_t>(columns.features.size());
         if (train && train->features() != features)
           fail("'", path, "' has ", features, " feature columns but the training data has ", train->features());
+        if (train && train->is_regression() && train->outputs != static_cast<int64_t>(columns.labels.size()))
+          fail("'", path, "' has ", columns.labels.size(), " label columns but the training data has ", train->outputs);
         data.sample = {features};
+        data.feature_names = columns.feature_names;
       },
       [&](const std::vector<std::string>& fields, int64_t line) {
-        parse_features(path, header, fields, label_column, line, data.values);
-        if (fields[label_column].empty())
-          fail("'", path, "' line ", line, ", column ", label_column + 1, " ('", label, "'): the label is empty");
-        labels.push_back(fields[label_column]);
+        parse_features(path, header, fields, columns.features, line, data.values);
+        for (size_t k = 0; k < columns.labels.size(); ++k) {
+          const size_t c = columns.labels[k];
+          if (fields[c].empty())
+            fail("'", path, "' line ", line, ", column ", c + 1, " ('", excerpt(header[c], 24), "'): the label is empty");
+          labels.push_back(fields[c]);
+        }
       });
-  if (labels.empty()) fail("'", path, "' has a header but no rows");
+  if (labels.empty()) fail("'", path, "' has ", options.header ? "a header but " : "", "no rows");
+  const size_t width = columns.labels.size();
 
+  if (!labels_are_classes(path, options, train, columns.label_names, labels)) {  // float targets
+    data.outputs = static_cast<int64_t>(width);
+    data.target_names = columns.label_names;
+    data.num_classes = 0;
+    data.targets.reserve(labels.size());
+    for (size_t i = 0; i < labels.size(); ++i) {
+      const float v = parse_float(labels[i]);
+      if (std::isnan(v))
+        fail("'", path, "': row ", i / width + 1, ", label column '", excerpt(columns.label_names[i % width], 24), "': '",
+             excerpt(labels[i]), "' is not a finite number (regression targets are numbers)");
+      data.targets.push_back(v);
+    }
+    return data;
+  }
+
+  data.target_names = columns.label_names;
   // Class indices: whole numbers as they are, text by its place among the training data's (or these) names.
   const bool numeric = train ? train->class_names.empty() : std::all_of(labels.begin(), labels.end(), whole_number);
   if (!numeric) {
     data.class_names = train ? train->class_names : labels;
     std::sort(data.class_names.begin(), data.class_names.end());
     data.class_names.erase(std::unique(data.class_names.begin(), data.class_names.end()), data.class_names.end());
+    if (static_cast<int64_t>(data.class_names.size()) > kMaxClasses)
+      fail("'", path, "': ", data.class_names.size(), " distinct labels, more than the ", kMaxClasses,
+           " classes minidl trains — is the label column right (--label)?");
   }
   std::map<std::string, int32_t> index;
   for (size_t i = 0; i < data.class_names.size(); ++i) index[data.class_names[i]] = static_cast<int32_t>(i);
   int32_t largest = 0;
   for (size_t i = 0; i < labels.size(); ++i) {
-    int32_t c = -1;
-    if (numeric && whole_number(labels[i])) c = static_cast<int32_t>(std::strtol(labels[i].c_str(), nullptr, 10));
+    int64_t c = -1;
+    if (numeric && whole_number(labels[i])) c = std::strtol(labels[i].c_str(), nullptr, 10);
     if (!numeric && index.count(labels[i])) c = index.at(labels[i]);
     if (c < 0)
-      fail("'", path, "': label '", labels[i], "' of row ", i + 1, " is not a class of the training data",
+      fail("'", path, "': label '", excerpt(labels[i]), "' of row ", i + 1, " is not a class of the training data",
            numeric ? " (whole numbers)" : "");
-    data.labels.push_back(c);
-    largest = std::max(largest, c);
+    if (c >= kMaxClasses)
+      fail("'", path, "': label ", c, " of row ", i + 1, " would make ", c + 1, " classes, more than the ", kMaxClasses,
+           " minidl trains (whole-number labels are class indices 0, 1, ...) — for a quantity, give --loss mse");
+    data.labels.push_back(static_cast<int32_t>(c));
+    largest = std::max(largest, static_cast<int32_t>(c));
   }
   data.num_classes = numeric ? std::max(largest + 1, train ? train->num_classes : 0)
                              : static_cast<int32_t>(data.class_names.size());
   return data;
 }
 
-Tensor load_csv_features(const std::string& path, const std::string& label, int64_t features) {
+Tensor load_csv_features(const std::string& path, const CsvOptions& options, const std::vector<std::string>& feature_names,
+                         int64_t features) {
   std::vector<std::string> header;
   std::vector<float> values;
-  size_t skip = SIZE_MAX;
+  Columns columns;
   read_csv(
-      path,
+      path, options.header,
       [&](const std::vector<std::string>& h) {
         header = h;
-        const auto at = std::find(header.begin(), header.end(), label);
-        if (at != header.end()) skip = static_cast<size_t>(at - header.begin());
-        const int64_t found = static_cast<int64_t>(header.size()) - (skip == SIZE_MAX ? 0 : 1);
+        columns = columns_for(path, header, options, &feature_names, false);
+        const int64_t found = static_cast<int64_t>(columns.features.size());
         if (found != features)
-          fail("'", path, "' has ", found, " feature columns (", columns_of(header), ") but the model takes ", features);
+          fail("'", path, "' has ", found, " feature columns (", columns_of(columns.feature_names), ") but the model takes ",
+               features);
       },
-      [&](const std::vector<std::string>& fields, int64_t line) { parse_features(path, header, fields, skip, line, values); });
+      [&](const std::vector<std::string>& fields, int64_t line) { parse_features(path, header, fields, columns.features, line, values); });
   const int64_t rows = static_cast<int64_t>(values.size()) / features;
-  if (rows == 0) fail("'", path, "' has a header but no rows");
+  if (rows == 0) fail("'", path, "' has ", options.header ? "a header but " : "", "no rows");
   return Tensor::from({rows, features}, values);
+}
+
+Tensor load_csv_features(const std::string& path, const std::string& label, int64_t features) {
+  CsvOptions options;
+  options.labels = {label};
+  return load_csv_features(path, options, {}, features);
 }
 
 }  // namespace minidl

@@ -85,7 +85,11 @@ Dataset Dataset::slice(int64_t begin, int64_t end) const {
   out.class_names = class_names;
   if (is_images()) out.images.assign(images.begin() + begin * features(), images.begin() + end * features());
   else out.values.assign(values.begin() + begin * features(), values.begin() + end * features());
-  out.labels.assign(labels.begin() + begin, labels.begin() + end);
+  if (is_regression()) out.targets.assign(targets.begin() + begin * outputs, targets.begin() + end * outputs);
+  else out.labels.assign(labels.begin() + begin, labels.begin() + end);
+  out.outputs = outputs;
+  out.target_names = target_names;
+  out.feature_names = feature_names;
   return out;
 }
 

@@ -66,8 +66,11 @@ bool DataLoader::next(Batch& batch) {
   shard_of_batch(state_.next_batch, &begin, &rows);
   const int64_t features = data_.features();
   reuse_or_allocate(batch.x, {rows, features});
-  batch.labels.resize(static_cast<size_t>(rows));
-  if (one_hot_) {
+  const bool regression = data_.is_regression();
+  batch.labels.resize(regression ? 0 : static_cast<size_t>(rows));
+  if (regression) reuse_or_allocate(batch.targets, {rows, data_.outputs});
+  else batch.targets = Tensor();
+  if (one_hot_ && !regression) {
     reuse_or_allocate(batch.one_hot, {rows, data_.num_classes});
     batch.one_hot.fill_(0.0f);
   }
@@ -92,6 +95,11 @@ bool DataLoader::next(Batch& batch) {
         for (int64_t j = 0; j < features; ++j) dst[j] = static_cast<float>(src[j]) * (1.0f / 255.0f);
       } else {
         std::copy_n(data_.values.data() + static_cast<int64_t>(row) * features, features, dst);
+      }
+      if (regression) {
+        std::copy_n(data_.targets.data() + static_cast<int64_t>(row) * data_.outputs, data_.outputs,
+                    batch.targets.data() + r * data_.outputs);
+        continue;
       }
       batch.labels[r] = data_.labels[row];
       if (one_hot_) batch.one_hot.data()[r * data_.num_classes + batch.labels[r]] = 1.0f;

@@ -1,4 +1,4 @@
-// Dense (glorot_uniform kernel, zero bias, optional relu/softmax), ReLU, Softmax and Dropout modules.
+// Dense (glorot_uniform kernel, zero bias, optional relu/softmax), ReLU, Softmax, Sigmoid and Dropout modules.
 #include <cmath>
 
 #include "minidl/functional.h"
@@ -54,6 +54,11 @@ std::string Dense::export_onnx(OnnxGraph& graph, const std::string& input, const
 
 Tensor ReLU::forward(const Tensor& x) { return relu(x); }
 Tensor Softmax::forward(const Tensor& x) { return softmax(x); }
+Tensor Sigmoid::forward(const Tensor& x) { return sigmoid(x); }
+
+std::string Sigmoid::export_onnx(OnnxGraph& graph, const std::string& input, const Shape&) const {
+  return graph.node("Sigmoid", {input}, name());
+}
 
 std::string ReLU::export_onnx(OnnxGraph& graph, const std::string& input, const Shape&) const {
   return graph.node("Relu", {input}, name());

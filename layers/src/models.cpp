@@ -94,12 +94,19 @@ std::vector<LayerKind> builtin_kinds() {
                [](const LayerArgs&) -> std::shared_ptr<Module> { return std::make_shared<ReLU>(); }});
   k.push_back({"softmax", {}, "softmax", 0, 0, {}, false,
                [](const LayerArgs&) -> std::shared_ptr<Module> { return std::make_shared<Softmax>(); }});
+  k.push_back({"sigmoid", {}, "sigmoid", 0, 0, {}, false,
+               [](const LayerArgs&) -> std::shared_ptr<Module> { return std::make_shared<Sigmoid>(); }});
   k.push_back({"dropout", {}, "dropout:RATE",
                1, 1, {}, false, [](const LayerArgs& a) -> std::shared_ptr<Module> {
                  const float rate = static_cast<float>(a.number(0, "rate", 0.0, 1.0, true));
                  return std::make_shared<Dropout>(rate, a.gen.next_u64());
                }});
   for (LayerKind& n : normalization_kinds()) k.push_back(std::move(n));
+  k.push_back({"normalize", {"normalization"}, "normalize", 0, 0, {}, false,
+               [](const LayerArgs& a) -> std::shared_ptr<Module> {
+                 return std::make_shared<FeatureNormalization>(a.input[a.input.rank() - 1]);
+               },
+               true});
   k.push_back({"conv", {"conv2d"}, "conv:FILTERSxK[xK2][:strides=S[xS2]][:padding=valid|same][:bias=1|0]", 1, 1,
                {"strides", "padding", "bias"}, true, [](const LayerArgs& a) -> std::shared_ptr<Module> {
                  require_images(a);
@@ -133,6 +140,15 @@ std::vector<LayerKind> builtin_kinds() {
 
 std::string document_model_description(int64_t hidden, int64_t classes) {
   return "dense:" + std::to_string(hidden) + ",relu,bn,dense:" + std::to_string(classes) + ",softmax";
+}
+
+std::string regression_model_description(int64_t hidden, int64_t outputs) {
+  return "dense:" + std::to_string(hidden) + ",relu,bn,dense:" + std::to_string(outputs);
+}
+
+Loss default_loss_of(const std::string& description) {
+  const std::string last = parse_model_description(description).back().kind;
+  return last == "softmax" ? Loss::categorical_crossentropy : last == "sigmoid" ? Loss::binary_crossentropy : Loss::mse;
 }
 
 std::vector<LayerSpec> parse_model_description(const std::string& description) {
@@ -209,11 +225,14 @@ Metadata ModelConfig::to_metadata() const {
   for (const NormOption& o : norm_kind(norm).options)
     if (const auto it = norm_options.find(o.key); it != norm_options.end() && !std::isnan(it->second))
       m["model." + o.key] = exact_text(it->second);
-  if (!class_names.empty()) {
-    std::string names;  // one per line: CSV labels never hold a line break
-    for (const std::string& n : class_names) names += (names.empty() ? "" : "\n") + n;
-    m["model.class_names"] = names;
-  }
+  // Names one per line: CSV fields never hold a line break. Each key only when set: older readers never see it.
+  const auto lines = [&](const char* key, const std::vector<std::string>& names) {
+    if (!names.empty()) m[key] = internal::join(names, "\n");
+  };
+  lines("model.class_names", class_names);
+  if (outputs > 0) m["model.outputs"] = std::to_string(outputs);
+  lines("model.output_names", output_names);
+  lines("model.feature_names", feature_names);
   return m;
 }
 
@@ -243,12 +262,18 @@ ModelConfig ModelConfig::from_metadata(const MetadataReader& m) {
     }
     c.norm_options[o.key] = o.held(v);
   }
-  if (m.has("model.class_names")) {
-    c.class_names = split(m.text("model.class_names"), '\n');
-    if (static_cast<int64_t>(c.class_names.size()) != c.classes)
-      m.fail_at("model.class_names", "names " + std::to_string(c.class_names.size()) + " classes, but model.classes is " +
-                                         std::to_string(c.classes));
-  }
+  if (m.has("model.outputs")) c.outputs = m.integer("model.outputs", 1, int64_t{1} << 24);
+  const auto lines = [&](const char* key, int64_t count, const char* what) {
+    std::vector<std::string> names;
+    if (!m.has(key)) return names;
+    names = split(m.text(key), '\n');
+    if (count >= 0 && static_cast<int64_t>(names.size()) != count)
+      m.fail_at(key, "names " + std::to_string(names.size()) + " " + what + ", but the model has " + std::to_string(count));
+    return names;
+  };
+  c.class_names = lines("model.class_names", c.classes, "classes");
+  c.output_names = lines("model.output_names", c.outputs, "outputs");
+  c.feature_names = lines("model.feature_names", c.input_shape.numel(), "input features");
   return c;
 }
 
@@ -323,7 +348,13 @@ std::shared_ptr<Sequential> build_model(const ModelConfig& config, Generator& ge
   if (config.input_shape.rank() == 0 || config.input_shape.numel() <= 0)
     fail(where, ": bad input shape ", config.input_shape.str());
   auto model = std::make_shared<Sequential>();
-  const bool images = find_kind(layers.front().kind)->takes_images;
+  // The input form is the first layer's that cares: images for convolution and pooling, else vectors.
+  bool images = false;
+  for (const LayerSpec& spec : layers)
+    if (const LayerKind* kind = find_kind(spec.kind); !kind->any_shape) {
+      images = kind->takes_images;
+      break;
+    }
   Shape sample = images ? config.input_shape : Shape{config.input_shape.numel()};
   model->set_input_shape(sample);
   for (const LayerSpec& spec : layers) {
@@ -337,15 +368,25 @@ std::shared_ptr<Sequential> build_model(const ModelConfig& config, Generator& ge
       fail(where, ": layer ", spec.position, " '", spec.text, "' on input ", sample.str(), ": ", e.what());
     }
   }
-  if (config.classes > 0) {
+  const Module* last = model->children().empty() ? nullptr : model->children().back().get();
+  if (config.outputs > 0) {
+    if (!(sample == Shape{config.outputs}))
+      fail(where, " ends with output ", sample.str(), " per sample but the data has ", config.outputs, " target",
+           config.outputs == 1 ? "" : "s", " to predict: end it with dense:", config.outputs);
+  } else if (config.classes > 0 && dynamic_cast<const Sigmoid*>(last)) {
+    if (config.classes > 2 || !(sample == Shape{1}))
+      fail(where, " ends with a sigmoid of output ", sample.str(), " per sample: a sigmoid output scores one class "
+           "against the other (binary cross-entropy), so it takes one unit and two classes, and the data has ",
+           config.classes, " — end it with dense:1,sigmoid for two classes, or dense:", config.classes, ",softmax");
+  } else if (config.classes > 0) {
     if (!(sample == Shape{config.classes}))
       fail(where, " ends with output ", sample.str(), " per sample but the data has ", config.classes,
            " classes: end it with dense:", config.classes, ",softmax");
-    const Module* last = model->children().empty() ? nullptr : model->children().back().get();
     const auto* dense = dynamic_cast<const Dense*>(last);
     if (!dynamic_cast<const Softmax*>(last) && !(dense && dense->activation() == Activation::softmax))
       fail(where, " must end with softmax: minidl trains classifiers with categorical cross-entropy on "
-                  "probabilities, as Keras's loss='categorical_crossentropy' (add ',softmax')");
+                  "probabilities, as Keras's loss='categorical_crossentropy' (add ',softmax'; for regression on "
+                  "float targets, --loss mse)");
   }
   return model;
 }

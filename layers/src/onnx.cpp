@@ -138,7 +138,7 @@ std::string OnnxGraph::serialize(const std::string& producer_version) const {
       .str();
 }
 
-void export_onnx(const Sequential& model, const std::string& path) {
+void export_onnx(const Sequential& model, const std::string& path, const std::string& output) {
   if (model.input_shape().rank() == 0)
     fail("export_onnx: the model declares no input shape (Sequential::set_input_shape, or build it from a description)");
   OnnxGraph graph;
@@ -151,10 +151,10 @@ void export_onnx(const Sequential& model, const std::string& path) {
     value = layer->export_onnx(graph, value, shape);
     shape = layer->output_shape(shape);
   }
-  graph.node("Identity", {value}, "probabilities");
+  graph.node("Identity", {value}, output);
   dims.assign(shape.begin(), shape.end());
   dims[0] = -1;
-  graph.add_output("probabilities", dims);
+  graph.add_output(output, dims);
   const std::string bytes = graph.serialize(version());
   write_file_atomically(path, [&](const std::string& tmp) {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);

@@ -1,5 +1,6 @@
 // Population statistics of BatchNormalization inputs (the model's prefix up to each layer, run in inference
-// mode over the data in batches, with per-channel sums in double), and PreciseBN, which installs them.
+// mode over the data in batches, with per-channel sums in double), PreciseBN, which installs them, and the
+// adaptation of Normalization layers.
 #include "minidl/statistics.h"
 
 #include <cmath>
@@ -91,7 +92,11 @@ Dataset sample_rows(const Dataset& data, int64_t n, uint64_t seed) {
       out.images.insert(out.images.end(), data.images.begin() + row * f, data.images.begin() + (row + 1) * f);
     else
       out.values.insert(out.values.end(), data.values.begin() + row * f, data.values.begin() + (row + 1) * f);
-    out.labels.push_back(data.labels[row]);
+    if (data.is_regression())
+      out.targets.insert(out.targets.end(), data.targets.begin() + static_cast<int64_t>(row) * data.outputs,
+                         data.targets.begin() + static_cast<int64_t>(row + 1) * data.outputs);
+    else
+      out.labels.push_back(data.labels[row]);
   }
   return out;
 }
@@ -157,6 +162,23 @@ StatisticsGap moving_statistics_gap(Sequential& model, const std::vector<LayerSt
   }
   if (next == 0) return {};
   return sum.gap();
+}
+
+int adapt_normalization(Sequential& model, const Dataset& data, int64_t batch_size) {
+  if (batch_size < 1) fail("adapt_normalization: batch size must be >= 1, got ", batch_size);
+  if (data.size() == 0) fail("adapt_normalization: the data is empty");
+  const NoGradGuard no_grad;
+  const ModeGuard inference(model, false);
+  int adapted = 0;
+  for (size_t i = 0; i < model.children().size(); ++i) {
+    auto* layer = dynamic_cast<FeatureNormalization*>(model.children()[i].get());
+    if (!layer) continue;
+    FeatureNormalization::Accumulator statistics;
+    for_each_input(model, i, data, data.size(), batch_size, [&](const Tensor& h) { statistics.add(h); });
+    layer->adapt(statistics);
+    ++adapted;
+  }
+  return adapted;
 }
 
 }  // namespace minidl

@@ -14,6 +14,54 @@ ForwardResult categorical_forward(Module& model, const Batch& batch) {
   return {categorical_crossentropy(batch.one_hot, prediction), prediction};
 }
 
+Tensor batch_targets(Loss loss, const Batch& batch) {
+  if (loss == Loss::categorical_crossentropy) {
+    if (!batch.one_hot.defined()) fail("categorical cross-entropy needs one-hot targets: a DataLoader with one_hot = true");
+    return batch.one_hot;
+  }
+  if (loss == Loss::binary_crossentropy) {
+    Tensor y = Tensor::empty({static_cast<int64_t>(batch.labels.size()), 1});
+    for (size_t i = 0; i < batch.labels.size(); ++i) y.data()[i] = static_cast<float>(batch.labels[i]);
+    return y;
+  }
+  if (!batch.targets.defined()) fail(to_string(loss), " needs float targets (regression data), but the batch has class labels");
+  return batch.targets;
+}
+
+ForwardFn loss_forward(Loss loss) {
+  if (loss == Loss::categorical_crossentropy) return categorical_forward;
+  return [loss](Module& model, const Batch& batch) -> ForwardResult {
+    const Tensor prediction = model.forward(batch.x);
+    return {compute_loss(loss, batch_targets(loss, batch), prediction), prediction};
+  };
+}
+
+void check_loss(Loss loss, const Module& model, const Dataset& data, const std::string& what) {
+  const auto* sequential = dynamic_cast<const Sequential*>(&model);
+  const Shape out = sequential ? sequential->output_shape({1, data.features()}) : Shape{};
+  const int64_t width = out.rank() == 2 ? out[1] : -1;  // -1: unknown
+  if (is_regression(loss)) {
+    if (!data.is_regression())
+      fail(what, ": the loss ", to_string(loss), " is for regression (float targets), but the data has class labels — "
+           "use categorical_crossentropy (a softmax output) or binary_crossentropy (one sigmoid output)");
+    if (width >= 0 && width != data.outputs)
+      fail(what, ": the model gives ", width, " output", width == 1 ? "" : "s", " per sample but the data has ",
+           data.outputs, " target", data.outputs == 1 ? "" : "s", " — end the model with dense:", data.outputs);
+    return;
+  }
+  if (data.is_regression())
+    fail(what, ": the loss ", to_string(loss), " is for class labels, but the data has float targets — use mse, mae "
+         "or huber, and a model that ends without softmax or sigmoid");
+  if (loss == Loss::binary_crossentropy) {
+    if (data.num_classes > 2)
+      fail(what, ": binary cross-entropy takes labels 0 and 1, but the data has ", data.num_classes,
+           " classes — use categorical_crossentropy with dense:", data.num_classes, ",softmax");
+    if (width >= 0 && width != 1)
+      fail(what, ": binary cross-entropy scores one probability per sample, but the model gives ", width,
+           " — end it with dense:1,sigmoid");
+  }
+}
+
 StepResult train_step(Module& model, Optimizer& optimizer, const Batch& batch) {
   model.train();
   const ForwardResult f = categorical_forward(model, batch);
@@ -74,8 +122,10 @@ void check_evaluation(const Module& model, const Dataset& data, int64_t batch_si
        " — choose a batch size, or a number of samples, that leaves no batch that small");
 }
 
-Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool batch_statistics) {
+Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool batch_statistics, std::optional<Loss> loss) {
   check_evaluation(model, data, batch_size, batch_statistics, "evaluate: batch size");
+  const Loss l = loss.value_or(default_loss(model, data.is_regression()));
+  check_loss(l, model, data, "evaluate");
   const FlushDenormalGuard flush;
   // Inference mode throughout (Dropout off); with batch_statistics the normalisation layers alone normalise each
   // batch by itself, and nothing is updated.
@@ -87,12 +137,30 @@ Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool
   Batch batch;
   double loss_sum = 0.0;
   int64_t correct = 0;
+  RegressionMetrics regression;
+  std::vector<float> scores;  // one sigmoid output: every sample's, for the AUC
   while (loader.next(batch)) {
     const Tensor prediction = model.forward(batch.x);
-    loss_sum += categorical_crossentropy(batch.one_hot, prediction).item() * static_cast<double>(batch.x.size(0));
+    loss_sum += compute_loss(l, batch_targets(l, batch), prediction).item() * static_cast<double>(batch.x.size(0));
+    if (data.is_regression()) {
+      regression.add(batch.targets, prediction);
+      continue;
+    }
     correct += count_correct(batch.labels, prediction);
+    if (prediction.size(1) == 1) scores.insert(scores.end(), prediction.data(), prediction.data() + prediction.numel());
   }
-  return {loss_sum / static_cast<double>(data.size()), static_cast<double>(correct) / static_cast<double>(data.size())};
+  Evaluation e;
+  const double n = static_cast<double>(data.size());
+  e.loss = loss_sum / n;
+  if (data.is_regression()) {
+    e.regression = true;
+    e.mae = regression.mae(), e.rmse = regression.rmse(), e.r2 = regression.r2();
+    e.accuracy = NAN;
+    return e;
+  }
+  e.accuracy = static_cast<double>(correct) / n;
+  if (!scores.empty()) e.auc = roc_auc(data.labels, scores);
+  return e;
 }
 
 Tensor predict(Module& model, const Tensor& x, int64_t batch_size) {

@@ -90,13 +90,15 @@ Trainer::Trainer(Module& model, Optimizer& optimizer, DataLoader& loader, Traine
   if (options_.max_steps < -1) fail("Trainer: max_steps must be >= 0 (or -1: no limit), got ", options_.max_steps);
   if (options_.validation_batch_size < 1)
     fail("Trainer: validation batch size must be >= 1, got ", options_.validation_batch_size);
-  if (!options_.forward) {
-    if (!loader.one_hot())
-      fail("Trainer: the default loss (categorical cross-entropy) needs one-hot targets: construct the DataLoader "
-           "with one_hot = true, or give TrainerOptions::forward");
-    options_.forward = categorical_forward;
-  }
   const Dataset& data = loader.dataset();
+  if (!options_.loss) options_.loss = default_loss(model, data.is_regression());
+  if (!options_.forward) {
+    check_loss(*options_.loss, model, data);
+    if (*options_.loss == Loss::categorical_crossentropy && !loader.one_hot())
+      fail("Trainer: the loss (categorical cross-entropy) needs one-hot targets: construct the DataLoader "
+           "with one_hot = true, or give TrainerOptions::forward");
+    options_.forward = loss_forward(*options_.loss);
+  }
   const LoaderOptions& lo = loader.options();
   if (loader.batches_per_epoch() == 0)
     fail("Trainer: the loader yields no batch: ", data.size(), " samples, batch size ", lo.batch_size,
@@ -123,6 +125,7 @@ Trainer::Trainer(Module& model, Optimizer& optimizer, DataLoader& loader, Traine
       fail("Trainer: the validation data has samples of ", v->features(), " values (shape ", v->sample.str(),
            ") but the training data has ", data.features(), " (shape ", data.sample.str(), ")");
     check_evaluation(model, *v, options_.validation_batch_size, false, "the validation batch size");
+    check_loss(*options_.loss, model, *v, "Trainer: the validation data");
   }
   if (all_in_model(optimizer, model.named_parameters())) optimizer.name_parameters(model.named_parameters());
 }
@@ -171,7 +174,13 @@ StepResult Trainer::step(const Batch& batch) {
   f.loss.backward();
   for (auto& c : callbacks_) c->on_after_backward(*this);
   optimizer_.step();
-  const StepResult result{loss, count_correct(batch.labels, f.prediction), batch.x.size(0)};
+  StepResult result{loss, 0, batch.x.size(0)};
+  if (batch.targets.defined()) {  // regression
+    const float *y = batch.targets.data(), *p = f.prediction.data();
+    for (int64_t i = 0; i < batch.targets.numel(); ++i) result.abs_error += std::fabs(static_cast<double>(p[i]) - y[i]);
+  } else {
+    result.correct = count_correct(batch.labels, f.prediction);
+  }
   for (auto& c : callbacks_) c->on_step_end(*this, result);
   return result;
 }
@@ -184,7 +193,7 @@ EpochLogs Trainer::run_epoch() {
   for (auto& c : callbacks_) c->on_epoch_begin(*this);
   EpochLogs logs;
   logs.epoch = static_cast<int>(loader_.state().epoch);
-  double loss_sum = 0.0;
+  double loss_sum = 0.0, abs_error = 0.0;
   int64_t correct = 0, samples = 0;
   const auto start = std::chrono::steady_clock::now();
   while (!stop_requested_ && (options_.max_steps < 0 || steps_done() < options_.max_steps) && loader_.next(batch_)) {
@@ -192,23 +201,29 @@ EpochLogs Trainer::run_epoch() {
     loss_sum += r.loss * static_cast<double>(r.samples);
     correct += r.correct;
     samples += r.samples;
+    abs_error += r.abs_error;
     ++logs.steps;
   }
   logs.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // stop() in the middle of an epoch (an interrupt) ends training at once: no validation, no epoch end.
   if (stop_requested_ && loader_.state().next_batch < loader_.batches_per_epoch()) return logs;
   if (options_.communicator && options_.communicator->size() > 1) {  // every process's share of the epoch
-    double totals[3] = {loss_sum, static_cast<double>(correct), static_cast<double>(samples)};
-    options_.communicator->sum(totals, 3);
+    double totals[4] = {loss_sum, static_cast<double>(correct), static_cast<double>(samples), abs_error};
+    options_.communicator->sum(totals, 4);
     loss_sum = totals[0], correct = static_cast<int64_t>(totals[1]), samples = static_cast<int64_t>(totals[2]);
+    abs_error = totals[3];
   }
+  const Dataset& data = loader_.dataset();
   logs.loss = samples ? loss_sum / static_cast<double>(samples) : 0.0;
-  logs.accuracy = samples ? static_cast<double>(correct) / static_cast<double>(samples) : 0.0;
+  logs.regression = data.is_regression();
+  logs.accuracy = samples && !logs.regression ? static_cast<double>(correct) / static_cast<double>(samples) : 0.0;
+  logs.mae = samples && logs.regression ? abs_error / static_cast<double>(samples * data.outputs) : 0.0;
   if (options_.validation) {
-    const Evaluation v = evaluate(model_, *options_.validation, options_.validation_batch_size);
+    const Evaluation v = evaluate(model_, *options_.validation, options_.validation_batch_size, false, options_.loss);
     logs.has_validation = true;
     logs.val_loss = v.loss;
-    logs.val_accuracy = v.accuracy;
+    logs.val_accuracy = v.regression ? 0.0 : v.accuracy;
+    logs.val_mae = v.mae, logs.val_rmse = v.rmse, logs.val_r2 = v.r2, logs.val_auc = v.auc;
   }
   for (auto& c : callbacks_) c->on_epoch_end(*this, logs);
   return logs;

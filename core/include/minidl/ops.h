@@ -30,6 +30,10 @@ Tensor rsqrt(const Tensor& x);  ///< 1 / sqrt(x)
 Tensor square(const Tensor& x);
 Tensor pow(const Tensor& x, float exponent);
 Tensor relu(const Tensor& x);  ///< max(x, 0); gradient 0 at 0.
+Tensor abs(const Tensor& x);   ///< |x|; gradient sign(x), 0 at 0.
+/// 1 / (1 + exp(−x)), computed without overflow for either sign. The result remembers its logits (see
+/// sigmoid_logits_of).
+Tensor sigmoid(const Tensor& x);
 /// Clamps into [lo, hi]; the gradient passes where lo <= x <= hi (as TensorFlow's clip_by_value).
 Tensor clip(const Tensor& x, float lo, float hi);
 Tensor add_scalar(const Tensor& x, float s);
@@ -93,6 +97,12 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& targets);
 Tensor sparse_softmax_cross_entropy(const Tensor& logits, std::span<const int32_t> labels);
 /// The logits a tensor is the softmax of, or an undefined tensor when it was not made by softmax().
 Tensor softmax_logits_of(const Tensor& probabilities);
+/// Mean over every element of the binary cross-entropy between targets y (in [0, 1]) and sigmoid(logits), in
+/// the stable form max(z, 0) − z·y + log(1 + exp(−|z|)) (TensorFlow's sigmoid_cross_entropy_with_logits).
+/// Fused backward: (sigmoid(z) − y) / numel.
+Tensor sigmoid_cross_entropy(const Tensor& logits, const Tensor& targets);
+/// The logits a tensor is the sigmoid of, or an undefined tensor when it was not made by sigmoid().
+Tensor sigmoid_logits_of(const Tensor& probabilities);
 
 // Operators where they read naturally.
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }

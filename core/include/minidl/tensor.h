@@ -40,6 +40,8 @@ struct TensorImpl {
   /// Set by softmax(): the logits this tensor is the softmax of. Cross-entropy on probabilities uses them to
   /// take the stable from-logits path, as Keras's fit does (docs/keras.md §5). Points backwards only: no cycle.
   std::shared_ptr<TensorImpl> softmax_logits;
+  /// Set by sigmoid(): the logits this tensor is the sigmoid of, for binary cross-entropy's from-logits path.
+  std::shared_ptr<TensorImpl> sigmoid_logits;
 };
 }  // namespace detail
 

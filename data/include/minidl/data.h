@@ -27,18 +27,29 @@ IdxArray read_idx(const std::string& path, int expected_rank);
 /// Writes an IDX file of unsigned bytes, gzip-compressed when `gzip`, atomically.
 void write_idx(const std::string& path, const IdxArray& array, bool gzip);
 
-/// Samples and their integer labels: images kept as uint8 pixels (47 MB for 60,000 28×28 images) and scaled
-/// to [0, 1] as they are batched, or tables kept as floats and used as they are.
+/// Samples and what to predict for them: integer class labels (classification), or float targets
+/// (regression). Images are kept as uint8 pixels (47 MB for 60,000 28×28 images) and scaled to [0, 1] as they
+/// are batched; tables are kept as floats and used as they are.
 struct Dataset {
   std::vector<uint8_t> images;  ///< [size, features] row-major pixels (image data), or empty
   std::vector<float> values;    ///< [size, features] row-major numbers (tabular data), or empty
-  std::vector<int32_t> labels;  ///< [size], in [0, num_classes)
+  std::vector<int32_t> labels;  ///< [size], in [0, num_classes); empty for regression
   Shape sample{28, 28, 1};      ///< one sample: [height, width, channels] (channels last), or [features]
-  int32_t num_classes = 10;
+  int32_t num_classes = 10;     ///< 0 for regression
   /// The classes' names when the data names them (a CSV's text labels, in class order); else empty.
   std::vector<std::string> class_names;
+  /// Regression: `outputs` float targets per sample, [size, outputs] row-major. 0 outputs: classification.
+  std::vector<float> targets;
+  int64_t outputs = 0;
+  /// The label or target columns' names, when the data names them (a CSV's); else empty.
+  std::vector<std::string> target_names;
+  /// The feature columns' names, when the data names them (a CSV header); else empty.
+  std::vector<std::string> feature_names;
 
-  int64_t size() const { return static_cast<int64_t>(labels.size()); }
+  bool is_regression() const { return outputs > 0; }
+  int64_t size() const {
+    return is_regression() ? static_cast<int64_t>(targets.size()) / outputs : static_cast<int64_t>(labels.size());
+  }
   int64_t features() const { return sample.numel(); }
   bool is_images() const { return values.empty(); }
   /// Rows [begin, end) as a new dataset.
@@ -62,14 +73,48 @@ DatasetSplits load_mnist_dir(const std::string& dir, int32_t num_classes = 0);
 /// Writes a dataset split as the two standard files (prefix "train" or "t10k") into `dir`.
 void save_mnist_split(const std::string& dir, const std::string& prefix, const Dataset& data, bool gzip);
 
-/// Reads a CSV table (RFC 4180 quoting): a header naming the columns, one sample per line, the label in the
-/// column named `label`, every other column a number (a feature). Labels that are all whole numbers >= 0 are
-/// class indices (classes: the largest + 1); otherwise each distinct text is a class, in sorted order, named
-/// in class_names. With `train` (reading a test file), the columns must be the same, text labels must be among
-/// its classes, and whole-number labels may add classes (num_classes covers both). Errors name the file, the
-/// line and the column.
+/// What a CSV table's label columns hold.
+enum class CsvTargets {
+  automatic,  ///< classes for text or whole-number labels (at most kMaxAutomaticClasses of them), else values
+  classes,    ///< class labels: whole numbers >= 0 are class indices, any other text a class name
+  values,     ///< float targets (regression), one per label column
+};
+/// More distinct whole-number labels than this are refused in automatic mode: they look like a quantity (say
+/// so with CsvTargets::values, or force classes).
+inline constexpr int64_t kMaxAutomaticClasses = 100;
+/// The most classes a CSV's labels may make (a class count sizes the model's last layer).
+inline constexpr int64_t kMaxClasses = 1 << 16;
+std::string to_string(CsvTargets targets);
+/// "auto", "classes" or "values"; throws naming the choices otherwise.
+CsvTargets parse_csv_targets(const std::string& text);
+
+/// How to read a CSV table.
+struct CsvOptions {
+  /// The label column(s), each by name or, when no column has that name, by 0-based index. Several columns are
+  /// regression targets.
+  std::vector<std::string> labels{"label"};
+  bool header = true;                ///< false: every line is a sample and the columns are named "0", "1", ...
+  std::vector<std::string> ignore{};  ///< columns left out, by name or index
+  CsvTargets targets = CsvTargets::automatic;
+};
+
+/// Reads a CSV table (RFC 4180 quoting): a header naming the columns (unless options.header is false), one
+/// sample per line, the label column(s) as options say, the columns to ignore left out, every other column a
+/// number (a feature, named in feature_names). Class labels that are all whole numbers >= 0 are class indices
+/// (classes: the largest + 1); otherwise each distinct text is a class, in sorted order, named in class_names.
+/// Value labels are float targets. With `train` (reading a test file), its feature columns are found by name
+/// (in any order; a missing or extra column is an error naming it), text labels must be among its classes,
+/// whole-number labels may add classes (num_classes covers both), and the targets are read as the training
+/// data's. Errors name the file, the line and the column, and quote at most a short excerpt of bad input.
+Dataset load_csv(const std::string& path, const CsvOptions& options, const Dataset* train = nullptr);
+/// The same with one label column named `label`.
 Dataset load_csv(const std::string& path, const std::string& label, const Dataset* train = nullptr);
-/// The features of a CSV file of new samples, [rows, features]: every column but `label` (which may be absent).
+/// The features of a CSV file of new samples, [rows, features]: the columns named `feature_names`, found by
+/// name (label and ignored columns may be present or absent); with no names (an older checkpoint), every column
+/// but the label and ignored ones, which must number `features`.
+Tensor load_csv_features(const std::string& path, const CsvOptions& options, const std::vector<std::string>& feature_names,
+                         int64_t features);
+/// The same for a file with a header and one label column named `label` (which may be absent), columns by count.
 Tensor load_csv_features(const std::string& path, const std::string& label, int64_t features);
 
 /// Where a data set comes from, as flags give it and checkpoints record it, so that evaluate and predict need
@@ -77,12 +122,19 @@ Tensor load_csv_features(const std::string& path, const std::string& label, int6
 struct DataSpec {
   std::string train{};            ///< a directory of MNIST-format IDX files, or a CSV file
   std::string test{};             ///< a CSV test file; empty: the IDX directory's t10k files, or the split
-  std::string label = "label";    ///< the CSV label column
+  std::string label = "label";    ///< the CSV label column(s), by name or index, separated by commas
   double validation_split = 0.0;  ///< > 0: the last fraction of `train` is the test set (Keras)
+  bool header = true;             ///< the CSV files start with a header line
+  std::string ignore{};           ///< CSV columns left out, by name or index, separated by commas
+  CsvTargets targets = CsvTargets::automatic;  ///< what the CSV label columns hold
 
   /// True when `train` names a file (CSV) rather than a directory.
   bool is_csv() const;
-  Metadata to_metadata() const;  ///< data.train (absolute), data.test, data.label, data.validation_split
+  /// The CSV reading options this spec gives.
+  CsvOptions csv() const;
+  /// data.train (absolute), data.test, data.label, data.validation_split; data.header, data.ignore and
+  /// data.targets when they are not the defaults.
+  Metadata to_metadata() const;
   static DataSpec from_metadata(const MetadataReader& metadata);
 };
 
@@ -124,11 +176,13 @@ struct LoaderOptions {
   int shard = 0, shards = 1;
 };
 
-/// One batch: images as floats in [0, 1] [B, features], integer labels, and optionally one-hot targets.
+/// One batch: images as floats in [0, 1] [B, features], integer labels, and optionally one-hot targets; or,
+/// for regression data, float targets.
 struct Batch {
   Tensor x;
-  std::vector<int32_t> labels;
-  Tensor one_hot;  ///< [B, classes]; filled when the loader is asked for it.
+  std::vector<int32_t> labels;  ///< empty for regression data
+  Tensor one_hot;  ///< [B, classes]; filled when the loader is asked for it (classification data).
+  Tensor targets;  ///< [B, outputs]: regression data's targets; undefined for classification data.
 };
 
 /// Where a loader stands, for checkpoints: resuming from it draws exactly the same batches.

@@ -51,6 +51,16 @@ class Softmax : public Module {
   std::string type_name() const override { return "Softmax"; }
 };
 
+/// The logistic sigmoid 1 / (1 + e^−x), elementwise: a binary classifier's output (binary cross-entropy then
+/// takes the stable logits path).
+class Sigmoid : public Module {
+ public:
+  explicit Sigmoid(std::string name = {}) : Module(std::move(name)) {}
+  Tensor forward(const Tensor& x) override;
+  std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
+  std::string type_name() const override { return "Sigmoid"; }
+};
+
 /// Keras Dropout (inverted): in training each element is kept with probability 1 − rate and scaled by
 /// 1 / (1 − rate), else set to 0; in inference the identity. The masks come from the layer's own generator,
 /// seeded at construction, so a seeded run draws the same masks, and a checkpoint can save where it stands.
@@ -218,6 +228,36 @@ class RMSNormalization : public Normalization {
 
  private:
   Tensor scale_;
+};
+
+/// Keras's Normalization preprocessing layer (axis = -1): y = (x − mean) / max(sqrt(variance), 1e-7) per
+/// feature (or channel), with mean and variance adapted from the training data before the first step (adapt,
+/// or adapt_normalization for a model) and kept as buffers, so a checkpoint holds them. Nothing is learned;
+/// the same in training and inference. A layer never adapted refuses to run.
+class FeatureNormalization : public Normalization {
+ public:
+  explicit FeatureNormalization(int64_t features, std::string name = {});
+  Tensor forward(const Tensor& x) override;
+  std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
+  std::string type_name() const override { return "Normalization"; }
+  /// Per-feature running mean and sum of squared deviations (Welford, in double) over the batches added: what
+  /// adapt reads, so that data too large for one tensor adapts batch by batch.
+  struct Accumulator {
+    std::vector<double> mean, m2;
+    int64_t count = 0;  ///< rows (positions) added
+    /// Adds x [..., features]: every row of its last axis.
+    void add(const Tensor& x);
+  };
+  /// Sets mean and variance (population, Keras's) from x [..., features], over every axis but the last.
+  void adapt(const Tensor& x);
+  /// Sets them from what an accumulator gathered.
+  void adapt(const Accumulator& statistics);
+  bool adapted() const { return count_.data()[0] > 0.0f; }
+  const Tensor& mean() const { return mean_; }
+  const Tensor& variance() const { return variance_; }
+
+ private:
+  Tensor mean_, variance_, count_;
 };
 
 /// The document's Example 3 as a layer: always normalises with the statistics of the batch it is given,

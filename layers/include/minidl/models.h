@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "minidl/layers.h"
+#include "minidl/losses.h"
 #include "minidl/metadata.h"
 
 namespace minidl {
@@ -31,6 +32,11 @@ struct LayerSpec {
   std::string text;                                           ///< the token as written, trimmed
 };
 
+/// The document's model for regression: Dense(hidden, relu) → normalisation → Dense(outputs), no activation.
+std::string regression_model_description(int64_t hidden, int64_t outputs);
+/// default_loss for the model a description builds, read from its last layer without building it.
+Loss default_loss_of(const std::string& description);
+
 /// Parses a description into its layers. Blanks around tokens are ignored. Throws minidl::Error naming the
 /// token, its position and what was expected (an unknown kind names the valid ones).
 std::vector<LayerSpec> parse_model_description(const std::string& description);
@@ -48,10 +54,17 @@ struct ModelConfig {
   /// One sample as the data gives it: [28,28,1] for images, [features] for tables. A model whose first layer
   /// takes images (conv, pooling) gets it as it is; any other model gets it flattened ([784]).
   Shape input_shape{28, 28, 1};
-  /// The number of classes: the model must end with that many outputs and a softmax (0: not checked).
+  /// The number of classes: the model must end with that many outputs and a softmax, or with one sigmoid output
+  /// for two classes (0: not checked).
   int64_t classes = 10;
   /// The classes' names, when the data names them (a CSV's text labels), in class order; else empty.
   std::vector<std::string> class_names;
+  /// Regression: the model must end with this many outputs (classes is then 0); 0: a classifier.
+  int64_t outputs = 0;
+  /// The regression targets' names (the CSV's label columns), one per output; else empty.
+  std::vector<std::string> output_names;
+  /// The input features' names (a CSV's feature columns, in order), so that new files are matched by name.
+  std::vector<std::string> feature_names;
   float epsilon = 1e-3f;  ///< normalisation epsilon
   uint64_t seed = 1;      ///< initial weights and dropout masks
 
@@ -97,6 +110,9 @@ struct LayerKind {
   bool takes_images = false;          ///< works on [H, W, C] samples (a model starting with it gets images)
   /// Builds the layer; an empty pointer leaves it out of the model (`bn` when the norm mode is none).
   std::function<std::shared_ptr<Module>(const LayerArgs&)> make;
+  /// Works on whatever sample shape reaches it (normalize): a model starting with it gets images or vectors as
+  /// the next layer takes them.
+  bool any_shape = false;
 };
 
 /// Adds a kind (its name and aliases must be new) to the registry the builder and parser use.

@@ -69,9 +69,10 @@ class OnnxGraph {
 };
 
 /// Writes a model as an ONNX file, atomically: input "input", float32 [N, ...model.input_shape()] scaled as
-/// minidl's loader scales it (pixels / 255); output "probabilities" [N, classes]; every layer in its inference
+/// minidl's loader scales it (pixels / 255); output `output` ("probabilities" [N, classes], or a regression
+/// model's "values" [N, outputs]); every layer in its inference
 /// form (BatchNormalization with its moving statistics, Dropout left out). Throws naming a layer that has no
 /// inference form.
-void export_onnx(const Sequential& model, const std::string& path);
+void export_onnx(const Sequential& model, const std::string& path, const std::string& output = "probabilities");
 
 }  // namespace minidl

@@ -1,5 +1,6 @@
 // The population statistics of the inputs of a model's BatchNormalization layers, how far the layers' moving
-// statistics are from them, and re-estimating the moving statistics from data (PreciseBN).
+// statistics are from them, re-estimating the moving statistics from data (PreciseBN), and adapting Keras's
+// Normalization layers to the training data.
 #pragma once
 
 #include <cmath>
@@ -52,5 +53,10 @@ struct Recalibration {
 /// own statistics and keeps none).
 Recalibration recalibrate_batch_norm(Sequential& model, const Dataset& data, int64_t samples, uint64_t seed = 1,
                                      int64_t batch_size = 1000);
+
+/// Keras's Normalization.adapt for every FeatureNormalization layer of the model, in order: each layer's mean
+/// and variance (population, in double) over its input from every row of `data`, the layers before it run in
+/// inference mode. Returns the number of layers adapted (0: the model has none).
+int adapt_normalization(Sequential& model, const Dataset& data, int64_t batch_size = 1000);
 
 }  // namespace minidl

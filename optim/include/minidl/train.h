@@ -2,14 +2,17 @@
 // and Keras-style fit / evaluate / predict built on the same pieces.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "minidl/checkpoint.h"
 #include "minidl/data.h"
+#include "minidl/losses.h"
 #include "minidl/metadata.h"
 #include "minidl/module.h"
 #include "minidl/optim.h"
@@ -19,18 +22,23 @@ namespace minidl {
 /// What one training step saw, measured in training mode before the update (as Keras logs it).
 struct StepResult {
   double loss = 0.0;
-  int64_t correct = 0;
+  int64_t correct = 0;       ///< classification: samples whose predicted class is the label
   int64_t samples = 0;
+  double abs_error = 0.0;    ///< regression: Σ |y − ŷ| over the batch's targets
 };
 
 struct EpochLogs {
   int epoch = 0;            ///< 1-based
   double loss = 0.0;        ///< batch-size-weighted mean over the steps run
-  double accuracy = 0.0;
+  double accuracy = 0.0;    ///< classification
+  bool regression = false;  ///< the data has float targets: mae (and the val_ regression metrics) apply
+  double mae = 0.0;         ///< regression: mean |y − ŷ| over the epoch's targets
   int64_t steps = 0;
   double seconds = 0.0;     ///< the training loop of this epoch alone
   bool has_validation = false;
   double val_loss = 0.0, val_accuracy = 0.0;  ///< when validation data is set
+  double val_mae = 0.0, val_rmse = 0.0, val_r2 = 0.0;  ///< regression, when validation data is set
+  double val_auc = 0.0;     ///< binary classification (one sigmoid output), when validation data is set
 };
 
 /// What a step computes before backward: the loss to minimise and the prediction the metrics score.
@@ -40,9 +48,14 @@ struct ForwardResult {
 };
 /// A step's forward pass on a batch, the model in training mode (a custom train_step's "with GradientTape").
 using ForwardFn = std::function<ForwardResult(Module& model, const Batch& batch)>;
-/// The default: prediction = model(batch.x), loss = categorical cross-entropy against batch.one_hot (a
-/// softmax output takes the stable logits path, as Keras's fit).
+/// prediction = model(batch.x), loss = categorical cross-entropy against batch.one_hot (a softmax output takes
+/// the stable logits path, as Keras's fit).
 ForwardResult categorical_forward(Module& model, const Batch& batch);
+/// The forward pass for a loss: categorical against batch.one_hot, binary against the labels as one column of
+/// 0 and 1, the regression losses against batch.targets. The Trainer's default, with default_loss(model).
+ForwardFn loss_forward(Loss loss);
+/// The targets `loss` compares a batch's predictions with (one_hot, the labels as a column, or targets).
+Tensor batch_targets(Loss loss, const Batch& batch);
 
 /// The loop body a user would write: training-mode forward, categorical cross-entropy against the batch's
 /// one-hot targets, backward, optimizer step.
@@ -102,7 +115,9 @@ struct TrainerOptions {
   int64_t max_steps = -1;     ///< stop after this many optimizer steps in all; -1: no limit
   const Dataset* validation = nullptr;  ///< evaluated in inference mode after every epoch (val_loss, val_accuracy)
   int64_t validation_batch_size = kDefaultBatchSize;
-  ForwardFn forward{};        ///< empty: categorical_forward
+  /// What the model minimises (and validation reports); empty: default_loss(model), from its last layer.
+  std::optional<Loss> loss{};
+  ForwardFn forward{};        ///< empty: loss_forward(the loss)
   OnNonFinite on_non_finite = OnNonFinite::stop;
   /// Data parallelism: the processes sharing each batch; the epoch's loss and accuracy are summed over them, so
   /// every process logs the global batch's. nullptr: this process alone.
@@ -187,7 +202,10 @@ LoaderOptions training_loader_options(const Module& model, const Dataset& data, 
 
 struct Evaluation {
   double loss = 0.0;
-  double accuracy = 0.0;
+  double accuracy = 0.0;     ///< classification
+  double auc = NAN;          ///< binary classification (one sigmoid output): ROC AUC
+  bool regression = false;   ///< the data has float targets; then:
+  double mae = NAN, rmse = NAN, r2 = NAN;
 };
 
 /// Throws unless evaluate(model, data, batch_size, batch_statistics) can run: a model that normalises each
@@ -201,7 +219,13 @@ void check_evaluation(const Module& model, const Dataset& data, int64_t batch_si
 /// With batch_statistics, the layers that keep moving statistics normalise each evaluated batch with its own
 /// statistics instead (Module::use_batch_statistics) while the rest of the model, Dropout included, stays in
 /// inference mode; nothing is updated.
-Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size = kDefaultBatchSize, bool batch_statistics = false);
+/// The loss is `loss`, or default_loss(model) when empty; the metrics follow the data: accuracy (and AUC for one
+/// sigmoid output) for classes, MAE, RMSE and R² for float targets.
+Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size = kDefaultBatchSize, bool batch_statistics = false,
+                    std::optional<Loss> loss = std::nullopt);
+/// Throws unless `loss` can train `model` on `data`: a classification loss needs class labels (binary: one
+/// output, two classes), a regression loss float targets as wide as the model's output. `what` names the source.
+void check_loss(Loss loss, const Module& model, const Dataset& data, const std::string& what = "Trainer");
 
 /// The model's outputs for x [N, ...] in inference mode, batch by batch, without a graph.
 Tensor predict(Module& model, const Tensor& x, int64_t batch_size = kDefaultBatchSize);

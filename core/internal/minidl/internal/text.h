@@ -38,6 +38,21 @@ inline std::string join(const std::vector<std::string>& items, const std::string
   return out;
 }
 
+/// `text` as an error message may quote it: control bytes written \xNN, and at most `most` characters, then
+/// "... (N bytes)" — a message never repeats a whole field or file of bad input.
+inline std::string excerpt(const std::string& text, size_t most = 40) {
+  std::string out;
+  const char* hex = "0123456789abcdef";
+  size_t i = 0;
+  for (; i < text.size() && out.size() < most; ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7f) out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
+    else out += static_cast<char>(c);
+  }
+  if (i < text.size()) out += "... (" + std::to_string(text.size()) + " bytes)";
+  return out;
+}
+
 /// The whole of `text` as a whole number, or nothing (empty, blanks or other characters around it, out of range).
 inline std::optional<int64_t> parse_integer(const std::string& text) {
   if (text.empty() || std::isspace(static_cast<unsigned char>(text[0]))) return std::nullopt;
