@@ -39,4 +39,19 @@ inline const TempDir& data_dir() {
 
 inline std::string data_flag() { return "--data " + data_dir().path(); }
 
+// scikit-learn's bundled data sets written as CSV files and PNG folders (tests/data/sklearn_csv.py), once per
+// test process; the test is skipped (never passed) when scikit-learn is missing.
+inline const TempDir& sklearn_dir() {
+  static TempDir dir;
+  static const bool written = [] {
+    // Debian's python3-sklearn belongs to Debian's python3, which another python3 earlier in PATH may hide.
+    const std::string python = std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+    const std::string command = python + " " + MINIDL_TEST_DATA + "/sklearn_csv.py " + dir.path() + " >/dev/null 2>&1";
+    return std::system(command.c_str()) == 0;
+  }();
+  require_or_skip(written ? dir.file("diabetes_train.csv") : dir.file("missing"),
+                  "scikit-learn is not installed (apt-get install python3-sklearn): its data sets are the test data");
+  return dir;
+}
+
 }  // namespace minidl::test

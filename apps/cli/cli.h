@@ -42,6 +42,12 @@ void warn_if_moving_statistics_lag(Sequential& model, const Dataset& test, int64
 /// with the list of valid flags.
 cxxopts::ParseResult parse_flags(cxxopts::Options& options, int argc, char** argv, const std::string& example);
 
+/// The choice closest to `word` by edit distance, when it is close enough to be a typo of it; else empty.
+std::string closest_word(const std::string& word, const std::vector<std::string>& choices);
+/// Refuses an output path whose extension says another format than the one written there (`what` names the
+/// flag): "--save m.onnx" writes safetensors, so it names `minidl export`. A path without an extension passes.
+void check_extension(const std::string& path, const std::string& what, const std::string& extension);
+
 /// Adds the flags every command understands: --data, --threads, --seed, --help.
 void add_common_flags(cxxopts::Options& options);
 /// Refuses a checkpoint holding NaN or infinite values, naming the tensor (a diverged run's weights would give

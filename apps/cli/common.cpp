@@ -4,14 +4,16 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 
 #include "cli.h"
+#include "minidl/internal/text.h"
 #include "settings.h"
 
 namespace minidl::cli {
 
 void add_common_flags(cxxopts::Options& options) {
-  add_settings(options, {"data", "test", "label", "validation-split", "threads", "seed"});
+  add_settings(options, {"data", "test", "label", "no-header", "ignore", "validation-split", "threads", "seed"});
   options.add_options("common")(
       "h,help", "show this help");
 }
@@ -33,6 +35,45 @@ std::string flag_with_value(int argc, char** argv, const std::string& message) {
 }
 }  // namespace
 
+namespace {
+// The edit distance between two words (insertions, deletions, substitutions), for "did you mean".
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+}  // namespace
+
+std::string closest_word(const std::string& word, const std::vector<std::string>& choices) {
+  std::string best;
+  size_t best_distance = std::max<size_t>(2, word.size() / 3) + 1;  // a typo, not another word
+  for (const std::string& c : choices)
+    if (const size_t d = edit_distance(word, c); d < best_distance) best = c, best_distance = d;
+  return best;
+}
+
+namespace {
+// The message for a flag the command does not have: its name, the closest flag it has, and where the list is.
+std::string unknown_flag(const cxxopts::Options& options, const std::string& flag, const std::string& command) {
+  std::vector<std::string> names;
+  for (const std::string& group : options.groups())
+    for (const cxxopts::HelpOptionDetails& o : options.group_help(group).options)
+      for (const std::string& name : o.l) names.push_back(name);
+  const std::string close = closest_word(flag, names);
+  return "unknown flag --" + flag + (close.empty() ? "" : ": did you mean --" + close + "?") + " (" + command +
+         " --help lists the flags)";
+}
+}  // namespace
+
 cxxopts::ParseResult parse_flags(cxxopts::Options& options, int argc, char** argv, const std::string& example) {
   try {
     auto result = options.parse(argc, argv);
@@ -40,7 +81,8 @@ cxxopts::ParseResult parse_flags(cxxopts::Options& options, int argc, char** arg
       std::printf("%s\nExample:\n  %s\n", options.help().c_str(), example.c_str());
       std::exit(0);
     }
-    if (!result.unmatched().empty()) fail("unexpected argument '", result.unmatched()[0], "'");
+    if (!result.unmatched().empty())
+      fail("unexpected argument '", internal::excerpt(result.unmatched()[0]), "' (", options.program(), " --help lists what it takes)");
     return result;
   } catch (const cxxopts::exceptions::incorrect_argument_type& e) {
     const std::string flag = flag_with_value(argc, argv, e.what());
@@ -48,11 +90,26 @@ cxxopts::ParseResult parse_flags(cxxopts::Options& options, int argc, char** arg
          flag.rfind("--hidden ", 0) == 0 ? "; --hidden takes one width: for more layers give --model, e.g. "
                                            "dense:256,relu,bn,dense:128,relu,bn,dense:10,softmax"
                                          : "");
+  } catch (const cxxopts::exceptions::no_such_option& e) {
+    // "Option ‘x’ does not exist": the name between the quotes.
+    const std::string message = e.what();
+    const size_t open = message.find("\u2018"), close = message.find("\u2019");
+    const std::string flag = open == std::string::npos || close == std::string::npos ? message : message.substr(open + 3, close - open - 3);
+    fail(unknown_flag(options, flag, options.program()));
   } catch (const cxxopts::exceptions::exception& e) {
     fail(e.what(), "\n", options.help());
   } catch (const Error& e) {
     fail(e.what(), "\n", options.help());
   }
+}
+
+void check_extension(const std::string& path, const std::string& what, const std::string& extension) {
+  const std::string ext = std::filesystem::path(path).extension().string();
+  if (ext.empty() || ext == extension) return;
+  fail(what, " '", path, "': minidl writes ", extension == ".safetensors" ? "a safetensors checkpoint" : extension + " files",
+       " there, not ", ext, ext == ".onnx" ? " — train with --save MODEL.safetensors, then `minidl export --model "
+                                             "MODEL.safetensors --out " + path + "`"
+                                           : " — name the file " + std::filesystem::path(path).replace_extension(extension).string());
 }
 
 void refuse_non_finite(const Checkpoint& checkpoint, const std::string& path) {

@@ -7,11 +7,13 @@
 
 #include "cli.h"
 #include "minidl/distributed.h"
+#include "minidl/internal/text.h"
+#include "minidl/version.h"
 
 namespace {
 constexpr const char* kUsage = R"(minidl: a small deep-learning training framework
 
-Usage: minidl <command> [flags]      (minidl <command> --help for its flags)
+Usage: minidl <command> [flags]      (minidl <command> --help for its flags; minidl --version)
 
 Commands:
   train        train a model (--model, default the document's: dense:64,relu,bn,dense:10,softmax)
@@ -41,6 +43,10 @@ int main(int argc, char** argv) {
     return argc < 2 ? 1 : 0;
   }
   const std::string command = argv[1];
+  if (command == "--version" || command == "version") {
+    std::printf("minidl %s\n", minidl::version());
+    return 0;
+  }
   try {
     if (command == "train") return minidl::cli::train_command(argc - 1, argv + 1);
     if (command == "evaluate") return minidl::cli::evaluate_command(argc - 1, argv + 1);
@@ -51,8 +57,11 @@ int main(int argc, char** argv) {
     if (command == "predict") return minidl::cli::predict_command(argc - 1, argv + 1);
     if (command == "export") return minidl::cli::export_command(argc - 1, argv + 1);
     if (command == "recalibrate") return minidl::cli::recalibrate_command(argc - 1, argv + 1);
-    spdlog::error("unknown command '{}': choose one of train, evaluate, predict, export, recalibrate, summary, "
-                  "compare, gradcheck, bench", command);
+    const std::vector<std::string> commands{"train", "evaluate", "predict", "export", "recalibrate", "summary",
+                                            "compare", "gradcheck", "bench"};
+    const std::string close = minidl::cli::closest_word(command, commands);
+    spdlog::error("unknown command '{}': {}choose one of {} (minidl --help)", minidl::internal::excerpt(command),
+                  close.empty() ? "" : "did you mean " + close + "? ", minidl::internal::join(commands));
   } catch (const std::exception& e) {
     // Under mpirun the other processes would wait for this one in their next collective: end them all, naming
     // this rank.

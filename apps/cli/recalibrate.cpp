@@ -65,6 +65,7 @@ int recalibrate_command(int argc, char** argv) {
   const int64_t eval_batch_size = f["eval-batch-size"].as<int64_t>();
   if (eval_batch_size < 1) fail("--eval-batch-size must be >= 1, got ", eval_batch_size);
   const std::string path = f["model"].as<std::string>(), out = f["out"].as<std::string>();
+  check_extension(out, "--out", ".safetensors");
   check_writable(out, "--out");
 
   LoadedModel loaded = load_model(path);

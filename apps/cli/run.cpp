@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "minidl/internal/text.h"
+#include "minidl/statistics.h"
 #include "settings.h"
 
 namespace minidl::cli {
@@ -98,6 +99,37 @@ std::string option_help(const std::string& flag) {
   return defaults.empty() ? help : help + " (default " + defaults + ")";
 }
 
+// Features whose spreads differ by more than this factor train badly unscaled (a step size that suits one is
+// far off for the other).
+constexpr double kScaleRatio = 1000.0;
+
+// Warns when a table's features differ in scale by orders of magnitude and the model does not standardise
+// them, naming the widest and the narrowest.
+void warn_if_unscaled(const Dataset& train) {
+  if (train.is_images() || train.size() < 2) return;
+  const int64_t f = train.features();
+  std::vector<double> lo(f, INFINITY), hi(f, -INFINITY);
+  for (int64_t r = 0; r < train.size(); ++r)
+    for (int64_t j = 0; j < f; ++j) {
+      const double v = train.values[r * f + j];
+      lo[j] = std::min(lo[j], v), hi[j] = std::max(hi[j], v);
+    }
+  int64_t widest = 0, narrowest = -1;
+  for (int64_t j = 0; j < f; ++j) {
+    if (hi[j] - lo[j] > hi[widest] - lo[widest]) widest = j;
+    if (hi[j] > lo[j] && (narrowest < 0 || hi[j] - lo[j] < hi[narrowest] - lo[narrowest])) narrowest = j;
+  }
+  const double ratio = narrowest < 0 ? 1.0 : (hi[widest] - lo[widest]) / (hi[narrowest] - lo[narrowest]);
+  if (ratio < kScaleRatio) return;
+  const auto name = [&](int64_t j) {
+    return j < static_cast<int64_t>(train.feature_names.size()) ? "'" + train.feature_names[j] + "'" : "column " + std::to_string(j);
+  };
+  spdlog::warn("the features differ in scale by a factor of {:.0f}: {} spans {:g} to {:g}, {} {:g} to {:g} — unscaled, "
+               "the wide ones dominate and training suffers; --standardize (or a normalize layer first) centres and "
+               "scales each by the training data", ratio, name(widest), lo[widest], hi[widest], name(narrowest),
+               lo[narrowest], hi[narrowest]);
+}
+
 // The checkpoint's value of a key as the resume check shows it.
 std::string shown(const Metadata& m, const std::string& key) {
   const auto it = m.find(key);
@@ -124,6 +156,7 @@ Metadata RunConfig::to_metadata() const {
   // The optimizer's own learning rate is the decayed one by the time it is saved.
   m["train.lr_schedule"] = cosine_decay ? "cosine" : "constant";
   m["train.initial_learning_rate"] = exact_text(learning_rate);
+  m["train.loss"] = to_string(loss);
   m.merge(data.to_metadata());
   return m;
 }
@@ -145,6 +178,14 @@ RunConfig RunConfig::from_metadata(const MetadataReader& m) {
                                            ? m.number("train.initial_learning_rate", 0.0, 1e30)
                                            : m.number("optimizer.learning_rate", 0.0, 1e30));
   if (m.has("data.train")) r.data = DataSpec::from_metadata(m);
+  r.loss = default_loss_of(r.model.description);  // checkpoints before --loss: the model's own
+  if (m.has("train.loss")) {
+    try {
+      r.loss = parse_loss(m.text("train.loss"));
+    } catch (const Error& e) {
+      m.fail_at("train.loss", e.what());
+    }
+  }
   return r;
 }
 
@@ -154,20 +195,37 @@ DataSpec data_spec_from_flags(const cxxopts::ParseResult& f) {
   spec.test = f.count("test") ? setting<std::string>(f, "test") : "";
   spec.label = setting<std::string>(f, "label");
   spec.validation_split = setting<double>(f, "validation-split");
+  if (defines(f, "no-header")) spec.header = !setting<bool>(f, "no-header");
+  if (defines(f, "ignore")) spec.ignore = optional_setting<std::string>(f, "ignore").value_or("");
+  // What the labels hold follows the loss, given or implied by --model; unsaid, the labels decide.
+  // (Commands that train define --loss; elsewhere --model names a checkpoint.)
+  const bool trains = defines(f, "loss");
+  const std::optional<std::string> loss = trains ? optional_setting<std::string>(f, "loss") : std::nullopt;
+  const std::optional<std::string> model = trains ? optional_setting<std::string>(f, "model") : std::nullopt;
+  if (loss || model)
+    spec.targets = is_regression(loss ? parse_loss(*loss) : default_loss_of(*model)) ? CsvTargets::values : CsvTargets::classes;
   return spec;
 }
 
 DataSpec data_spec_for(const cxxopts::ParseResult& f, const Metadata& checkpoint, const std::string& path, bool required) {
-  if (f.count("data") || !checkpoint.count("data.train")) {
+  if (!checkpoint.count("data.train")) {
     if (required && !f.count("data"))
       fail("checkpoint '", path, "' does not record the data it was trained on (written by minidl 0.1): pass --data");
     return data_spec_from_flags(f);
   }
-  return DataSpec::from_metadata(MetadataReader(checkpoint, "checkpoint '" + path + "'"));
+  const DataSpec saved = DataSpec::from_metadata(MetadataReader(checkpoint, "checkpoint '" + path + "'"));
+  if (!f.count("data")) return saved;
+  // Another file laid out as the training data: its columns are read as the checkpoint's were.
+  DataSpec spec = data_spec_from_flags(f);
+  if (!f.count("label")) spec.label = saved.label;
+  if (!f.count("no-header")) spec.header = saved.header;
+  if (!f.count("ignore")) spec.ignore = saved.ignore;
+  spec.targets = saved.targets;
+  return spec;
 }
 
 void add_model_flags(cxxopts::Options& options) {
-  add_settings(options, {"model", "hidden", "epsilon"});
+  add_settings(options, {"model", "hidden", "epsilon", "standardize", "loss"});
   options.add_options("model")("norm", "what each bn becomes: " + norm_kind_names() + " (docs/normalization.md)",
                                cxxopts::value<std::string>()->default_value(setting_named("norm").fallback));
   // Read as text: norm_option_flags parses and checks them against their options.
@@ -184,11 +242,22 @@ ModelConfig model_config_from_flags(const cxxopts::ParseResult& f, const Dataset
     fail("--model and --hidden exclude each other (--hidden N stands for --model dense:N,relu,bn,dense:CLASSES,softmax)");
   ModelConfig c;
   const int64_t hidden = optional_setting<int64_t>(f, "hidden").value_or(64);
-  c.description = f.count("model") ? setting<std::string>(f, "model") : document_model_description(hidden, train.num_classes);
+  c.description = f.count("model")         ? setting<std::string>(f, "model")
+                  : train.is_regression() ? regression_model_description(hidden, train.outputs)
+                                          : document_model_description(hidden, train.num_classes);
+  if (setting<bool>(f, "standardize")) {
+    if (parse_model_description(c.description).front().kind == "normalize")
+      fail("--standardize puts a normalize layer first, and --model '", c.description, "' starts with one already: "
+           "give one or the other");
+    c.description = "normalize," + c.description;
+  }
   c.norm = norm_kind(f.count("norm") ? setting<std::string>(f, "norm") : default_norm).name;
   c.input_shape = train.sample;
-  c.classes = train.num_classes;
+  c.classes = train.is_regression() ? 0 : train.num_classes;
   c.class_names = train.class_names;
+  c.outputs = train.outputs;
+  if (train.is_regression()) c.output_names = train.target_names;
+  c.feature_names = train.feature_names;
   c.epsilon = setting<float>(f, "epsilon");
   c.seed = setting<uint64_t>(f, "seed");
   norm_option_flags(f, c);
@@ -207,6 +276,9 @@ RunConfig run_config_from_flags(const cxxopts::ParseResult& f, const Dataset& tr
   r.drop_last = setting<bool>(f, "drop-last");
   r.eval_batch_size = setting_or_default<int64_t>(f, "eval-batch-size");  // compare has --eval-batch-sizes
   r.data = data_spec_from_flags(f);
+  if (r.data.is_csv()) r.data.targets = train.is_regression() ? CsvTargets::values : CsvTargets::classes;
+  const std::optional<std::string> loss = optional_setting<std::string>(f, "loss");
+  r.loss = loss ? parse_loss(*loss) : default_loss_of(r.model.description);
   check_freeze_epochs(r);
   return r;
 }
@@ -220,10 +292,7 @@ RunConfig resumed_run_config(const cxxopts::ParseResult& f, const Checkpoint& ch
   // Flags the checkpoint fixes may be repeated with the same value (the same command line resumes), never
   // changed. Their values are read as a fresh run would read them, here with the checkpoint's data shapes, and
   // compared as the checkpoint records them.
-  Dataset shapes;
-  shapes.sample = saved.model.input_shape;
-  shapes.num_classes = static_cast<int32_t>(saved.model.classes);
-  shapes.class_names = saved.model.class_names;
+  const Dataset shapes = schema_of(saved.model);
   const RunConfig given = run_config_from_flags(f, shapes, saved.model.norm);
   const Metadata mine = given.to_metadata(), theirs = saved.to_metadata();
   const auto refuse = [&](const std::string& flag, const std::string& value, const std::string& saved_value) {
@@ -257,6 +326,14 @@ RunConfig resumed_run_config(const cxxopts::ParseResult& f, const Checkpoint& ch
 }
 
 void check_data_fits(const ModelConfig& model, const Dataset& data, const std::string& model_source) {
+  if (model.outputs > 0 || data.is_regression()) {
+    if (data.features() != model.input_shape.numel() || data.outputs != model.outputs)
+      fail("the model ", model_source, " takes samples of shape ", model.input_shape.str(), " and predicts ",
+           model.outputs > 0 ? std::to_string(model.outputs) + " value(s)" : std::to_string(model.classes) + " classes",
+           "; the data has samples of shape ", data.sample.str(), " and ",
+           data.is_regression() ? std::to_string(data.outputs) + " target(s)" : std::to_string(data.num_classes) + " classes");
+    return;
+  }
   if (data.features() != model.input_shape.numel() || data.num_classes > model.classes)
     fail("the model ", model_source, " takes samples of shape ", model.input_shape.str(), " in ", model.classes,
          " classes; the data has samples of shape ", data.sample.str(), " in ", data.num_classes, " classes");
@@ -266,6 +343,7 @@ Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {
   check_data_fits(c.model, data.train, "'" + c.model.description + "'");
   check_data_fits(c.model, data.test, "'" + c.model.description + "'");
   model = build_model(c.model);
+  if (adapt_normalization(*model, data.train) == 0) warn_if_unscaled(data.train);
   optimizer = std::make_unique<Adam>(model->named_parameters(true), AdamOptions{.learning_rate = c.learning_rate});
   const int ranks = c.world ? c.world->size() : 1, rank = c.world ? c.world->rank() : 0;
   if (ranks > 1 && c.sync_batch_norm) synchronize_batch_norm(*model, c.world);
@@ -277,10 +355,11 @@ Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {
     fail("--bn-sync local normalises each process's slice of ", c.batch_size / ranks, " samples (batch size ",
          c.batch_size, " over ", ranks, " processes), too few for batch normalisation: use a larger batch or "
          "--bn-sync global");
-  loader = std::make_unique<DataLoader>(data.train, lo, true);
+  loader = std::make_unique<DataLoader>(data.train, lo, c.loss == Loss::categorical_crossentropy);
   trainer = std::make_unique<Trainer>(*model, *optimizer, *loader,
                                       TrainerOptions{.epochs = c.epochs, .max_steps = c.max_steps, .validation = &data.test,
-                                                     .validation_batch_size = c.eval_batch_size, .communicator = c.world});
+                                                     .validation_batch_size = c.eval_batch_size, .loss = c.loss,
+                                                     .communicator = c.world});
   if (ranks > 1) trainer->add_callback(std::make_shared<AllReduceGradients>(*c.world));
   if (c.cosine_decay)
     trainer->add_callback(std::make_shared<CosineDecay>(c.learning_rate, c.epochs * loader->batches_per_epoch()));
@@ -289,6 +368,27 @@ Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {
 DatasetSplits load_logged(const DataSpec& spec) {
   spdlog::info("loading data from {}{}", spec.train, spec.test.empty() ? "" : " and " + spec.test);
   return load_data(spec);
+}
+
+Dataset schema_of(const ModelConfig& model) {
+  Dataset d;
+  d.sample = model.input_shape;
+  d.num_classes = static_cast<int32_t>(model.classes);
+  d.class_names = model.class_names;
+  d.outputs = model.outputs;
+  d.target_names = model.output_names;
+  d.feature_names = model.feature_names;
+  return d;
+}
+
+DatasetSplits load_for_model(const DataSpec& spec, const ModelConfig& model) {
+  if (!spec.is_csv() || !spec.test.empty() || spec.validation_split > 0.0) return load_logged(spec);
+  spdlog::info("loading data from {}", spec.train);
+  const Dataset schema = schema_of(model);
+  DatasetSplits s;
+  s.test = load_csv(spec.train, spec.csv(), &schema);
+  s.train = s.test.slice(0, 0);
+  return s;
 }
 
 }  // namespace minidl::cli

@@ -29,6 +29,8 @@ struct RunConfig {
   bool shuffle = true;
   bool drop_last = false;
   int64_t eval_batch_size = 0;
+  /// What the model minimises: --loss, or what its last layer implies (default_loss_of).
+  Loss loss = Loss::categorical_crossentropy;
   DataSpec data;
   /// Data parallelism: the processes sharing each (global) batch, this one's synchronised batch normalisation
   /// (--bn-sync global) or not; a world of one trains alone. Not recorded: any number of processes resumes.
@@ -44,19 +46,23 @@ struct RunConfig {
 
 /// Refuses frozen mode when it would freeze every epoch (--freeze-epochs >= the epochs).
 void check_freeze_epochs(const RunConfig& config);
-/// The data the flags name: --data (an IDX directory or a CSV file), --test, --label, --validation-split.
+/// The data the flags name: --data (an IDX directory or a CSV file), --test, --label, --validation-split,
+/// --no-header, --ignore; the CSV labels are read as classes or values as --loss (or --model's last layer) says.
 DataSpec data_spec_from_flags(const cxxopts::ParseResult& flags);
-/// The data a command uses when it has a checkpoint: the flags' when --data is given, else the checkpoint's
-/// (refused when the checkpoint does not record it and `required`; else the flags' defaults).
+/// The data a command uses when it has a checkpoint: the checkpoint's, with --data's file when given (read with
+/// the checkpoint's label column, header and ignored columns unless --label, --no-header or --ignore say
+/// otherwise); refused when the checkpoint does not record its data, `required` and no --data is given.
 DataSpec data_spec_for(const cxxopts::ParseResult& flags, const Metadata& checkpoint, const std::string& path, bool required);
 
-/// Adds --model, --hidden, --norm, --epsilon and every normalisation kind's option flags (--momentum, ...).
+/// Adds --model, --hidden, --norm, --epsilon, --standardize, --loss and every normalisation kind's option flags
+/// (--momentum, ...).
 void add_model_flags(cxxopts::Options& options);
 /// Adds the training settings: --epochs, --steps, --batch-size, --lr, --lr-schedule, --no-shuffle, --drop-last,
 /// --eval-batch-size.
 void add_training_flags(cxxopts::Options& options);
-/// The model the flags describe for this data: --model, or the document's model (--hidden wide) by default;
-/// input shape and classes from the data; the norm kind is `default_norm` unless --norm is given.
+/// The model the flags describe for this data: --model, or the document's model (--hidden wide; for float
+/// targets its regression form) by default, after a normalize layer with --standardize; input shape, classes,
+/// outputs and column names from the data; the norm kind is `default_norm` unless --norm is given.
 ModelConfig model_config_from_flags(const cxxopts::ParseResult& flags, const Dataset& train,
                                     const std::string& default_norm = ModelConfig{}.norm);
 /// Every setting from the flags (the table's defaults where a command lacks them).
@@ -77,9 +83,17 @@ struct Run {
   std::unique_ptr<Trainer> trainer;
 };
 
-/// Throws unless the data's samples have the model's input size and its labels fit the model's classes.
+/// Throws unless the data's samples have the model's input size and its labels fit the model's classes (or its
+/// targets its outputs).
 void check_data_fits(const ModelConfig& model, const Dataset& data, const std::string& model_source);
 /// Loads the data a spec names, logging where from.
 DatasetSplits load_logged(const DataSpec& spec);
+/// An empty data set shaped as the model's training data: sample shape, classes or outputs, column names; new
+/// files are read against it as a test file is read against the training data.
+Dataset schema_of(const ModelConfig& model);
+/// The data a saved model is evaluated on: a CSV file alone (no test file, no split) is itself the evaluated
+/// set, read against the model's schema; anything else loads as load_logged does. `train` of the result is then
+/// empty.
+DatasetSplits load_for_model(const DataSpec& spec, const ModelConfig& model);
 
 }  // namespace minidl::cli

@@ -7,6 +7,7 @@
 
 #include "minidl/data.h"
 #include "minidl/internal/text.h"
+#include "minidl/losses.h"
 #include "minidl/metadata.h"
 #include "minidl/models.h"
 #include "minidl/optim.h"
@@ -42,6 +43,12 @@ std::vector<Setting> make_settings() {
       {"norm", "", Type::text, model.norm, -INFINITY, INFINITY, {}, {"model.norm"}, false, "model"},
       {"epsilon", "normalisation epsilon", Type::number, float_text(model.epsilon), 1e-12, 1e3, {}, {"model.epsilon"},
        false, "model"},
+      {"standardize", "put Keras's Normalization layer (normalize) first: every feature centred and scaled by the "
+                      "training data's mean and standard deviation", Type::toggle, "", -INFINITY, INFINITY, {},
+       {"model.description"}, false, "model"},
+      {"loss", "what to minimise: " + internal::join(loss_names()) + " (default: from the model's last layer — "
+               "softmax: categorical_crossentropy, sigmoid: binary_crossentropy, else mse)",
+       Type::text, "", -INFINITY, INFINITY, loss_names(), {"train.loss"}, false, "model"},
       // Training.
       {"epochs", "epochs in all", Type::integer, "5", 1, double(1 << 30), {}, {"trainer.epochs"}, true},
       {"steps", "stop after this many optimizer steps in all (-1: no limit)", Type::integer, "-1", -1, INFINITY, {}, {}, true},
@@ -57,10 +64,16 @@ std::vector<Setting> make_settings() {
       {"eval-batch-size", "test evaluation batch size (manual mode normalises each batch by itself)", Type::integer,
        std::to_string(trainer.validation_batch_size), 1, INFINITY, {}, {"trainer.validation_batch_size"}, true},
       // Data and the machine.
-      {"data", "a directory of MNIST-format files (or set MINIDL_DATA), or a CSV file", Type::text, default_data_dir(),
+      {"data", "a directory of MNIST-format files (or set MINIDL_DATA), a folder of class folders of images "
+               "(DIR/train/<class>/*.png, DIR/test/...), or a CSV file", Type::text, default_data_dir(),
        -INFINITY, INFINITY, {}, {"data.train"}, false, "common"},
       {"test", "a CSV test file (with a CSV --data)", Type::text, "", -INFINITY, INFINITY, {}, {"data.test"}, false, "common"},
-      {"label", "the CSV label column", Type::text, data.label, -INFINITY, INFINITY, {}, {"data.label"}, false, "common"},
+      {"label", "the CSV label column, by name or 0-based index (several, separated by commas: regression targets)",
+       Type::text, data.label, -INFINITY, INFINITY, {}, {"data.label"}, false, "common"},
+      {"no-header", "the CSV files have no header line: columns are numbered from 0", Type::toggle, "", -INFINITY,
+       INFINITY, {}, {"data.header"}, false, "common"},
+      {"ignore", "CSV columns to leave out, by name or 0-based index, separated by commas", Type::text, "", -INFINITY,
+       INFINITY, {}, {"data.ignore"}, false, "common"},
       {"validation-split", "hold out this last fraction of the training data as the test set", Type::number,
        exact_text(data.validation_split), 0, 0.99, {}, {"data.validation_split"}, false, "common"},
       {"seed", "seed for initial weights, dropout and shuffling", Type::integer, std::to_string(model.seed), 0,

@@ -1,5 +1,5 @@
 // `minidl summary`: a model's layers, output shapes and parameter counts as Keras's model.summary() prints
-// them, for a description (--model, with --norm) or a checkpoint (--model FILE).
+// them, for a description (--model, with --norm) or a checkpoint (`summary FILE`, or --model FILE).
 #include <filesystem>
 #include <cstdio>
 
@@ -11,10 +11,16 @@ int summary_command(int argc, char** argv) {
   cxxopts::Options options("minidl summary", "A model's layers, output shapes and parameter counts");
   add_model_flags(options);
   add_common_flags(options);
+  options.add_options()("file", "a checkpoint (as --model FILE)", cxxopts::value<std::string>());
+  options.parse_positional({"file"});
+  options.positional_help("[CHECKPOINT]");
   const auto f = parse_flags(options, argc, argv, "minidl summary --model dense:256,relu,bn,dense:128,relu,bn,dense:10,softmax");
   ModelConfig config;
   std::shared_ptr<Sequential> model;
-  const std::string given = f.count("model") ? f["model"].as<std::string>() : "";
+  if (f.count("file") && f.count("model")) fail("give the checkpoint once: `minidl summary FILE` or --model FILE");
+  const std::string given = f.count("file") ? f["file"].as<std::string>() : f.count("model") ? f["model"].as<std::string>() : "";
+  if (f.count("file") && !std::filesystem::is_regular_file(given))
+    fail("'", given, "' is not a checkpoint file (a description goes after --model)");
   if (!given.empty() && std::filesystem::is_regular_file(given)) {
     LoadedModel loaded = load_model(given);
     config = loaded.config;

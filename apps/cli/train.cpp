@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <cmath>
 #include <cstdio>
 #include <optional>
 
@@ -11,6 +12,27 @@
 #include "minidl/distributed.h"
 
 namespace minidl::cli {
+namespace {
+// One epoch as --json and --log write it: the loss, then accuracy (and the test AUC of a sigmoid output) for
+// classes, or mae, and the test set's mae, rmse and r2, for float targets.
+nlohmann::ordered_json epoch_record(const EpochLogs& e, int64_t step, Loss loss) {
+  nlohmann::ordered_json r = {{"epoch", e.epoch}, {"steps", e.steps}, {"step", step}, {"loss", e.loss}};
+  if (e.regression) {
+    r["mae"] = e.mae;
+    r["test_loss"] = e.val_loss;
+    r["test_mae"] = e.val_mae;
+    r["test_rmse"] = e.val_rmse;
+    r["test_r2"] = e.val_r2;
+  } else {
+    r["accuracy"] = e.accuracy;
+    r["test_loss"] = e.val_loss;
+    r["test_accuracy"] = e.val_accuracy;
+    if (loss == Loss::binary_crossentropy) r["test_auc"] = e.val_auc;
+  }
+  r["seconds"] = e.seconds;
+  return r;
+}
+}  // namespace
 
 int train_command(int argc, char** argv) {
   cxxopts::Options options("minidl train", "Train a model on MNIST-format data");
@@ -39,6 +61,7 @@ int train_command(int argc, char** argv) {
     fail("--recalibrate must be >= 0 (0: all the training data), got ", f["recalibrate"].as<int64_t>());
   if (f.count("init") && f.count("resume")) fail("--init and --resume exclude each other: resume already has weights");
   // Output paths are checked before any data is read or any step is run: a run must not be lost to a typo.
+  if (f.count("save")) check_extension(f["save"].as<std::string>(), "--save", ".safetensors");
   for (const char* output : {"save", "log"})
     if (f.count(output)) check_writable(f[output].as<std::string>(), std::string("--") + output);
 
@@ -89,15 +112,17 @@ int train_command(int argc, char** argv) {
   std::string log_text;
   epoch_line->epoch_end = [&](Trainer& t, const EpochLogs& e) {
     if (!leader) return;
-    const nlohmann::ordered_json record = {{"epoch", e.epoch},        {"steps", e.steps},       {"step", t.steps_done()},
-                                           {"loss", e.loss},          {"accuracy", e.accuracy}, {"test_loss", e.val_loss},
-                                           {"test_accuracy", e.val_accuracy}, {"seconds", e.seconds}};
-    if (f["json"].as<bool>())
+    const nlohmann::ordered_json record = epoch_record(e, t.steps_done(), config.loss);
+    if (f["json"].as<bool>()) {
       std::printf("%s\n", record.dump().c_str());
-    else
-      std::printf("epoch %d/%d  loss %.4f  accuracy %.4f  test_loss %.4f  test_accuracy %.4f  (%.2f s, %lld steps)\n",
-                  e.epoch, config.epochs, e.loss, e.accuracy, e.val_loss, e.val_accuracy, e.seconds,
+    } else {
+      std::string metrics;  // every metric of the record, as the JSON names them
+      for (const auto& [key, value] : record.items())
+        if (key != "epoch" && key != "steps" && key != "step" && key != "seconds")
+          metrics += fmt::format("  {} {:.4f}", key, value.is_null() ? NAN : value.get<double>());
+      std::printf("epoch %d/%d%s  (%.2f s, %lld steps)\n", e.epoch, config.epochs, metrics.c_str(), e.seconds,
                   static_cast<long long>(e.steps));
+    }
     std::fflush(stdout);
     if (f.count("log")) write_text_atomically(f["log"].as<std::string>(), log_text += record.dump() + "\n");
   };

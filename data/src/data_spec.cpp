@@ -85,7 +85,7 @@ void warn_about_classes(const DataSpec& spec, const Dataset& train, const Datase
          untrained.size() == 1 ? " occurs" : " occur", " nowhere in the training data: the model never learns ",
          untrained.size() == 1 ? "it" : "them", " and scores every such sample wrong",
          spec.validation_split > 0.0 ? " (the split takes the file's last rows, as Keras's validation_split: a file "
-                                       "sorted by class holds out whole classes — shuffle its rows, or give --test)"
+                                       "sorted by class holds out whole classes — shuffle its rows, or give a test set)"
                                      : "");
   else if (const auto untested = classes_missing(train, test); !untested.empty() && spec.validation_split > 0.0)
     warn("class", untested.size() == 1 ? " " : "es ", internal::join(untested, ", ", 10), " of the training data ",
@@ -112,6 +112,22 @@ DatasetSplits load_data(const DataSpec& spec) {
     if (spec.validation_split <= 0.0)
       fail("'", spec.train, "': a CSV training file needs test data: --test FILE, or --validation-split F to hold out ",
            "its last fraction");
+  } else if (is_image_folder(spec.train)) {
+    if (!spec.test.empty())
+      fail("--test names a CSV test file; the image folder '", spec.train, "' has its test images in ", spec.train,
+           "/test/<class>/ (or use a validation split)");
+    std::error_code error;  // checked before a single image is read
+    const bool test_folder = std::filesystem::is_directory(std::filesystem::path(spec.train) / "test", error);
+    if (test_folder && spec.validation_split > 0.0)
+      fail("'", spec.train, "' has a test folder: give it or a validation split, not both");
+    if (!test_folder && spec.validation_split <= 0.0)
+      fail("'", spec.train, "' has no test/<class>/ folder: add one beside train/, or hold out a fraction with "
+           "--validation-split F (the images are interleaved class by class, so every class keeps its share)");
+    s = load_image_folder(spec.train);
+    if (spec.validation_split <= 0.0) {
+      warn_about_classes(spec, s.train, s.test);
+      return s;
+    }
   } else {
     if (!spec.test.empty())
       fail("--test names a CSV test file; the IDX directory '", spec.train, "' has its own t10k files (or use a validation split)");

@@ -21,7 +21,8 @@ std::string find_file(const std::string& dir, const std::string& name) {
   if (exists(gz)) return gz;
   if (exists(raw)) return raw;
   fail("cannot find '", gz, "' (or '", raw, "') — install Fashion-MNIST with `apt-get install dataset-fashion-mnist`, ",
-       "or point --data (or MINIDL_DATA) at a directory holding the four MNIST-format files");
+       "or point --data (or MINIDL_DATA) at a directory holding the four MNIST-format files, or at a folder of class ",
+       "folders of images (DIR/train/<class>/*.png), or at a CSV file");
 }
 
 // One split; labels checked against num_classes when it is > 0, else counted from them (max label + 1).

@@ -1,4 +1,4 @@
-// Image files: PNG through libpng's simplified API, PGM (P5 binary and P2 text) read here; grayscale only.
+// Image files: PNG through libpng's simplified API (grayscale or RGB), PGM (P5 binary and P2 text) read here.
 #include <png.h>
 
 #include <cctype>
@@ -15,7 +15,15 @@ namespace minidl {
 namespace {
 constexpr int64_t kMaxPixels = int64_t{1} << 28;  // 256 Mpixels: far beyond any image a classifier takes
 
-Image read_png(const std::string& path) {
+// Grayscale pixels repeated into three channels.
+void to_rgb(Image& image) {
+  std::vector<uint8_t> rgb(image.pixels.size() * 3);
+  for (size_t i = 0; i < image.pixels.size(); ++i) rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = image.pixels[i];
+  image.pixels = std::move(rgb);
+  image.channels = 3;
+}
+
+Image read_png(const std::string& path, int channels) {
   png_image png{};
   png.version = PNG_IMAGE_VERSION;
   if (!png_image_begin_read_from_file(&png, path.c_str())) fail("'", path, "': not a readable PNG (", png.message, ")");
@@ -23,14 +31,16 @@ Image read_png(const std::string& path) {
     png_image& p;
     ~Free() { png_image_free(&p); }
   } free_png{png};
-  if (png.format & PNG_FORMAT_FLAG_COLOR)
+  const bool colour = png.format & PNG_FORMAT_FLAG_COLOR;
+  if (colour && channels == 1)
     fail("'", path, "' is a colour image; the model takes grayscale images (convert it first, e.g. "
                     "`convert in.png -colorspace Gray out.png`)");
+  const bool rgb = channels == 3 || (channels == 0 && colour);
   if (int64_t{png.width} * int64_t{png.height} > kMaxPixels)
     fail("'", path, "': ", png.width, "x", png.height, " is too large an image");
-  Image image{png.height, png.width, {}};
-  // 8-bit gray; an alpha channel is composited onto black, the background of MNIST-style images.
-  png.format = PNG_FORMAT_GRAY;
+  Image image{png.height, png.width, {}, rgb ? 3 : 1};
+  // 8-bit gray or RGB; an alpha channel is composited onto black, the background of MNIST-style images.
+  png.format = rgb ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
   image.pixels.resize(PNG_IMAGE_SIZE(png));
   const png_color black{0, 0, 0};
   if (!png_image_finish_read(&png, &black, image.pixels.data(), 0, nullptr))
@@ -79,16 +89,19 @@ Image read_pgm(const std::string& path, const std::string& bytes) {
 }
 }  // namespace
 
-Image read_image(const std::string& path) {
+Image read_image(const std::string& path, int channels) {
+  if (channels != 0 && channels != 1 && channels != 3) fail("read_image: channels must be 0, 1 or 3, got ", channels);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot open '", path, "': ", std::strerror(errno));
   char head[8] = {};
   in.read(head, 8);
-  if (in.gcount() == 8 && std::memcmp(head, "\x89PNG\r\n\x1a\n", 8) == 0) return read_png(path);
+  if (in.gcount() == 8 && std::memcmp(head, "\x89PNG\r\n\x1a\n", 8) == 0) return read_png(path, channels);
   if (in.gcount() >= 2 && head[0] == 'P' && (head[1] == '5' || head[1] == '2')) {
     in.seekg(0);
     const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    return read_pgm(path, bytes);
+    Image image = read_pgm(path, bytes);
+    if (channels == 3) to_rgb(image);
+    return image;
   }
   fail("'", path, "' is neither a PNG nor a grayscale PGM (P5 or P2) image");
 }

@@ -120,7 +120,7 @@ Tensor load_csv_features(const std::string& path, const std::string& label, int6
 /// Where a data set comes from, as flags give it and checkpoints record it, so that evaluate and predict need
 /// nothing but the checkpoint.
 struct DataSpec {
-  std::string train{};            ///< a directory of MNIST-format IDX files, or a CSV file
+  std::string train{};            ///< a directory of MNIST-format IDX files or of image class folders, or a CSV file
   std::string test{};             ///< a CSV test file; empty: the IDX directory's t10k files, or the split
   std::string label = "label";    ///< the CSV label column(s), by name or index, separated by commas
   double validation_split = 0.0;  ///< > 0: the last fraction of `train` is the test set (Keras)
@@ -138,19 +138,34 @@ struct DataSpec {
   static DataSpec from_metadata(const MetadataReader& metadata);
 };
 
-/// Loads the training and test sets a spec names. A CSV training file needs a test file or a validation split.
+/// Loads the training and test sets a spec names: a CSV file (it needs a test file or a validation split), an
+/// image folder (is_image_folder: its test folder or a validation split), or an MNIST-format IDX directory.
 DatasetSplits load_data(const DataSpec& spec);
 
-/// A grayscale image file, PNG (through libpng) or binary/ASCII PGM: its pixels row by row, as uint8.
+/// An image file, PNG (through libpng) or binary/ASCII PGM: its pixels row by row, channels last, as uint8.
 struct Image {
   int64_t height = 0, width = 0;
-  std::vector<uint8_t> pixels;
+  std::vector<uint8_t> pixels;  ///< [height, width, channels]
+  int64_t channels = 1;         ///< 1 (grayscale) or 3 (RGB)
 };
-/// Reads a PNG or PGM file (by its first bytes). Throws naming the file for anything else, a colour image, or
-/// a file that is not what it claims.
-Image read_image(const std::string& path);
+/// Reads a PNG or PGM file (by its first bytes) with `channels` channels: 1 (grayscale: a colour image is
+/// refused), 3 (RGB: a grayscale image is repeated into the three), or 0 as stored (1 for grayscale, 3 for
+/// colour). An alpha channel is composited onto black. Throws naming the file for anything else or a file that
+/// is not what it claims.
+Image read_image(const std::string& path, int channels = 1);
 /// Writes a grayscale PNG, atomically.
 void write_png(const std::string& path, const Image& image);
+
+/// True when `dir` holds images in class folders (Keras's image_dataset_from_directory layout): DIR/train/<class>/
+/// (with DIR/test/<class>/), or DIR/<class>/ directly.
+bool is_image_folder(const std::string& dir);
+/// Loads class folders of PNG or PGM images. With DIR/train and DIR/test, those are the two sets (the test
+/// folders must be classes of the training ones); otherwise DIR's class folders are the training set and the
+/// test set is empty. Classes are the folder names in sorted order (class_names); within a set the samples are
+/// interleaved class by class (file names sorted within each class), so that a validation split holds out a
+/// share of every class. Grayscale unless the first image is in colour (then RGB, 3 channels); every image must
+/// have the first one's size — an error names the file that does not. Other files are left out.
+DatasetSplits load_image_folder(const std::string& dir);
 
 /// A learnable, seeded MNIST-like set: each class is a noisy, randomly shifted copy of its own random
 /// stroke pattern, 28×28 uint8. For tests and a run without any install.
