@@ -208,3 +208,17 @@ TEST_CASE("a test label the training data never has is named in a warning", "[cl
   CHECK(r.status == 0);
   CHECK_THAT(r.err, Catch::Contains("class 12 of the test data occurs nowhere in the training data"));
 }
+
+TEST_CASE("compare on a regression scores each mode by test R²", "[cli][sklearn]") {
+  const TempDir& data = sklearn_dir();
+  TempDir dir;
+  const Run r = minidl_cli("compare --data " + in(data, "diabetes_train.csv") + " --test " + in(data, "diabetes_test.csv") +
+                               " --label target --standardize --lr 0.01 --modes running,none --epochs 20 --out " + dir.path(), dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.out, Catch::Contains("moving: test R² in inference mode"));
+  const std::string csv = read_bytes(dir.file("compare.csv"));
+  CHECK_THAT(csv, Catch::StartsWith("mode,bn_sync,batch_size,seed,epoch,steps,seconds,train_loss,train_r2,test_r2,"));
+  const nlohmann::json json = nlohmann::json::parse(read_bytes(dir.file("compare.json")));
+  for (const auto& run : json["runs"]) CHECK(run["epochs"].back()["test_r2"].get<double>() > 0.3);
+}

@@ -71,11 +71,14 @@ RunConfig cell_config(const Compare& s, const Dataset& train, const StudyArm& ar
   return c;
 }
 
-// Test accuracy with batch statistics at each size (evaluate's batch_statistics: frozen layers too normalise each
+// What a study scores: accuracy for classes, R² for float targets (StudyGrid::score).
+double score(const Evaluation& e) { return e.regression ? e.r2 : e.accuracy; }
+
+// Test accuracy (or R²) with batch statistics at each size (evaluate's batch_statistics: frozen layers too normalise each
 // test batch with its own statistics, and Dropout stays off).
 std::vector<double> batch_statistics_accuracy(Sequential& model, const Dataset& test, const std::vector<int64_t>& sizes) {
   std::vector<double> out;
-  for (int64_t b : sizes) out.push_back(evaluate(model, test, b, true).accuracy);
+  for (int64_t b : sizes) out.push_back(score(evaluate(model, test, b, true)));
   return out;
 }
 
@@ -89,9 +92,10 @@ StudyRun run_cell(const Compare& s, const DatasetSplits& data, const StudyCell& 
   record->epoch_end = [&](Trainer& trainer, const EpochLogs& e) {
     EpochMetrics m;
     m.epoch = e.epoch, m.steps = trainer.steps_done(), m.seconds = e.seconds;
-    m.train_loss = e.loss, m.train_accuracy = e.accuracy;
+    m.train_loss = e.loss, m.train_accuracy = e.regression ? NAN : e.accuracy;  // (no training R²)
     // Inference as deployed, unless the model normalises every batch by itself (manual mode: batch@N says it).
-    if (for_each_module<MomentsNormalization>(model, [](MomentsNormalization&) {}) == 0) m.test_accuracy = e.val_accuracy;
+    if (for_each_module<MomentsNormalization>(model, [](MomentsNormalization&) {}) == 0)
+      m.test_accuracy = e.regression ? e.val_r2 : e.val_accuracy;
     m.batch_stats_accuracy = batch_statistics_accuracy(model, data.test, s.grid.eval_batch_sizes);
     result.epochs.push_back(m);
   };
@@ -103,12 +107,13 @@ StudyRun run_cell(const Compare& s, const DatasetSplits& data, const StudyCell& 
     last.mean_gap = gap.mean, last.variance_gap = gap.variance;
     if (s.grid.recalibrate >= 0) {
       recalibrate_batch_norm(model, data.train, s.grid.recalibrate, cell.seed);
-      last.recalibrated_accuracy = evaluate(model, data.test, run.config.eval_batch_size, false).accuracy;
+      last.recalibrated_accuracy = score(evaluate(model, data.test, run.config.eval_batch_size, false));
       const StatisticsGap after = moving_statistics_gap(model, population_statistics(model, data.train));
       last.recalibrated_mean_gap = after.mean, last.recalibrated_variance_gap = after.variance;
     }
   }
-  spdlog::info("{} batch {} seed {}: test accuracy {:.4f} ({:.1f} s)", s.grid.label(cell.arm), cell.batch_size, cell.seed,
+  spdlog::info("{} batch {} seed {}: test {} {:.4f} ({:.1f} s)", s.grid.label(cell.arm), cell.batch_size, cell.seed,
+               data.train.is_regression() ? "R²" : "accuracy",
                last.deployed_accuracy(), std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return result;
 }
@@ -249,6 +254,7 @@ int compare_command(int argc, char** argv) {
     for (const std::string& file : study_files()) check_writable(dir + "/" + file, "--out");
   }
   const DatasetSplits data = load_logged(data_spec_from_flags(f));
+  g.score = data.train.is_regression() ? "r2" : "accuracy";
   s.base = run_config_from_flags(f, data.train);
   s.base.world = &world;
   s.base.eval_batch_size = g.eval_batch_sizes.front();
@@ -265,14 +271,16 @@ int compare_command(int argc, char** argv) {
       run_study(g, x, [&](const StudyCell& cell, std::atomic<int64_t>& steps) { return run_cell(s, data, cell, steps); });
   if (!leader) return 0;
   std::printf("%s", study_table(g, results).c_str());
-  std::printf("\n%s; %s; mean ± sd over seeds %s of the last epoch. moving: test accuracy in inference mode (moving "
+  const char* scored = g.score == "r2" ? "R²" : "accuracy";
+  std::printf("\n%s; %s; mean ± sd over seeds %s of the last epoch. moving: test %s in inference mode (moving "
               "statistics; n/a in manual mode, which has none). batch@N: each test batch of N normalised with its own "
-              "statistics. train-test: training accuracy minus test accuracy as deployed. Gaps: relative L2 distance "
+              "statistics. train-test: training %s minus test %s as deployed%s. Gaps: relative L2 distance "
               "between the moving statistics and those of the whole training set.%s%s\n",
               s.base.model.description.c_str(),
               g.steps >= 0 ? (std::to_string(g.steps) + " steps per run").c_str()
                            : (std::to_string(s.base.epochs) + " epochs per run").c_str(),
-              f.count("seeds") ? f["seeds"].as<std::string>().c_str() : std::to_string(g.seeds.front()).c_str(),
+              f.count("seeds") ? f["seeds"].as<std::string>().c_str() : std::to_string(g.seeds.front()).c_str(), scored,
+              scored, scored, g.score == "r2" ? " (n/a: regression has no training R²)" : "",
               g.recalibrate >= 0 ? " re-estimated: after PreciseBN from the training samples --recalibrate names." : "",
               parallel_note(g).c_str());
   if (!dir.empty()) {

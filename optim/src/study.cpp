@@ -29,13 +29,17 @@ struct Column {
   Metric value;
 };
 
+// How figures name the score: "accuracy" or "R²".
+std::string score_words(const StudyGrid& s) { return s.score == "r2" ? "R²" : s.score; }
+
 // The final metrics, in table order; the eval batch sizes add one column each.
 std::vector<Column> final_columns(const StudyGrid& s) {
-  std::vector<Column> c = {{"test_accuracy", "moving", [](const EpochMetrics& m) { return m.test_accuracy; }}};
+  const std::string test = "test_" + s.score;
+  std::vector<Column> c = {{test, "moving", [](const EpochMetrics& m) { return m.test_accuracy; }}};
   if (s.recalibrate >= 0)
-    c.push_back({"test_accuracy_recalibrated", "re-estimated", [](const EpochMetrics& m) { return m.recalibrated_accuracy; }});
+    c.push_back({test + "_recalibrated", "re-estimated", [](const EpochMetrics& m) { return m.recalibrated_accuracy; }});
   for (size_t i = 0; i < s.eval_batch_sizes.size(); ++i)
-    c.push_back({"test_accuracy_batch_stats_" + std::to_string(s.eval_batch_sizes[i]),
+    c.push_back({test + "_batch_stats_" + std::to_string(s.eval_batch_sizes[i]),
                  "batch@" + std::to_string(s.eval_batch_sizes[i]),
                  [i](const EpochMetrics& m) { return m.batch_stats_accuracy[i]; }});
   c.push_back({"train_test_gap", "train-test",
@@ -100,7 +104,7 @@ std::string study_csv(const StudyGrid& s, const std::vector<StudyRun>& results) 
       {"steps", [](const EpochMetrics& m) { return static_cast<double>(m.steps); }},
       {"seconds", [](const EpochMetrics& m) { return m.seconds; }},
       {"train_loss", [](const EpochMetrics& m) { return m.train_loss; }},
-      {"train_accuracy", [](const EpochMetrics& m) { return m.train_accuracy; }}};
+      {"train_" + s.score, [](const EpochMetrics& m) { return m.train_accuracy; }}};
   for (const Column& c : final_columns(s)) metrics.emplace_back(c.name, c.value);
   std::string out = "mode,bn_sync,batch_size,seed,epoch";
   for (const auto& [name, f] : metrics) out += "," + name;
@@ -149,7 +153,7 @@ std::string study_json(const StudyGrid& s, const std::vector<StudyRun>& results,
                                   {"batch_size", r.batch_size}, {"seed", r.seed}, {"epochs", nlohmann::json::array()}};
     for (const EpochMetrics& e : r.epochs) {
       nlohmann::ordered_json ep = {{"epoch", e.epoch}, {"steps", e.steps}, {"seconds", e.seconds},
-                                   {"train_loss", number(e.train_loss)}, {"train_accuracy", number(e.train_accuracy)}};
+                                   {"train_loss", number(e.train_loss)}, {"train_" + s.score, number(e.train_accuracy)}};
       for (const Column& c : final_columns(s)) ep[c.name] = number(c.value(e));
       run["epochs"].push_back(ep);
     }
@@ -163,12 +167,12 @@ std::string study_batch_size_figure(const StudyGrid& s, const std::vector<StudyR
   std::vector<Panel> panels;
   std::vector<Column> shown;
   for (const Column& c : final_columns(s))
-    if (c.name.rfind("test_accuracy", 0) == 0) shown.push_back(c);
+    if (c.name.rfind("test_" + s.score, 0) == 0) shown.push_back(c);
   for (const Column& c : shown) {
-    Panel p{c.name == "test_accuracy"           ? "inference: moving statistics"
+    Panel p{c.name == "test_" + s.score          ? "inference: moving statistics"
             : c.name.find("recal") != std::string::npos ? "inference: re-estimated statistics (PreciseBN)"
                                                         : "batch statistics, test batches of " + c.header.substr(6),
-            "training batch size", "test accuracy", true, {}};
+            "training batch size", "test " + score_words(s), true, {}};
     for (const StudyArm& arm : s.arms()) {
       Line line{s.label(arm), {}, {}, {}};
       for (int64_t batch : s.batch_sizes) {
@@ -186,7 +190,7 @@ std::string study_batch_size_figure(const StudyGrid& s, const std::vector<StudyR
 std::string study_curves_figure(const StudyGrid& s, const std::vector<StudyRun>& results) {
   std::vector<Panel> panels;
   for (int64_t batch : s.batch_sizes) {
-    Panel p{"batch size " + std::to_string(batch), "training steps", "test accuracy (as deployed)", false, {}};
+    Panel p{"batch size " + std::to_string(batch), "training steps", "test " + score_words(s) + " (as deployed)", false, {}};
     for (const StudyArm& arm : s.arms()) {
       const auto runs = cell(results, arm, batch);
       Line line{s.label(arm), {}, {}, {}};

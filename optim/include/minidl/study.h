@@ -29,6 +29,9 @@ struct StudyGrid {
   std::vector<uint64_t> seeds;
   int64_t steps = -1;        ///< equal steps for every batch size (-1: the epochs decide)
   int64_t recalibrate = -1;  ///< PreciseBN samples after training (0: all; -1: not asked)
+  /// What the runs' "accuracy" measures hold, as reports name it: "accuracy" (classes), or "r2" (regression: the
+  /// test set's R², which is also higher for better, and 1 at best).
+  std::string score = "accuracy";
 
   /// modes × bn_syncs, in that order.
   std::vector<StudyArm> arms() const;
@@ -51,6 +54,7 @@ struct EpochMetrics {
   int epoch = 0;
   int64_t steps = 0;  ///< optimizer steps done by the end of the epoch
   double seconds = 0, train_loss = NAN, train_accuracy = NAN;
+  /// The accuracy measures hold StudyGrid::score: accuracy, or R² for regression (which has no training R²).
   double test_accuracy = NAN;                 ///< inference mode, moving statistics (NaN in manual mode)
   std::vector<double> batch_stats_accuracy;   ///< per eval batch size: each test batch normalised by itself
   double recalibrated_accuracy = NAN;         ///< after PreciseBN
