@@ -439,7 +439,7 @@ TEST_CASE("CSV input is checked byte by byte, and messages quote only a short ex
   write_bytes(dir.file("s.csv"), "a,label\n1e-40,1\n");
   CHECK(load_csv(dir.file("s.csv"), "label").values[0] > 0.0f);
   // A 100 kB field, and a file whose lines end in CR alone, are quoted in a few dozen characters.
-  const std::string wide = error("a,label\n" + std::string(100000, 'z') + ",1\n");
+  const std::string wide = error("a,label\n1,0\n" + std::string(100000, 'z') + ",1\n");
   CHECK_THAT(wide, Catch::Contains("(100000 bytes)"));
   CHECK(wide.size() < 400);
   const std::string cr = error("a,label\r" + std::string(5000, '1') + ",1\r");
@@ -464,4 +464,31 @@ TEST_CASE("a split or test file whose classes the training data lacks is named i
   CHECK_THAT(warnings[0], Catch::Contains("class 'b' of the held-out 0.2 of"));
   CHECK_THAT(warnings[0], Catch::Contains("occurs nowhere in the training data"));
   CHECK_THAT(warnings[0], Catch::Contains("a file sorted by class holds out whole classes"));
+}
+
+TEST_CASE("CSV text feature columns are one-hot encoded with the training data's categories", "[data]") {
+  TempDir dir;
+  write_bytes(dir.file("t.csv"), "size,color,label\n1.5,red,0\n2,blue,1\n3,red,1\n4,green,0\n");
+  const Dataset t = load_csv(dir.file("t.csv"), "label");
+  CHECK(t.sample == Shape{4});  // size, then blue / green / red
+  CHECK(t.categories == Categories{{"color", {"blue", "green", "red"}}});
+  CHECK(t.feature_names == std::vector<std::string>{"size", "color"});
+  CHECK(t.values == std::vector<float>{1.5f, 0, 0, 1, 2, 1, 0, 0, 3, 0, 0, 1, 4, 0, 1, 0});
+  // A test file: the same categories in the same places, whatever its column order; another value is named.
+  write_bytes(dir.file("test.csv"), "color,label,size\ngreen,1,7\n");
+  CHECK(load_csv(dir.file("test.csv"), "label", &t).values == std::vector<float>{7, 0, 1, 0});
+  write_bytes(dir.file("new.csv"), "size,color\n1,purple\n");
+  CHECK_THROWS_WITH(load_csv_features(dir.file("new.csv"), CsvOptions{}, t.feature_names, 4, t.categories),
+                    Catch::Contains("line 2, column 2 ('color'): 'purple' is not one of the 3 categories the model was "
+                                    "trained on (blue, green, red)"));
+  CHECK(load_csv_features(dir.file("test.csv"), CsvOptions{}, t.feature_names, 4, t.categories).to_vector() ==
+        std::vector<float>{7, 0, 1, 0});
+  // A number column that turns to text later is an error, not a category; so is a text column of 1001 values.
+  write_bytes(dir.file("mixed.csv"), "a,label\n1,0\nx,1\n");
+  CHECK_THROWS_WITH(load_csv(dir.file("mixed.csv"), "label"), Catch::Contains("'x' is not a finite number"));
+  std::string ids = "id,x,label\n";
+  for (int i = 0; i < 1001; ++i) ids += "n" + std::to_string(i) + ",1," + std::to_string(i % 2) + "\n";
+  write_bytes(dir.file("ids.csv"), ids);
+  CHECK_THROWS_WITH(load_csv(dir.file("ids.csv"), "label"),
+                    Catch::Contains("the text column 'id' holds 1001 distinct values") && Catch::Contains("--ignore id"));
 }

@@ -196,3 +196,24 @@ TEST_CASE("every registered layer kind and normalisation kind is documented", "[
     for (const NormOption& o : k.options) CHECK(normalization.find("--" + o.flag) != std::string::npos);
   }
 }
+
+TEST_CASE("a model's configuration keeps its outputs, column names and text columns' categories", "[models]") {
+  ModelConfig c;
+  c.description = "dense:2";
+  c.input_shape = {4};
+  c.classes = 0;
+  c.outputs = 2;
+  c.output_names = {"y1", "y2"};
+  c.feature_names = {"size", "color"};
+  c.categories = {{"color", {"blue", "green", "red"}}};
+  const Metadata m = c.to_metadata();
+  const ModelConfig back = ModelConfig::from_metadata(MetadataReader(m, "test"));
+  CHECK(back.outputs == 2);
+  CHECK(back.output_names == c.output_names);
+  CHECK(back.feature_names == c.feature_names);
+  CHECK(back.categories == c.categories);
+  Metadata wrong = m;
+  wrong["model.feature_names"] = "size";  // 1 input, not 4
+  CHECK_THROWS_WITH(ModelConfig::from_metadata(MetadataReader(wrong, "test")),
+                    Catch::Contains("its columns make 1 inputs, but the model takes 4"));
+}

@@ -222,3 +222,34 @@ TEST_CASE("compare on a regression scores each mode by test R²", "[cli][sklearn
   const nlohmann::json json = nlohmann::json::parse(read_bytes(dir.file("compare.json")));
   for (const auto& run : json["runs"]) CHECK(run["epochs"].back()["test_r2"].get<double>() > 0.3);
 }
+
+TEST_CASE("a text feature column is one-hot encoded, kept in the checkpoint, and an unseen category is named",
+          "[cli]") {
+  TempDir dir;
+  std::string train = "size,color,label\n", test = "color,size,label\n";
+  for (int i = 0; i < 120; ++i) {
+    const char* color = i % 3 == 0 ? "red" : i % 3 == 1 ? "green" : "blue";
+    const int label = i % 3 == 0 ? 1 : 0;  // the colour decides
+    train += std::to_string(i % 7) + "," + color + "," + std::to_string(label) + "\n";
+    if (i < 30) test += std::string(color) + "," + std::to_string(i % 5) + "," + std::to_string(label) + "\n";
+  }
+  write_bytes(dir.file("train.csv"), train);
+  write_bytes(dir.file("test.csv"), test);
+  const std::string model = dir.file("m.safetensors");
+  const Run r = minidl_cli("train --data " + dir.file("train.csv") + " --test " + dir.file("test.csv") +
+                               " --standardize --epochs 15 --lr 0.01 --json --save " + model, dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(last_json(r)["test_accuracy"].get<double>() == 1.0);
+  CHECK_THAT(minidl_cli("summary " + model, dir).out, Catch::Contains("input [4]"));  // size + three colours
+  write_bytes(dir.file("new.csv"), "size,color\n3,red\n2,purple\n");
+  const Run unseen = minidl_cli("predict --model " + model + " --data " + dir.file("new.csv"), dir);
+  CHECK(unseen.status == 1);
+  CHECK_THAT(unseen.err, Catch::Contains("line 3, column 2 ('color'): 'purple' is not one of the 3 categories the model "
+                                         "was trained on (blue, green, red)"));
+  write_bytes(dir.file("new.csv"), "color,size\nred,3\n");
+  const Run known = minidl_cli("predict --json --model " + model + " --data " + dir.file("new.csv"), dir);
+  INFO(known.err);
+  REQUIRE(known.status == 0);
+  CHECK(last_json(known)["class"] == 1);
+}

@@ -141,7 +141,7 @@ int predict_command(int argc, char** argv) {
     files = f["images"].as<std::vector<std::string>>();
     x = read_images(files, config.input_shape);
   } else if (const DataSpec spec = data_spec_for(f, loaded.checkpoint.metadata, path, true); f.count("data") && spec.is_csv()) {
-    x = load_csv_features(spec.train, spec.csv(), config.feature_names, config.input_shape.numel());
+    x = load_csv_features(spec.train, spec.csv(), config.feature_names, config.input_shape.numel(), config.categories);
   } else {
     const Dataset test = load_logged(spec).test;
     check_data_fits(config, test, "in '" + path + "'");

@@ -121,9 +121,8 @@ void warn_if_unscaled(const Dataset& train) {
   }
   const double ratio = narrowest < 0 ? 1.0 : (hi[widest] - lo[widest]) / (hi[narrowest] - lo[narrowest]);
   if (ratio < kScaleRatio) return;
-  const auto name = [&](int64_t j) {
-    return j < static_cast<int64_t>(train.feature_names.size()) ? "'" + train.feature_names[j] + "'" : "column " + std::to_string(j);
-  };
+  const bool named = static_cast<int64_t>(train.feature_names.size()) == f;  // (text columns make several features)
+  const auto name = [&](int64_t j) { return named ? "'" + train.feature_names[j] + "'" : "feature " + std::to_string(j); };
   spdlog::warn("the features differ in scale by a factor of {:.0f}: {} spans {:g} to {:g}, {} {:g} to {:g} — unscaled, "
                "the wide ones dominate and training suffers; --standardize (or a normalize layer first) centres and "
                "scales each by the training data", ratio, name(widest), lo[widest], hi[widest], name(narrowest),
@@ -258,6 +257,7 @@ ModelConfig model_config_from_flags(const cxxopts::ParseResult& f, const Dataset
   c.outputs = train.outputs;
   if (train.is_regression()) c.output_names = train.target_names;
   c.feature_names = train.feature_names;
+  c.categories = train.categories;
   c.epsilon = setting<float>(f, "epsilon");
   c.seed = setting<uint64_t>(f, "seed");
   norm_option_flags(f, c);
@@ -378,6 +378,7 @@ Dataset schema_of(const ModelConfig& model) {
   d.outputs = model.outputs;
   d.target_names = model.output_names;
   d.feature_names = model.feature_names;
+  d.categories = model.categories;
   return d;
 }
 

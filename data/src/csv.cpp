@@ -8,6 +8,7 @@
 #include <fstream>
 #include <cstdint>
 #include <map>
+#include <optional>
 
 #include "minidl/data.h"
 #include "minidl/internal/text.h"
@@ -173,19 +174,122 @@ Columns columns_for(const std::string& path, const std::vector<std::string>& hea
   return c;
 }
 
-// Appends a row's features, in `columns` order, to `out`.
-void parse_features(const std::string& path, const std::vector<std::string>& header, const std::vector<std::string>& fields,
-                    const std::vector<size_t>& columns, int64_t line, std::vector<float>& out) {
-  for (size_t c : columns) {
-    const std::string& text = fields[c];
-    const float v = parse_float(text);
-    if (std::isnan(v))
-      fail("'", path, "' line ", line, ", column ", c + 1, " ('", excerpt(header[c], 24), "'): ",
-           text.empty() ? std::string("empty, expected a number") : "'" + excerpt(text) + "' is not a finite number",
-           " (a feature column holds numbers; leave a text column out with --ignore ", excerpt(header[c], 24), ")");
-    out.push_back(v);
-  }
+// Whether a field that is not a number was meant as one (a sign, a digit or a decimal point first; nan, inf),
+// or holds a control byte: an error in a number column, never the first category of a text column.
+bool meant_as_number(const std::string& text) {
+  size_t i = text[0] == '+' || text[0] == '-' ? 1 : 0;
+  if (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) return true;
+  std::string word = text.substr(i);
+  std::transform(word.begin(), word.end(), word.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (word == "nan" || word == "inf" || word == "infinity") return true;
+  return std::any_of(text.begin(), text.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
 }
+
+// A text column with more categories than this is refused: an identifier or free text, not a category.
+constexpr size_t kMaxCategories = 1000;
+
+// Turns rows of feature fields into numbers, in the columns' order: a number column as it is, a text column one-hot
+// over its categories. Without known categories (a training file) a column is text when its first row holds
+// text, and its categories are the distinct values in sorted order; with them (a test or new file) a column is
+// text when it has categories, and a value outside them is an error.
+class FeatureEncoder {
+ public:
+  FeatureEncoder(const std::string& path, const std::vector<std::string>& header, const std::vector<size_t>& columns,
+                 const Categories* known)
+      : path_(path), header_(header), columns_(columns), known_(known) {
+    if (known_) {
+      for (size_t c : columns_) is_text_.push_back(known_->count(header_[c]) > 0);
+      texts_.resize(columns_.size());
+    }
+  }
+
+  /// The features per row once the columns' kinds are known (with known categories: from the header on).
+  int64_t width() const {
+    int64_t w = 0;
+    for (size_t k = 0; k < columns_.size(); ++k) w += is_text_[k] ? static_cast<int64_t>(categories(k).size()) : 1;
+    return w;
+  }
+
+  void add(const std::vector<std::string>& fields, int64_t line) {
+    if (is_text_.empty()) {  // the first row of a training file decides which columns hold text
+      for (size_t c : columns_)
+        is_text_.push_back(!fields[c].empty() && std::isnan(parse_float(fields[c])) && !meant_as_number(fields[c]));
+      texts_.resize(columns_.size());
+    }
+    for (size_t k = 0; k < columns_.size(); ++k) {
+      const size_t c = columns_[k];
+      const std::string& text = fields[c];
+      if (is_text_[k]) {
+        if (text.empty())
+          fail(where(line, c), "empty, expected one of the column's categories (a text column: one-hot encoded)");
+        texts_[k].push_back(text);
+        continue;
+      }
+      const float v = parse_float(text);
+      if (std::isnan(v))
+        fail(where(line, c), text.empty() ? std::string("empty, expected a number") : "'" + excerpt(text) + "' is not a finite number",
+             " (a feature column holds numbers; leave a text column out with --ignore ", excerpt(header_[c], 24), ")");
+      numbers_.push_back(v);
+    }
+    lines_.push_back(line);
+  }
+
+  /// The encoded rows, row-major; the text columns' categories into `out` (when not known beforehand).
+  std::vector<float> finish(Categories* out) {
+    if (!known_) {
+      for (size_t k = 0; k < columns_.size(); ++k) {
+        if (!is_text_[k]) continue;
+        std::vector<std::string> values = texts_[k];
+        std::sort(values.begin(), values.end());
+        values.erase(std::unique(values.begin(), values.end()), values.end());
+        if (values.size() > kMaxCategories)
+          fail("'", path_, "': the text column '", excerpt(header_[columns_[k]], 24), "' holds ", values.size(),
+               " distinct values — more than the ", kMaxCategories, " categories a one-hot column may have (an identifier "
+               "or free text?): leave it out with --ignore ", excerpt(header_[columns_[k]], 24));
+        found_[header_[columns_[k]]] = std::move(values);
+      }
+      if (out) *out = found_;
+    }
+    const size_t rows = lines_.size(), numeric = static_cast<size_t>(std::count(is_text_.begin(), is_text_.end(), false));
+    std::vector<float> encoded;
+    encoded.reserve(rows * static_cast<size_t>(width()));
+    for (size_t r = 0; r < rows; ++r)
+      for (size_t k = 0, n = 0; k < columns_.size(); ++k) {
+        if (!is_text_[k]) {
+          encoded.push_back(numbers_[r * numeric + n++]);
+          continue;
+        }
+        const std::vector<std::string>& values = categories(k);
+        const std::string& text = texts_[k][r];
+        const auto at = std::lower_bound(values.begin(), values.end(), text);
+        if (at == values.end() || *at != text)
+          fail(where(lines_[r], columns_[k]), "'", excerpt(text), "' is not one of the ", values.size(),
+               " categories the model was trained on (", internal::join(values, ", ", 10), ")");
+        for (auto v = values.begin(); v != values.end(); ++v) encoded.push_back(v == at ? 1.0f : 0.0f);
+      }
+    return encoded;
+  }
+
+ private:
+  const std::vector<std::string>& categories(size_t k) const {
+    const std::string& name = header_[columns_[k]];
+    return known_ ? known_->at(name) : found_.at(name);
+  }
+  std::string where(int64_t line, size_t c) const {
+    return "'" + path_ + "' line " + std::to_string(line) + ", column " + std::to_string(c + 1) + " ('" +
+           excerpt(header_[c], 24) + "'): ";
+  }
+
+  const std::string& path_;
+  const std::vector<std::string>& header_;
+  const std::vector<size_t>& columns_;
+  const Categories* known_;
+  std::vector<bool> is_text_;
+  std::vector<float> numbers_;                   // the number columns, row-major
+  std::vector<std::vector<std::string>> texts_;  // per column: the text values, one per row
+  std::vector<int64_t> lines_;
+  Categories found_;
+};
 
 // Whether labels are classes: the training data's choice for a test file, else the options', else automatic.
 bool labels_are_classes(const std::string& path, const CsvOptions& options, const Dataset* train,
@@ -239,21 +343,21 @@ Dataset load_csv(const std::string& path, const CsvOptions& options, const Datas
   Dataset data;
   std::vector<std::string> header, labels;  // labels: row-major, one per label column
   Columns columns;
+  std::optional<FeatureEncoder> encoder;
   read_csv(
       path, options.header,
       [&](const std::vector<std::string>& h) {
         header = h;
         columns = columns_for(path, header, options, train ? &train->feature_names : nullptr, true);
-        const int64_t features = static_cast<int64_t>(columns.features.size());
-        if (train && train->features() != features)
-          fail("'", path, "' has ", features, " feature columns but the training data has ", train->features());
+        encoder.emplace(path, header, columns.features, train ? &train->categories : nullptr);
+        if (train && train->features() != encoder->width())
+          fail("'", path, "' has ", encoder->width(), " features but the training data has ", train->features());
         if (train && train->is_regression() && train->outputs != static_cast<int64_t>(columns.labels.size()))
           fail("'", path, "' has ", columns.labels.size(), " label columns but the training data has ", train->outputs);
-        data.sample = {features};
         data.feature_names = columns.feature_names;
       },
       [&](const std::vector<std::string>& fields, int64_t line) {
-        parse_features(path, header, fields, columns.features, line, data.values);
+        encoder->add(fields, line);
         for (size_t k = 0; k < columns.labels.size(); ++k) {
           const size_t c = columns.labels[k];
           if (fields[c].empty())
@@ -262,6 +366,9 @@ Dataset load_csv(const std::string& path, const CsvOptions& options, const Datas
         }
       });
   if (labels.empty()) fail("'", path, "' has ", options.header ? "a header but " : "", "no rows");
+  data.values = encoder->finish(train ? nullptr : &data.categories);
+  if (train) data.categories = train->categories;
+  data.sample = {encoder->width()};
   const size_t width = columns.labels.size();
 
   if (!labels_are_classes(path, options, train, columns.label_names, labels)) {  // float targets
@@ -312,21 +419,22 @@ Dataset load_csv(const std::string& path, const CsvOptions& options, const Datas
 }
 
 Tensor load_csv_features(const std::string& path, const CsvOptions& options, const std::vector<std::string>& feature_names,
-                         int64_t features) {
+                         int64_t features, const Categories& categories) {
   std::vector<std::string> header;
-  std::vector<float> values;
   Columns columns;
+  std::optional<FeatureEncoder> encoder;
   read_csv(
       path, options.header,
       [&](const std::vector<std::string>& h) {
         header = h;
         columns = columns_for(path, header, options, &feature_names, false);
-        const int64_t found = static_cast<int64_t>(columns.features.size());
-        if (found != features)
-          fail("'", path, "' has ", found, " feature columns (", columns_of(columns.feature_names), ") but the model takes ",
-               features);
+        encoder.emplace(path, header, columns.features, &categories);
+        if (encoder->width() != features)
+          fail("'", path, "' has ", encoder->width(), " features (the columns ", columns_of(columns.feature_names),
+               ") but the model takes ", features);
       },
-      [&](const std::vector<std::string>& fields, int64_t line) { parse_features(path, header, fields, columns.features, line, values); });
+      [&](const std::vector<std::string>& fields, int64_t line) { encoder->add(fields, line); });
+  const std::vector<float> values = encoder->finish(nullptr);
   const int64_t rows = static_cast<int64_t>(values.size()) / features;
   if (rows == 0) fail("'", path, "' has ", options.header ? "a header but " : "", "no rows");
   return Tensor::from({rows, features}, values);
@@ -335,7 +443,7 @@ Tensor load_csv_features(const std::string& path, const CsvOptions& options, con
 Tensor load_csv_features(const std::string& path, const std::string& label, int64_t features) {
   CsvOptions options;
   options.labels = {label};
-  return load_csv_features(path, options, {}, features);
+  return load_csv_features(path, options, {}, features, {});
 }
 
 }  // namespace minidl

@@ -91,6 +91,7 @@ Dataset Dataset::slice(int64_t begin, int64_t end) const {
   out.outputs = outputs;
   out.target_names = target_names;
   out.feature_names = feature_names;
+  out.categories = categories;
   return out;
 }
 

@@ -14,6 +14,7 @@
 namespace minidl {
 namespace {
 using internal::split;
+constexpr const char* kUnit = "\x1f";  // the ASCII unit separator: between a text column's name and categories
 using internal::trim;
 
 
@@ -233,6 +234,10 @@ Metadata ModelConfig::to_metadata() const {
   if (outputs > 0) m["model.outputs"] = std::to_string(outputs);
   lines("model.output_names", output_names);
   lines("model.feature_names", feature_names);
+  // One line per text column: its name, then its categories, separated by the ASCII unit separator.
+  std::vector<std::string> encoded;
+  for (const auto& [column, values] : categories) encoded.push_back(column + kUnit + internal::join(values, kUnit));
+  lines("model.categories", encoded);
   return m;
 }
 
@@ -273,7 +278,21 @@ ModelConfig ModelConfig::from_metadata(const MetadataReader& m) {
   };
   c.class_names = lines("model.class_names", c.classes, "classes");
   c.output_names = lines("model.output_names", c.outputs, "outputs");
-  c.feature_names = lines("model.feature_names", c.input_shape.numel(), "input features");
+  for (const std::string& line : lines("model.categories", -1, "")) {
+    std::vector<std::string> parts = split(line, kUnit[0]);
+    const std::string column = parts.front();
+    parts.erase(parts.begin());
+    if (parts.empty() || !std::is_sorted(parts.begin(), parts.end()) || !c.categories.emplace(column, parts).second)
+      m.fail_at("model.categories", "column '" + column + "' is listed twice, or without sorted categories");
+  }
+  // Each number column is one input, each text column one per category.
+  int64_t inputs = 0;
+  c.feature_names = lines("model.feature_names", -1, "");
+  for (const std::string& name : c.feature_names)
+    inputs += c.categories.count(name) ? static_cast<int64_t>(c.categories.at(name).size()) : 1;
+  if (!c.feature_names.empty() && inputs != c.input_shape.numel())
+    m.fail_at("model.feature_names", "its columns make " + std::to_string(inputs) + " inputs, but the model takes " +
+                                         std::to_string(c.input_shape.numel()));
   return c;
 }
 

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -43,8 +44,11 @@ struct Dataset {
   int64_t outputs = 0;
   /// The label or target columns' names, when the data names them (a CSV's); else empty.
   std::vector<std::string> target_names;
-  /// The feature columns' names, when the data names them (a CSV header); else empty.
+  /// The feature columns' names, when the data names them (a CSV header), in order; else empty.
   std::vector<std::string> feature_names;
+  /// The text feature columns, one-hot encoded: column name → its categories in sorted order, one feature
+  /// each (in the column's place among the features). Empty: every feature column holds numbers.
+  std::map<std::string, std::vector<std::string>> categories;
 
   bool is_regression() const { return outputs > 0; }
   int64_t size() const {
@@ -98,22 +102,26 @@ struct CsvOptions {
   CsvTargets targets = CsvTargets::automatic;
 };
 
+/// A CSV's text feature columns and their categories (Dataset::categories).
+using Categories = std::map<std::string, std::vector<std::string>>;
+
 /// Reads a CSV table (RFC 4180 quoting): a header naming the columns (unless options.header is false), one
 /// sample per line, the label column(s) as options say, the columns to ignore left out, every other column a
-/// number (a feature, named in feature_names). Class labels that are all whole numbers >= 0 are class indices
+/// feature (named in feature_names): numbers as they are, or — a column whose first row holds text — one-hot
+/// over its distinct values (categories; at most 1000). Class labels that are all whole numbers >= 0 are class indices
 /// (classes: the largest + 1); otherwise each distinct text is a class, in sorted order, named in class_names.
 /// Value labels are float targets. With `train` (reading a test file), its feature columns are found by name
 /// (in any order; a missing or extra column is an error naming it), text labels must be among its classes,
-/// whole-number labels may add classes (num_classes covers both), and the targets are read as the training
-/// data's. Errors name the file, the line and the column, and quote at most a short excerpt of bad input.
+/// whole-number labels may add classes (num_classes covers both), text columns are encoded with its categories
+/// (another value is an error naming it), and the targets are read as the training data's. Errors name the file, the line and the column, and quote at most a short excerpt of bad input.
 Dataset load_csv(const std::string& path, const CsvOptions& options, const Dataset* train = nullptr);
 /// The same with one label column named `label`.
 Dataset load_csv(const std::string& path, const std::string& label, const Dataset* train = nullptr);
 /// The features of a CSV file of new samples, [rows, features]: the columns named `feature_names`, found by
-/// name (label and ignored columns may be present or absent); with no names (an older checkpoint), every column
-/// but the label and ignored ones, which must number `features`.
+/// name (label and ignored columns may be present or absent), text columns one-hot over `categories`; with no
+/// names (an older checkpoint), every column but the label and ignored ones, which must make `features`.
 Tensor load_csv_features(const std::string& path, const CsvOptions& options, const std::vector<std::string>& feature_names,
-                         int64_t features);
+                         int64_t features, const Categories& categories = {});
 /// The same for a file with a header and one label column named `label` (which may be absent), columns by count.
 Tensor load_csv_features(const std::string& path, const std::string& label, int64_t features);
 

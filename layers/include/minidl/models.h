@@ -65,6 +65,8 @@ struct ModelConfig {
   std::vector<std::string> output_names;
   /// The input features' names (a CSV's feature columns, in order), so that new files are matched by name.
   std::vector<std::string> feature_names;
+  /// The text feature columns, one-hot encoded: column → its categories, in order (one input each).
+  std::map<std::string, std::vector<std::string>> categories;
   float epsilon = 1e-3f;  ///< normalisation epsilon
   uint64_t seed = 1;      ///< initial weights and dropout masks
 
