@@ -372,3 +372,26 @@ TEST_CASE("a loss that does not fit the data or the model is refused before the 
   config.outputs = 3;
   CHECK_THROWS_WITH(build_model(config), Catch::Contains("the data has 3 targets to predict: end it with dense:3"));
 }
+
+TEST_CASE("train_step takes the loss the model implies: mse on a regression batch", "[train]") {
+  const Dataset data = table(64, 9, 1, [](const float* x, float* y) { y[0] = x[0] - 2 * x[2]; });
+  Sequential model;
+  Generator gen(1);
+  model.add(std::make_shared<Dense>(3, 1, Activation::none, gen));
+  SGD sgd(model.parameters(), {.learning_rate = 0.1f});
+  DataLoader loader(data, {.batch_size = 64, .shuffle = false});
+  loader.start_epoch();
+  Batch batch;
+  REQUIRE(loader.next(batch));
+  const Tensor before = predict(model, batch.x);
+  const StepResult first = train_step(model, sgd, batch);
+  double mse = 0;  // the loss the first step saw, by hand
+  for (int64_t i = 0; i < 64; ++i) mse += std::pow(before.data()[i] - batch.targets.data()[i], 2) / 64;
+  CHECK(first.loss == Approx(mse).epsilon(1e-5));
+  for (int i = 0; i < 20; ++i) train_step(model, sgd, batch);
+  const StepResult later = train_step(model, sgd, batch);
+  CHECK(later.loss < first.loss / 4);
+  CHECK(first.correct == 0);
+  CHECK(first.abs_error > later.abs_error);
+  CHECK_THROWS_WITH(categorical_forward(model, batch), Catch::Contains("categorical cross-entropy needs one-hot targets"));
+}

@@ -23,7 +23,8 @@ int predict_command(int argc, char** argv);
 int export_command(int argc, char** argv);
 int recalibrate_command(int argc, char** argv);
 
-/// Test accuracy with the moving statistics before and after recalibrate_batch_norm, which happens in between.
+/// Test accuracy (R² for float targets) with the moving statistics before and after recalibrate_batch_norm, which
+/// happens in between.
 struct RecalibrationReport {
   double before = 0, after = 0;
   Recalibration recalibration;
@@ -32,7 +33,7 @@ struct RecalibrationReport {
 RecalibrationReport recalibrate_and_report(Sequential& model, const DatasetSplits& data, int64_t samples, uint64_t seed,
                                            int64_t eval_batch_size);
 /// After training: when normalising each test batch with its own statistics scores more than a point above the
-/// moving statistics (`moving_accuracy`), warns that the moving averages lag the weights and suggests recalibrate.
+/// moving statistics (`moving_accuracy`: accuracy, or R² for float targets), warns that the moving averages lag the weights and suggests recalibrate.
 /// Models without moving statistics, and batches too small for batch statistics, are left alone. `saved` names
 /// the checkpoint in the suggested command (empty: none was saved).
 void warn_if_moving_statistics_lag(Sequential& model, const Dataset& test, int64_t batch_size, double moving_accuracy,

@@ -71,14 +71,11 @@ RunConfig cell_config(const Compare& s, const Dataset& train, const StudyArm& ar
   return c;
 }
 
-// What a study scores: accuracy for classes, R² for float targets (StudyGrid::score).
-double score(const Evaluation& e) { return e.regression ? e.r2 : e.accuracy; }
-
 // Test accuracy (or R²) with batch statistics at each size (evaluate's batch_statistics: frozen layers too normalise each
 // test batch with its own statistics, and Dropout stays off).
 std::vector<double> batch_statistics_accuracy(Sequential& model, const Dataset& test, const std::vector<int64_t>& sizes) {
   std::vector<double> out;
-  for (int64_t b : sizes) out.push_back(score(evaluate(model, test, b, true)));
+  for (int64_t b : sizes) out.push_back(evaluate(model, test, b, true).score());
   return out;
 }
 
@@ -107,7 +104,7 @@ StudyRun run_cell(const Compare& s, const DatasetSplits& data, const StudyCell& 
     last.mean_gap = gap.mean, last.variance_gap = gap.variance;
     if (s.grid.recalibrate >= 0) {
       recalibrate_batch_norm(model, data.train, s.grid.recalibrate, cell.seed);
-      last.recalibrated_accuracy = score(evaluate(model, data.test, run.config.eval_batch_size, false));
+      last.recalibrated_accuracy = evaluate(model, data.test, run.config.eval_batch_size, false).score();
       const StatisticsGap after = moving_statistics_gap(model, population_statistics(model, data.train));
       last.recalibrated_mean_gap = after.mean, last.recalibrated_variance_gap = after.variance;
     }

@@ -1,5 +1,5 @@
 // `minidl recalibrate`: PreciseBN — a saved model's BatchNormalization moving statistics replaced by the exact
-// population statistics of N training samples (recalibrate_batch_norm), test accuracy before and after.
+// population statistics of N training samples (recalibrate_batch_norm), test accuracy (or R²) before and after.
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -15,14 +15,15 @@ namespace minidl::cli {
 RecalibrationReport recalibrate_and_report(Sequential& model, const DatasetSplits& data, int64_t samples, uint64_t seed,
                                            int64_t eval_batch_size) {
   RecalibrationReport report;
-  report.before = evaluate(model, data.test, eval_batch_size, false).accuracy;
+  const Evaluation before = evaluate(model, data.test, eval_batch_size, false);
+  report.before = before.score();
   report.recalibration = recalibrate_batch_norm(model, data.train, samples, seed);
-  report.after = evaluate(model, data.test, eval_batch_size, false).accuracy;
+  report.after = evaluate(model, data.test, eval_batch_size, false).score();
   spdlog::info("recalibrated {} BatchNormalization layer{} from {} training samples: moving means moved {:.1f} %, "
-               "variances {:.1f} %; test accuracy {:.4f} -> {:.4f}",
+               "variances {:.1f} %; test {} {:.4f} -> {:.4f}",
                report.recalibration.layers, report.recalibration.layers == 1 ? "" : "s", report.recalibration.samples,
-               100 * report.recalibration.change.mean, 100 * report.recalibration.change.variance, report.before,
-               report.after);
+               100 * report.recalibration.change.mean, 100 * report.recalibration.change.variance, before.score_name(),
+               report.before, report.after);
   return report;
 }
 
@@ -35,11 +36,12 @@ void warn_if_moving_statistics_lag(Sequential& model, const Dataset& test, int64
   } catch (const Error&) {
     return;  // a batch of one sample cannot be normalised with its own statistics: nothing to compare
   }
-  const double batch = evaluate(model, test, batch_size, true).accuracy;
+  const Evaluation e = evaluate(model, test, batch_size, true);
+  const double batch = e.score();
   if (batch - moving_accuracy > kLag)
-    spdlog::warn("the moving statistics lag the weights: test accuracy {:.4f} with them, {:.4f} normalising each "
+    spdlog::warn("the moving statistics lag the weights: test {} {:.4f} with them, {:.4f} normalising each "
                  "batch of {} with its own statistics. Re-estimate them: {} (or train with --recalibrate 4096)",
-                 moving_accuracy, batch, batch_size,
+                 e.score_name(), moving_accuracy, batch, batch_size,
                  saved.empty() ? "save with --save FILE, then minidl recalibrate --model FILE --out FILE"
                                : "minidl recalibrate --model " + saved + " --out " + saved);
 }
@@ -80,13 +82,14 @@ int recalibrate_command(int argc, char** argv) {
   for (const auto& [name, t] : loaded.model->state()) c.tensors[name] = t;
   c.metadata["model.recalibrated_samples"] = std::to_string(r.recalibration.samples);
   save_safetensors(out, NamedTensors(c.tensors.begin(), c.tensors.end()), c.metadata);
+  const char* score = loaded.config.outputs > 0 ? "r2" : "accuracy";
   if (f["json"].as<bool>())
     std::printf("%s\n", nlohmann::ordered_json{{"layers", r.recalibration.layers},
                                                {"samples", r.recalibration.samples},
                                                {"mean_change", r.recalibration.change.mean},
                                                {"variance_change", r.recalibration.change.variance},
-                                               {"test_accuracy_before", r.before},
-                                               {"test_accuracy_after", r.after}}
+                                               {std::string("test_") + score + "_before", r.before},
+                                               {std::string("test_") + score + "_after", r.after}}
                             .dump()
                             .c_str());
   spdlog::info("saved {}", out);

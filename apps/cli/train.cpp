@@ -164,7 +164,8 @@ int train_command(int argc, char** argv) {
       trainer.save(saver->path(), m);
     }
   } else if (interrupt->signal() == 0 && !logs.empty()) {
-    warn_if_moving_statistics_lag(*run.model, data.test, config.eval_batch_size, logs.back().val_accuracy,
+    warn_if_moving_statistics_lag(*run.model, data.test, config.eval_batch_size,
+                                  logs.back().regression ? logs.back().val_r2 : logs.back().val_accuracy,
                                   saver ? saver->path() : "");
   }
   if (saver) spdlog::info("saved {} (step {})", saver->path(), saver->saved_step());

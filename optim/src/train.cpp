@@ -10,6 +10,8 @@
 namespace minidl {
 
 ForwardResult categorical_forward(Module& model, const Batch& batch) {
+  if (!batch.one_hot.defined())
+    fail("categorical cross-entropy needs one-hot targets: a DataLoader with one_hot = true, on class labels");
   const Tensor prediction = model.forward(batch.x);
   return {categorical_crossentropy(batch.one_hot, prediction), prediction};
 }
@@ -64,11 +66,16 @@ void check_loss(Loss loss, const Module& model, const Dataset& data, const std::
 
 StepResult train_step(Module& model, Optimizer& optimizer, const Batch& batch) {
   model.train();
-  const ForwardResult f = categorical_forward(model, batch);
+  const bool regression = batch.targets.defined();
+  const ForwardResult f = loss_forward(default_loss(model, regression))(model, batch);
   optimizer.zero_grad();
   f.loss.backward();
   optimizer.step();
-  return {f.loss.item(), count_correct(batch.labels, f.prediction), batch.x.size(0)};
+  StepResult r{f.loss.item(), 0, batch.x.size(0)};
+  if (!regression) r.correct = count_correct(batch.labels, f.prediction);
+  for (int64_t i = 0; regression && i < batch.targets.numel(); ++i)
+    r.abs_error += std::fabs(static_cast<double>(f.prediction.data()[i]) - batch.targets.data()[i]);
+  return r;
 }
 
 LoaderOptions training_loader_options(const Module& model, const Dataset& data, LoaderOptions options) {

@@ -57,8 +57,9 @@ ForwardFn loss_forward(Loss loss);
 /// The targets `loss` compares a batch's predictions with (one_hot, the labels as a column, or targets).
 Tensor batch_targets(Loss loss, const Batch& batch);
 
-/// The loop body a user would write: training-mode forward, categorical cross-entropy against the batch's
-/// one-hot targets, backward, optimizer step.
+/// The loop body a user would write: training-mode forward, the loss the model's last layer implies
+/// (default_loss: categorical cross-entropy against the batch's one-hot targets for a softmax), backward,
+/// optimizer step.
 StepResult train_step(Module& model, Optimizer& optimizer, const Batch& batch);
 
 class Trainer;
@@ -206,6 +207,10 @@ struct Evaluation {
   double auc = NAN;          ///< binary classification (one sigmoid output): ROC AUC
   bool regression = false;   ///< the data has float targets; then:
   double mae = NAN, rmse = NAN, r2 = NAN;
+  /// One number, higher for better: accuracy for classes, R² for float targets.
+  double score() const { return regression ? r2 : accuracy; }
+  /// What score() is: "accuracy" or "R²".
+  const char* score_name() const { return regression ? "R²" : "accuracy"; }
 };
 
 /// Throws unless evaluate(model, data, batch_size, batch_statistics) can run: a model that normalises each
