@@ -255,6 +255,7 @@ int compare_command(int argc, char** argv) {
   s.base = run_config_from_flags(f, data.train);
   s.base.world = &world;
   s.base.eval_batch_size = g.eval_batch_sizes.front();
+  warn_if_unscaled(s.base.model, data.train);
   check_grid(s, data);
   x.total_steps = total_steps(s, data.train);
   if (g.processes > 1)

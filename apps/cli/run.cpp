@@ -99,14 +99,21 @@ std::string option_help(const std::string& flag) {
   return defaults.empty() ? help : help + " (default " + defaults + ")";
 }
 
+// The checkpoint's value of a key as the resume check shows it.
+std::string shown(const Metadata& m, const std::string& key) {
+  const auto it = m.find(key);
+  return it == m.end() ? "" : key == "model.description" ? canonical_description(it->second) : it->second;
+}
+}  // namespace
+
 // Features whose spreads differ by more than this factor train badly unscaled (a step size that suits one is
 // far off for the other).
 constexpr double kScaleRatio = 1000.0;
 
-// Warns when a table's features differ in scale by orders of magnitude and the model does not standardise
-// them, naming the widest and the narrowest.
-void warn_if_unscaled(const Dataset& train) {
+void warn_if_unscaled(const ModelConfig& model, const Dataset& train) {
   if (train.is_images() || train.size() < 2) return;
+  for (const LayerSpec& layer : parse_model_description(model.description))
+    if (layer.kind == "normalize") return;
   const int64_t f = train.features();
   std::vector<double> lo(f, INFINITY), hi(f, -INFINITY);
   for (int64_t r = 0; r < train.size(); ++r)
@@ -128,13 +135,6 @@ void warn_if_unscaled(const Dataset& train) {
                "scales each by the training data", ratio, name(widest), lo[widest], hi[widest], name(narrowest),
                lo[narrowest], hi[narrowest]);
 }
-
-// The checkpoint's value of a key as the resume check shows it.
-std::string shown(const Metadata& m, const std::string& key) {
-  const auto it = m.find(key);
-  return it == m.end() ? "" : key == "model.description" ? canonical_description(it->second) : it->second;
-}
-}  // namespace
 
 void check_freeze_epochs(const RunConfig& r) {
   if (!norm_kind(r.model.norm).option("freeze_epochs")) return;
@@ -343,7 +343,7 @@ Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {
   check_data_fits(c.model, data.train, "'" + c.model.description + "'");
   check_data_fits(c.model, data.test, "'" + c.model.description + "'");
   model = build_model(c.model);
-  if (adapt_normalization(*model, data.train) == 0) warn_if_unscaled(data.train);
+  adapt_normalization(*model, data.train);
   optimizer = std::make_unique<Adam>(model->named_parameters(true), AdamOptions{.learning_rate = c.learning_rate});
   const int ranks = c.world ? c.world->size() : 1, rank = c.world ? c.world->rank() : 0;
   if (ranks > 1 && c.sync_batch_norm) synchronize_batch_norm(*model, c.world);

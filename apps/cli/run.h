@@ -86,6 +86,9 @@ struct Run {
 /// Throws unless the data's samples have the model's input size and its labels fit the model's classes (or its
 /// targets its outputs).
 void check_data_fits(const ModelConfig& model, const Dataset& data, const std::string& model_source);
+/// Warns when a table's features differ in spread a thousandfold and the model has no normalize layer, naming the
+/// widest and the narrowest and suggesting --standardize.
+void warn_if_unscaled(const ModelConfig& model, const Dataset& train);
 /// Loads the data a spec names, logging where from.
 DatasetSplits load_logged(const DataSpec& spec);
 /// An empty data set shaped as the model's training data: sample shape, classes or outputs, column names; new

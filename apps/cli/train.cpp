@@ -93,6 +93,7 @@ int train_command(int argc, char** argv) {
     spdlog::info("data parallel: {} processes, {} samples each per step (global batch {}), batch statistics {}",
                  world.size(), config.batch_size / world.size(), config.batch_size,
                  config.sync_batch_norm ? "over the global batch" : "per process");
+  if (!resumed) warn_if_unscaled(config.model, data.train);
   Run run(config, data);
   if (f.count("recalibrate") && !has_moving_statistics(*run.model))
     fail("--recalibrate: the model '", config.model.description, "' in norm mode ", config.model.norm,

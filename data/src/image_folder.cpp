@@ -6,6 +6,7 @@
 
 #include "minidl/data.h"
 #include "minidl/error.h"
+#include "minidl/internal/text.h"
 
 namespace fs = std::filesystem;
 
@@ -43,13 +44,7 @@ Dataset load_set(const fs::path& dir, const std::vector<std::string>& class_name
     const auto at = std::find(class_names.begin(), class_names.end(), name);
     if (at == class_names.end())
       fail("'", (dir / name).string(), "': a class folder the training data does not have (its classes: ",
-           class_names.size() <= 12 ? [&] {
-             std::string s;
-             for (const auto& n : class_names) s += (s.empty() ? "" : ", ") + n;
-             return s;
-           }()
-                                    : std::to_string(class_names.size()) + " folders",
-           ")");
+           internal::join(class_names, ", ", 12), ")");
     lists.emplace_back(static_cast<int32_t>(at - class_names.begin()), &files);
     longest = std::max(longest, files.size());
     total += files.size();

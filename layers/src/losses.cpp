@@ -141,6 +141,13 @@ Tensor binary_crossentropy(const Tensor& y_true, const Tensor& y_pred) {
   return binary_crossentropy_from_probabilities(y_true, y_pred);
 }
 
+double absolute_error_sum(const Tensor& y_true, const Tensor& y_pred) {
+  check_same_shape("absolute_error_sum", y_true, y_pred);
+  double sum = 0.0;
+  for (int64_t i = 0; i < y_true.numel(); ++i) sum += std::fabs(static_cast<double>(y_pred.data()[i]) - y_true.data()[i]);
+  return sum;
+}
+
 double roc_auc(std::span<const int32_t> labels, std::span<const float> scores) {
   if (labels.size() != scores.size()) fail("roc_auc: ", labels.size(), " labels for ", scores.size(), " scores");
   // Mann–Whitney: the positives' mean rank among all scores (tied scores share their mean rank).

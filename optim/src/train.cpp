@@ -72,9 +72,8 @@ StepResult train_step(Module& model, Optimizer& optimizer, const Batch& batch) {
   f.loss.backward();
   optimizer.step();
   StepResult r{f.loss.item(), 0, batch.x.size(0)};
-  if (!regression) r.correct = count_correct(batch.labels, f.prediction);
-  for (int64_t i = 0; regression && i < batch.targets.numel(); ++i)
-    r.abs_error += std::fabs(static_cast<double>(f.prediction.data()[i]) - batch.targets.data()[i]);
+  if (regression) r.abs_error = absolute_error_sum(batch.targets, f.prediction);
+  else r.correct = count_correct(batch.labels, f.prediction);
   return r;
 }
 

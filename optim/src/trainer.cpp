@@ -175,12 +175,8 @@ StepResult Trainer::step(const Batch& batch) {
   for (auto& c : callbacks_) c->on_after_backward(*this);
   optimizer_.step();
   StepResult result{loss, 0, batch.x.size(0)};
-  if (batch.targets.defined()) {  // regression
-    const float *y = batch.targets.data(), *p = f.prediction.data();
-    for (int64_t i = 0; i < batch.targets.numel(); ++i) result.abs_error += std::fabs(static_cast<double>(p[i]) - y[i]);
-  } else {
-    result.correct = count_correct(batch.labels, f.prediction);
-  }
+  if (batch.targets.defined()) result.abs_error = absolute_error_sum(batch.targets, f.prediction);  // regression
+  else result.correct = count_correct(batch.labels, f.prediction);
   for (auto& c : callbacks_) c->on_step_end(*this, result);
   return result;
 }

@@ -60,6 +60,9 @@ double accuracy(std::span<const int32_t> labels, const Tensor& y_pred);
 /// Number of such rows.
 int64_t count_correct(std::span<const int32_t> labels, const Tensor& y_pred);
 
+/// Σ |y − ŷ| over every element (in double): what the Trainer sums for an epoch's MAE.
+double absolute_error_sum(const Tensor& y_true, const Tensor& y_pred);
+
 /// The area under the ROC curve of scores for labels 0 and 1: the probability that a random positive scores
 /// above a random negative, ties counting one half (exact, where Keras's AUC interpolates over 200 thresholds).
 /// NaN when one class is absent.
