@@ -4,6 +4,8 @@
 #include <set>
 #include <sys/stat.h>
 
+#include <zlib.h>
+
 #include "helpers.h"
 #include "minidl/data.h"
 
@@ -330,6 +332,30 @@ TEST_CASE("image files: grayscale PNG and PGM read back their pixels — others 
   std::string broken = read_bytes(dir.file("a.png"));
   write_bytes(dir.file("broken.png"), broken.substr(0, broken.size() / 2));
   CHECK_THROWS_WITH(read_image(dir.file("broken.png")), Catch::Contains("broken.png"));
+  // Grayscale read as RGB repeats each pixel into three channels.
+  const Image rgb = read_image(dir.file("a.png"), 3);
+  CHECK(rgb.channels == 3);
+  CHECK(rgb.pixels == std::vector<uint8_t>{0, 0, 0, 10, 10, 10, 20, 20, 20, 100, 100, 100, 200, 200, 200, 255, 255, 255});
+  CHECK(read_image(dir.file("c.pgm"), 0).channels == 1);
+  CHECK_THROWS_WITH(read_image(dir.path()), Catch::Contains("is a directory, not an image file"));
+}
+
+TEST_CASE("a tiny image file that claims a huge image is refused before its pixels are allocated", "[data]") {
+  TempDir dir;
+  // A 19-byte text PGM header of 16384x16384: a text pixel takes at least two bytes, so it cannot be there.
+  write_bytes(dir.file("p2.pgm"), "P2\n16384 16384\n255\n");
+  CHECK_THROWS_WITH(read_image(dir.file("p2.pgm")), Catch::Contains("holds fewer pixels than its 16384x16384 header says"));
+  // A PNG whose header says 16384x16384 and whose compressed pixels are 10 bytes: more than zlib's 1032:1 allows.
+  const auto chunk = [](const std::string& type, const std::string& body) {
+    const auto be = [](uint32_t v) { return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)}; };
+    const std::string typed = type + body;
+    return be(static_cast<uint32_t>(body.size())) + typed +
+           be(static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(typed.data()), static_cast<uInt>(typed.size()))));
+  };
+  const std::string header = std::string("\0\0\x40\0\0\0\x40\0", 8) + std::string("\x08\0\0\0\0", 5);
+  write_bytes(dir.file("huge.png"), std::string("\x89PNG\r\n\x1a\n") + chunk("IHDR", header) +
+                                        chunk("IDAT", std::string(10, '\0')) + chunk("IEND", ""));
+  CHECK_THROWS_WITH(read_image(dir.file("huge.png")), Catch::Contains("its header claims 16384x16384 pixels, more than"));
 }
 
 TEST_CASE("CSV targets: float labels are regression targets, several label columns too, whole numbers classes",

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -38,6 +39,13 @@ Image read_png(const std::string& path, int channels) {
   const bool rgb = channels == 3 || (channels == 0 && colour);
   if (int64_t{png.width} * int64_t{png.height} > kMaxPixels)
     fail("'", path, "': ", png.width, "x", png.height, " is too large an image");
+  // zlib compresses at most about 1032:1, so a file this small cannot hold the pixels its header claims: refused
+  // before the buffer for them is allocated.
+  std::error_code error;
+  const auto file_size = static_cast<int64_t>(std::filesystem::file_size(path, error));
+  if (!error && int64_t{png.width} * int64_t{png.height} > 1032 * file_size + 4096)
+    fail("'", path, "': its header claims ", png.width, "x", png.height, " pixels, more than ", file_size,
+         " bytes can hold: the file is cut short or broken");
   Image image{png.height, png.width, {}, rgb ? 3 : 1};
   // 8-bit gray or RGB; an alpha channel is composited onto black, the background of MNIST-style images.
   png.format = rgb ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
@@ -68,6 +76,9 @@ Image read_pgm(const std::string& path, const std::string& bytes) {
   const bool binary = bytes[1] == '5';
   const int64_t width = number("width"), height = number("height"), maxval = number("maxval");
   if (width < 1 || height < 1 || width * height > kMaxPixels) fail("'", path, "': bad PGM size ", width, "x", height);
+  // Before anything is allocated: a text PGM needs a digit and a blank per pixel, so a short file cannot hold it.
+  if (!binary && static_cast<int64_t>(bytes.size()) - static_cast<int64_t>(at) < 2 * width * height - 1)
+    fail("'", path, "': the PGM holds fewer pixels than its ", width, "x", height, " header says");
   if (maxval < 1 || maxval > 65535) fail("'", path, "': PGM maxval ", maxval, " is outside 1..65535");
   const int64_t count = width * height, sample_bytes = maxval > 255 ? 2 : 1;
   ++at;  // the single whitespace after maxval
@@ -91,6 +102,9 @@ Image read_pgm(const std::string& path, const std::string& bytes) {
 
 Image read_image(const std::string& path, int channels) {
   if (channels != 0 && channels != 1 && channels != 3) fail("read_image: channels must be 0, 1 or 3, got ", channels);
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error))
+    fail("'", path, "' is a directory, not an image file (a folder of class folders is training data: --data DIR)");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot open '", path, "': ", std::strerror(errno));
   char head[8] = {};
