@@ -2,7 +2,9 @@
 // and that a failed write leaves the previous file intact.
 #include <cstring>
 
-#include "helpers.h"
+#include <sys/stat.h>
+
+#include "cli_helpers.h"
 #include "minidl/checkpoint.h"
 #include "minidl/train.h"
 
@@ -199,4 +201,14 @@ TEST_CASE("checkpoints written before the normalisation registry load, evaluate 
     INFO(name);
     CHECK(end.tensors.at(name).to_vector() == t.to_vector());
   }
+}
+
+TEST_CASE("a FIFO given as a checkpoint is refused at once instead of blocking", "[cli]") {
+  TempDir dir;
+  const std::string fifo = dir.file("model.safetensors");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THROWS_WITH(load_safetensors(fifo), Catch::Contains("is a FIFO (named pipe), not a checkpoint (safetensors) file"));
+  const minidl::test::Run r = minidl::test::minidl_cli("evaluate --model " + fifo, dir);
+  CHECK(r.status == 1);
+  CHECK_THAT(r.err, Catch::Contains("is a FIFO"));
 }

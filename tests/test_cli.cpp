@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdlib>
+#include <sstream>
 #include <filesystem>
 #include <sys/wait.h>
 
@@ -517,4 +518,24 @@ TEST_CASE("evaluate --batch-statistics leaves Dropout off: a forward pass with b
   CHECK(generators.at(0).second->state() == before);
   CHECK(bn.moving_mean().to_vector() == moving);
   CHECK(!loaded.model->uses_batch_statistics());
+}
+
+TEST_CASE("--log across --resume keeps the epochs before the checkpoint", "[cli]") {
+  TempDir dir;
+  const std::string common = " --steps -1 --log " + dir.file("log.jsonl") + " --save " + dir.file("c.safetensors") + " " + data_flag();
+  REQUIRE(minidl_cli("train --epochs 2" + common, dir).status == 0);
+  const Run resumed = minidl_cli("train --epochs 4 --resume " + dir.file("c.safetensors") + common, dir);
+  INFO(resumed.err);
+  REQUIRE(resumed.status == 0);
+  std::istringstream lines(read_bytes(dir.file("log.jsonl")));
+  std::vector<int> epochs;
+  for (std::string line; std::getline(lines, line);) epochs.push_back(nlohmann::json::parse(line)["epoch"].get<int>());
+  CHECK(epochs == std::vector<int>{1, 2, 3, 4});
+  // A file that is not a minidl log is refused, not overwritten.
+  write_bytes(dir.file("notes.txt"), "my notes\n");
+  const Run refused = minidl_cli("train --epochs 5 --resume " + dir.file("c.safetensors") + " --log " + dir.file("notes.txt") +
+                                     " " + data_flag(), dir);
+  CHECK(refused.status == 1);
+  CHECK_THAT(refused.err, Catch::Contains("line 1 is not an epoch of a minidl log"));
+  CHECK(read_bytes(dir.file("notes.txt")) == "my notes\n");
 }

@@ -518,3 +518,13 @@ TEST_CASE("CSV text feature columns are one-hot encoded with the training data's
   CHECK_THROWS_WITH(load_csv(dir.file("ids.csv"), "label"),
                     Catch::Contains("the text column 'id' holds 1001 distinct values") && Catch::Contains("--ignore id"));
 }
+
+TEST_CASE("a FIFO given as an input is refused at once instead of blocking", "[data]") {
+  TempDir dir;
+  const std::string fifo = dir.file("pipe.csv");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THROWS_WITH(load_csv(fifo, "label"), Catch::Contains("pipe.csv' is a FIFO (named pipe), not a CSV file"));
+  CHECK_THROWS_WITH(read_image(fifo), Catch::Contains("is a FIFO (named pipe), not an image file"));
+  CHECK_THROWS_WITH(read_idx(fifo, 1), Catch::Contains("is a FIFO (named pipe), not an IDX file"));
+  CHECK_THROWS_WITH(load_csv_features(fifo, "label", 2), Catch::Contains("is a FIFO"));
+}

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <optional>
 
 #include "cli.h"
@@ -32,6 +33,31 @@ nlohmann::ordered_json epoch_record(const EpochLogs& e, int64_t step, Loss loss)
   r["seconds"] = e.seconds;
   return r;
 }
+
+// What a resumed run's --log keeps of the file it continues: the lines of the epochs that ended by the step the
+// checkpoint holds (a line the interrupted run wrote later is dropped, since that epoch is trained again).
+// A file that is not such a log is refused rather than overwritten.
+std::string resumed_log(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return {};
+  std::string kept, line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (line.empty()) continue;
+    nlohmann::json record;
+    try {
+      record = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception&) {
+      record = nullptr;
+    }
+    if (!record.is_object() || !record.contains("step") || !record["step"].is_number_integer())
+      fail("--log '", path, "' line ", number, " is not an epoch of a minidl log, so the resumed run would lose it: ",
+           "give --log another file");
+    if (record["step"].get<int64_t>() <= step) kept += line + "\n";
+  }
+  return kept;
+}
 }  // namespace
 
 int train_command(int argc, char** argv) {
@@ -41,7 +67,8 @@ int train_command(int argc, char** argv) {
       "save", "write the checkpoint (safetensors) here after every epoch and at the end", cxxopts::value<std::string>())(
       "init", "start from the weights in this safetensors file", cxxopts::value<std::string>())(
       "resume", "continue exactly from a checkpoint written by --save (the same command line may be repeated)",
-      cxxopts::value<std::string>())("log", "write one JSON object per epoch to this file", cxxopts::value<std::string>())(
+      cxxopts::value<std::string>())("log", "write one JSON object per epoch to this file (a resumed run keeps the "
+                                          "lines of the epochs before its checkpoint)", cxxopts::value<std::string>())(
       "json", "print one JSON object per epoch on stdout")(
       "keep-going-on-nan", "go on training when a step's loss is NaN or infinite (by default training stops there, "
                            "keeps the last checkpoint and exits with status 3)")(
@@ -110,7 +137,8 @@ int train_command(int argc, char** argv) {
   Trainer& trainer = *run.trainer;
   if (leader) trainer.add_callback(std::make_shared<ProgressBar>());
   auto epoch_line = std::make_shared<LambdaCallback>();
-  std::string log_text;
+  // A resumed run continues its log: the epochs before the checkpoint stay, in order.
+  std::string log_text = resumed && f.count("log") ? resumed_log(f["log"].as<std::string>(), trainer.steps_done()) : "";
   epoch_line->epoch_end = [&](Trainer& t, const EpochLogs& e) {
     if (!leader) return;
     const nlohmann::ordered_json record = epoch_record(e, t.steps_done(), config.loss);

@@ -143,4 +143,17 @@ void write_text_atomically(const std::string& path, const std::string& text) {
   });
 }
 
+void check_input_file(const std::string& path, const std::string& what) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) return;
+  const char* kind = S_ISFIFO(info.st_mode)  ? "a FIFO (named pipe)"
+                     : S_ISSOCK(info.st_mode) ? "a socket"
+                     : S_ISCHR(info.st_mode)  ? "a character device"
+                     : S_ISBLK(info.st_mode)  ? "a block device"
+                                              : nullptr;
+  if (kind)
+    fail("'", path, "' is ", kind, ", not ", what, ": minidl reads regular files (reading this would wait for another "
+         "process, or never end) — write the data to a file first");
+}
+
 }  // namespace minidl

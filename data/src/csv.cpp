@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 
+#include "minidl/atomic_file.h"
 #include "minidl/data.h"
 #include "minidl/internal/text.h"
 #include "minidl/error.h"
@@ -71,6 +72,7 @@ float parse_float(const std::string& text) {
 // the first line is a row. Errors name the file and line.
 template <class Header, class Row>
 void read_csv(const std::string& path, bool has_header, Header on_header, Row on_row) {
+  check_input_file(path, "a CSV file");
   std::ifstream in(path);
   if (!in) fail("cannot open '", path, "': ", std::strerror(errno));
   std::string line, error;

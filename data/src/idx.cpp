@@ -57,6 +57,7 @@ IdxArray read_idx(const std::string& path, int expected_rank) {
   struct stat info {};
   if (::stat(path.c_str(), &info) != 0) fail("cannot open '", path, "': ", std::strerror(errno));
   if (S_ISDIR(info.st_mode)) fail("'", path, "' is a directory, expected an IDX file");
+  check_input_file(path, "an IDX file");
   const GzFile file(gzopen(path.c_str(), "rb"));
   if (!file) fail("cannot open '", path, "': ", std::strerror(errno));
   // zlib's buffer: 1 MiB reads Fashion-MNIST 10 % faster than 32 KiB; a small file needs no more than its size.

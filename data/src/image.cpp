@@ -105,6 +105,7 @@ Image read_image(const std::string& path, int channels) {
   std::error_code error;
   if (std::filesystem::is_directory(path, error))
     fail("'", path, "' is a directory, not an image file (a folder of class folders is training data: --data DIR)");
+  check_input_file(path, "an image file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot open '", path, "': ", std::strerror(errno));
   char head[8] = {};

@@ -46,6 +46,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors, cons
 }
 
 Checkpoint load_safetensors(const std::string& path) {
+  check_input_file(path, "a checkpoint (safetensors) file");
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) fail("cannot open checkpoint '", path, "': ", std::strerror(errno));
   const uint64_t file_size = static_cast<uint64_t>(in.tellg());

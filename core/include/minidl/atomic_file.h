@@ -1,5 +1,6 @@
 // Writing files atomically: a temporary file beside the target, flushed to disk, renamed over it, the
-// directory flushed too; and checking, before any work, that a path can be written that way.
+// directory flushed too; checking, before any work, that a path can be written that way; and refusing special
+// files as inputs.
 #pragma once
 
 #include <functional>
@@ -23,6 +24,11 @@ void write_text_atomically(const std::string& path, const std::string& text);
 /// and accepts a new file (checked by creating and removing one), and `path` is absent or a regular file (after
 /// following symbolic links). `what` names the flag or setting in the message ("--save").
 void check_writable(const std::string& path, const std::string& what);
+
+/// Throws when `path` names a FIFO, a socket or a device (after following symbolic links): opening one to read
+/// would block until another process writes, or read something that is not a file. `what` names the kind of file
+/// expected ("a CSV file"). A missing path passes: the reader then says it cannot open it.
+void check_input_file(const std::string& path, const std::string& what);
 
 /// The file write_file_atomically would replace for `path`: `path` itself, or the target of the symbolic
 /// links it names.
