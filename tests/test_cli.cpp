@@ -539,3 +539,38 @@ TEST_CASE("--log across --resume keeps the epochs before the checkpoint", "[cli]
   CHECK_THAT(refused.err, Catch::Contains("line 1 is not an epoch of a minidl log"));
   CHECK(read_bytes(dir.file("notes.txt")) == "my notes\n");
 }
+
+TEST_CASE("an output that is an input or another output is refused before anything is read", "[cli]") {
+  TempDir dir;
+  // A CSV named without an extension (the .csv one is refused by --save's extension check already).
+  write_bytes(dir.file("train"), "x,label\n1,0\n2,1\n3,0\n4,1\n");
+  write_bytes(dir.file("test.csv"), "x,label\n1,0\n2,1\n");
+  const std::string csv = "--data " + dir.file("train") + " --test " + dir.file("test.csv");
+  const std::string before = read_bytes(dir.file("train"));
+  const Run onto_data = minidl_cli("train " + csv + " --save " + dir.file("train"), dir);
+  CHECK(onto_data.status == 1);
+  CHECK_THAT(onto_data.err, Catch::Contains("--save '" + dir.file("train") + "' is the file --data reads"));
+  CHECK_THAT(minidl_cli("train " + csv + " --save " + dir.file("train.csv"), dir).err,
+             Catch::Contains("minidl writes a safetensors checkpoint there, not .csv"));
+  const Run log_onto_test = minidl_cli("train " + csv + " --log " + dir.file("test.csv"), dir);
+  CHECK_THAT(log_onto_test.err, Catch::Contains("--log '" + dir.file("test.csv") + "' is the file --test reads"));
+  // Another spelling of the same file, or a link to it, is the same file.
+  CHECK(minidl_cli("train " + csv + " --save " + dir.path() + "/./train", dir).status == 1);
+  std::filesystem::create_symlink(dir.file("train"), dir.file("link"));
+  CHECK_THAT(minidl_cli("train " + csv + " --save " + dir.file("link"), dir).err, Catch::Contains("is the file --data reads"));
+  const Run both = minidl_cli("train " + csv + " --save " + dir.file("x") + " --log " + dir.file("x"), dir);
+  CHECK_THAT(both.err, Catch::Contains("--save and --log name the same file"));
+  CHECK(read_bytes(dir.file("train")) == before);
+  // IDX files are inputs too; export and recalibrate check theirs.
+  const Run idx = minidl_cli("train --log " + minidl::test::data_dir().file("train-labels-idx1-ubyte.gz") + " " + data_flag(), dir);
+  CHECK_THAT(idx.err, Catch::Contains("is the file --data reads"));
+  const std::string model = dir.file("m.safetensors");
+  REQUIRE(minidl_cli("train --epochs 1 --steps 2 --save " + model + " " + data_flag(), dir).status == 0);
+  std::filesystem::create_symlink(model, dir.file("m.onnx"));
+  CHECK_THAT(minidl_cli("export --model " + model + " --out " + dir.file("m.onnx"), dir).err,
+             Catch::Contains("--out '" + dir.file("m.onnx") + "' is the file --model reads"));
+  const Run recal = minidl_cli("recalibrate --model " + model + " --out " + model + " --samples 64", dir);
+  CHECK(recal.status == 0);  // onto itself: documented
+  // Resuming saves back onto the checkpoint it resumes.
+  CHECK(minidl_cli("train --epochs 2 --steps 4 --resume " + model + " --save " + model + " " + data_flag(), dir).status == 0);
+}

@@ -49,6 +49,20 @@ std::string closest_word(const std::string& word, const std::vector<std::string>
 /// flag): "--save m.onnx" writes safetensors, so it names `minidl export`. A path without an extension passes.
 void check_extension(const std::string& path, const std::string& what, const std::string& extension);
 
+/// A file a command reads or writes, and the flag that names it ("--save").
+struct NamedPath {
+  std::string flag, path;
+};
+/// The files a data spec reads: the CSV files, or an IDX directory's four files (an image folder's are its own:
+/// none is listed).
+std::vector<NamedPath> data_files(const DataSpec& spec, const std::string& flag = "--data");
+/// Refuses, before any work, an output that is one of the inputs or another output — the same file by inode
+/// (through links and other spellings) or, for files not there yet, by resolved path: `train --data t.csv --save
+/// t.csv` would turn the data into a checkpoint. `allowed` pairs an output with the one input it may replace
+/// (--resume F --save F; recalibrate --model F --out F).
+void check_outputs(const std::vector<NamedPath>& outputs, const std::vector<NamedPath>& inputs,
+                   const std::vector<std::pair<std::string, std::string>>& allowed = {});
+
 /// Adds the flags every command understands: --data, --threads, --seed, --help.
 void add_common_flags(cxxopts::Options& options);
 /// Refuses a checkpoint holding NaN or infinite values, naming the tensor (a diverged run's weights would give

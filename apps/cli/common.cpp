@@ -1,6 +1,7 @@
 // What the commands share: flag parsing with clear errors, the common flags, --threads, the benchmarks' median
 // and shell quoting.
 #include <omp.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -100,6 +101,47 @@ cxxopts::ParseResult parse_flags(cxxopts::Options& options, int argc, char** arg
     fail(e.what(), "\n", options.help());
   } catch (const Error& e) {
     fail(e.what(), "\n", options.help());
+  }
+}
+
+std::vector<NamedPath> data_files(const DataSpec& spec, const std::string& flag) {
+  std::vector<NamedPath> files;
+  if (spec.is_csv()) {
+    files.push_back({flag, spec.train});
+  } else if (!is_image_folder(spec.train)) {
+    for (const char* name : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"})
+      for (const char* ext : {"", ".gz"}) files.push_back({flag, spec.train + "/" + name + ext});
+  }
+  if (!spec.test.empty()) files.push_back({"--test", spec.test});
+  return files;
+}
+
+namespace {
+// Whether two paths name one file: by device and inode when both exist, else by their resolved spelling.
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat sa {}, sb {};
+  const bool a_exists = ::stat(a.c_str(), &sa) == 0, b_exists = ::stat(b.c_str(), &sb) == 0;
+  if (a_exists && b_exists) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+  if (a_exists != b_exists) return false;
+  std::error_code error;
+  const auto resolved = [&](const std::string& p) { return std::filesystem::weakly_canonical(std::filesystem::absolute(p), error); };
+  return resolved(a) == resolved(b);
+}
+}  // namespace
+
+void check_outputs(const std::vector<NamedPath>& outputs, const std::vector<NamedPath>& inputs,
+                   const std::vector<std::pair<std::string, std::string>>& allowed) {
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const NamedPath& out = outputs[i];
+    for (const NamedPath& in : inputs)
+      if (same_file(out.path, in.path) &&
+          std::find(allowed.begin(), allowed.end(), std::pair{out.flag, in.flag}) == allowed.end())
+        fail(out.flag, " '", out.path, "' is the file ", in.flag, " reads ('", in.path, "'): writing it would destroy the ",
+             in.flag == "--data" || in.flag == "--test" ? "data" : "input", " — write ", out.flag, " to another file");
+    for (size_t j = i + 1; j < outputs.size(); ++j)
+      if (same_file(out.path, outputs[j].path))
+        fail(out.flag, " and ", outputs[j].flag, " name the same file '", out.path, "': one would overwrite the other — "
+             "give each its own file");
   }
 }
 

@@ -16,6 +16,7 @@ int export_command(int argc, char** argv) {
   const auto f = parse_flags(options, argc, argv, "minidl export --model model.safetensors --out model.onnx");
   if (!f.count("model") || !f.count("out")) fail("--model FILE and --out FILE.onnx are required");
   check_extension(f["out"].as<std::string>(), "--out", ".onnx");
+  check_outputs({{"--out", f["out"].as<std::string>()}}, {{"--model", f["model"].as<std::string>()}});
   check_writable(f["out"].as<std::string>(), "--out");
   const LoadedModel loaded = load_model(f["model"].as<std::string>());
   refuse_non_finite(loaded.checkpoint, f["model"].as<std::string>());

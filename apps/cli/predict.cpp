@@ -128,6 +128,11 @@ int predict_command(int argc, char** argv) {
   if (!out.empty()) {
     check_extension(out, "--out", ".csv");
     check_writable(out, "--out");
+    std::vector<NamedPath> inputs = data_files(data_spec_for(f, loaded.checkpoint.metadata, path, false));
+    inputs.push_back({"--model", path});
+    if (f.count("images"))
+      for (const std::string& image : f["images"].as<std::vector<std::string>>()) inputs.push_back({"an image", image});
+    check_outputs({{"--out", out}}, inputs);
   }
   if (!regression && (top < 1 || top > config.classes)) fail("--top must be in [1, ", config.classes, "], got ", top);
   if (batch_size < 1) fail("--batch-size must be >= 1, got ", batch_size);

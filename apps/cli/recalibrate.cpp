@@ -72,7 +72,11 @@ int recalibrate_command(int argc, char** argv) {
 
   LoadedModel loaded = load_model(path);
   refuse_non_finite(loaded.checkpoint, path);
-  const DatasetSplits data = load_logged(data_spec_for(f, loaded.checkpoint.metadata, path, true));
+  const DataSpec spec = data_spec_for(f, loaded.checkpoint.metadata, path, true);
+  std::vector<NamedPath> inputs = data_files(spec);
+  inputs.push_back({"--model", path});
+  check_outputs({{"--out", out}}, inputs, {{"--out", "--model"}});  // --out may be --model itself
+  const DatasetSplits data = load_logged(spec);
   check_data_fits(loaded.config, data.train, "in '" + path + "'");
   check_data_fits(loaded.config, data.test, "in '" + path + "'");
   const RecalibrationReport r = recalibrate_and_report(*loaded.model, data, samples, setting<uint64_t>(f, "seed"), eval_batch_size);

@@ -112,7 +112,15 @@ int train_command(int argc, char** argv) {
   const std::string bn_sync = f["bn-sync"].as<std::string>();
   if (bn_sync != "global" && bn_sync != "local") fail("--bn-sync must be global or local, got '", bn_sync, "'");
   if (!leader) spdlog::set_level(spdlog::level::err);
-  const DatasetSplits data = load_logged(resumed ? resumed->data : data_spec_from_flags(f));
+  // No output may be an input or another output (before any data is read).
+  const DataSpec data_spec = resumed ? resumed->data : data_spec_from_flags(f);
+  std::vector<NamedPath> outputs, inputs = data_files(data_spec);
+  for (const char* flag : {"save", "log"})
+    if (f.count(flag)) outputs.push_back({std::string("--") + flag, f[flag].as<std::string>()});
+  for (const char* flag : {"init", "resume"})
+    if (f.count(flag)) inputs.push_back({std::string("--") + flag, f[flag].as<std::string>()});
+  check_outputs(outputs, inputs, {{"--save", "--resume"}});
+  const DatasetSplits data = load_logged(data_spec);
   RunConfig config = resumed ? *resumed : run_config_from_flags(f, data.train);
   config.world = &world;
   config.sync_batch_norm = bn_sync == "global";
