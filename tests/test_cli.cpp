@@ -520,7 +520,7 @@ TEST_CASE("evaluate --batch-statistics leaves Dropout off: a forward pass with b
   CHECK(!loaded.model->uses_batch_statistics());
 }
 
-TEST_CASE("--log across --resume keeps the epochs before the checkpoint", "[cli]") {
+TEST_CASE("a resumed run keeps the --log lines of the epochs before its checkpoint", "[cli]") {
   TempDir dir;
   const std::string common = " --steps -1 --log " + dir.file("log.jsonl") + " --save " + dir.file("c.safetensors") + " " + data_flag();
   REQUIRE(minidl_cli("train --epochs 2" + common, dir).status == 0);
