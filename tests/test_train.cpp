@@ -395,3 +395,24 @@ TEST_CASE("train_step takes the loss the model implies: mse on a regression batc
   CHECK(first.abs_error > later.abs_error);
   CHECK_THROWS_WITH(categorical_forward(model, batch), Catch::Contains("categorical cross-entropy needs one-hot targets"));
 }
+
+TEST_CASE("a forward of one's own on a model that ends in logits still validates as a classifier", "[train]") {
+  const DatasetSplits& data = synthetic();
+  ModelConfig config;
+  config.description = "dense:10";
+  config.input_shape = {784};
+  config.classes = 0;  // logits: no softmax, so the builder's classifier check is off
+  auto model = build_model(config);
+  Adam adam(model->named_parameters(true));
+  DataLoader loader(data.train, {.batch_size = 64, .seed = 2});
+  TrainerOptions options{.epochs = 3, .validation = &data.test};
+  options.forward = [](Module& m, const Batch& b) -> ForwardResult {
+    const Tensor logits = m.forward(b.x);
+    return {sparse_softmax_cross_entropy(logits, b.labels), logits};
+  };
+  Trainer trainer(*model, adam, loader, options);
+  CHECK(*trainer.options().loss == Loss::categorical_crossentropy);
+  const EpochLogs logs = trainer.fit().back();
+  CHECK(logs.has_validation);
+  CHECK(logs.val_accuracy > 0.5);  // the argmax of the logits, as of probabilities
+}

@@ -91,7 +91,13 @@ Trainer::Trainer(Module& model, Optimizer& optimizer, DataLoader& loader, Traine
   if (options_.validation_batch_size < 1)
     fail("Trainer: validation batch size must be >= 1, got ", options_.validation_batch_size);
   const Dataset& data = loader.dataset();
-  if (!options_.loss) options_.loss = default_loss(model, data.is_regression());
+  if (!options_.loss) {
+    options_.loss = default_loss(model, data.is_regression());
+    // Beside a forward of the user's own the loss only says what validation reports: when the last layer implies
+    // one the data cannot take (a Dense of logits, say), the data's kind decides.
+    if (options_.forward && is_regression(*options_.loss) != data.is_regression())
+      options_.loss = data.is_regression() ? Loss::mse : Loss::categorical_crossentropy;
+  }
   if (!options_.forward) {
     check_loss(*options_.loss, model, data);
     if (*options_.loss == Loss::categorical_crossentropy && !loader.one_hot())

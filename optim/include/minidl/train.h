@@ -116,7 +116,8 @@ struct TrainerOptions {
   int64_t max_steps = -1;     ///< stop after this many optimizer steps in all; -1: no limit
   const Dataset* validation = nullptr;  ///< evaluated in inference mode after every epoch (val_loss, val_accuracy)
   int64_t validation_batch_size = kDefaultBatchSize;
-  /// What the model minimises (and validation reports); empty: default_loss(model), from its last layer.
+  /// What the model minimises (and validation reports); empty: default_loss(model), from its last layer (beside
+  /// a `forward` of your own, the data's kind when the last layer implies a loss the data cannot take).
   std::optional<Loss> loss{};
   ForwardFn forward{};        ///< empty: loss_forward(the loss)
   OnNonFinite on_non_finite = OnNonFinite::stop;
