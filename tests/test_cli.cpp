@@ -574,3 +574,20 @@ TEST_CASE("an output that is an input or another output is refused before anythi
   // Resuming saves back onto the checkpoint it resumes.
   CHECK(minidl_cli("train --epochs 2 --steps 4 --resume " + model + " --save " + model + " " + data_flag(), dir).status == 0);
 }
+
+TEST_CASE("evaluate and predict stop with exit 3 at a non-finite output instead of printing NaN", "[cli]") {
+  TempDir dir;
+  const std::string model = dir.file("m.safetensors");
+  REQUIRE(minidl_cli("train --epochs 1 --steps 2 --save " + model + " " + data_flag(), dir).status == 0);
+  Checkpoint c = load_safetensors(model);
+  c.tensors.at("dense/kernel").fill_(3e38f);  // finite weights whose products overflow
+  save_safetensors(model, NamedTensors(c.tensors.begin(), c.tensors.end()), c.metadata);
+  const Run e = minidl_cli("evaluate --model " + model, dir);
+  CHECK(e.status == 3);
+  CHECK_THAT(e.err, Catch::Contains("the model's output for sample 0 is") &&
+                        Catch::Contains("the first non-finite value: the output of layer 'dense' (Dense)"));
+  CHECK(e.out.empty());
+  const Run p = minidl_cli("predict --json --first 3 --model " + model, dir);
+  CHECK(p.status == 3);
+  CHECK(p.out.empty());
+}

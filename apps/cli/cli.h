@@ -63,6 +63,12 @@ std::vector<NamedPath> data_files(const DataSpec& spec, const std::string& flag 
 void check_outputs(const std::vector<NamedPath>& outputs, const std::vector<NamedPath>& inputs,
                    const std::vector<std::pair<std::string, std::string>>& allowed = {});
 
+/// Whether a model's outputs `y` [N, K] are all finite; if not, logs an error naming the first sample whose output
+/// is not (counting from 0 in `x`, the inputs that gave them), and where in the model it first appears
+/// (find_non_finite), and returns false: evaluate and predict then exit with 3, as train does, instead of
+/// printing NaN as a result.
+bool outputs_finite(Module& model, const Tensor& x, const Tensor& y);
+
 /// Adds the flags every command understands: --data, --threads, --seed, --help.
 void add_common_flags(cxxopts::Options& options);
 /// Refuses a checkpoint holding NaN or infinite values, naming the tensor (a diverged run's weights would give

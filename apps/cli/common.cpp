@@ -7,6 +7,10 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+
 #include "cli.h"
 #include "minidl/internal/text.h"
 #include "settings.h"
@@ -143,6 +147,21 @@ void check_outputs(const std::vector<NamedPath>& outputs, const std::vector<Name
         fail(out.flag, " and ", outputs[j].flag, " name the same file '", out.path, "': one would overwrite the other — "
              "give each its own file");
   }
+}
+
+bool outputs_finite(Module& model, const Tensor& x, const Tensor& y) {
+  const int64_t width = y.size(1);
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    if (std::isfinite(y.data()[i])) continue;
+    const int64_t sample = i / width, features = x.numel() / x.size(0);
+    const Tensor one = Tensor::from({1, features}, {x.data() + sample * features, static_cast<size_t>(features)});
+    const std::string where = find_non_finite(model, one);
+    spdlog::error("the model's output for sample {} is {}: {}; no result is reported", sample, y.data()[i],
+                  where.empty() ? "every layer's output is finite until the last, which overflowed"
+                                : "the first non-finite value: " + where);
+    return false;
+  }
+  return true;
 }
 
 void check_extension(const std::string& path, const std::string& what, const std::string& extension) {

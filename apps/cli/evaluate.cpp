@@ -33,6 +33,13 @@ int evaluate_command(int argc, char** argv) {
   check_evaluation(*loaded.model, data.test, batch_size, batch_statistics, "--batch-size");
   const Loss loss = RunConfig::from_metadata(MetadataReader(loaded.checkpoint.metadata, "checkpoint '" + path + "'")).loss;
   const Evaluation e = evaluate(*loaded.model, data.test, batch_size, batch_statistics, loss);
+  if (!std::isfinite(e.loss)) {  // find the sample (and the layer) rather than print NaN as the result
+    const Tensor x = data.test.to_tensor();
+    const BatchStatisticsGuard statistics(*loaded.model, batch_statistics);
+    if (!outputs_finite(*loaded.model, x, predict(*loaded.model, x, batch_size))) return 3;
+    spdlog::error("every output is finite but the test loss is {}: the loss itself overflowed; no result is reported", e.loss);
+    return 3;
+  }
   // The metrics the data has: accuracy (and a sigmoid output's AUC) for classes, MAE, RMSE and R² for values.
   nlohmann::ordered_json metrics = {{"loss", e.loss}};
   if (e.regression) {

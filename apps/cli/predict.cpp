@@ -170,6 +170,7 @@ int predict_command(int argc, char** argv) {
                    "on the other samples in its batch (batch size {}, --batch-size)", batch_size);
 
   Tensor p = predict(*loaded.model, x, batch_size);
+  if (!outputs_finite(*loaded.model, x, p)) return 3;
   if (!regression && p.size(1) == 1) p = two_classes(p);
   if (!out.empty()) {
     write_csv(out, p, config, files);
