@@ -33,23 +33,6 @@ Tensor FeatureNormalization::forward(const Tensor& x) {
   return (x - mean_) / divisor(variance_);
 }
 
-void FeatureNormalization::Accumulator::add(const Tensor& x) {
-  if (x.dim() == 0) fail("Normalization: cannot adapt to a scalar");
-  const int64_t c = x.size(-1), rows = c ? x.numel() / c : 0;
-  if (mean.empty()) mean.assign(static_cast<size_t>(c), 0.0), m2 = mean;
-  if (static_cast<int64_t>(mean.size()) != c)
-    fail("Normalization: adapting to ", c, " features after batches of ", mean.size());
-  const float* p = x.data();
-  for (int64_t r = 0; r < rows; ++r) {  // Welford: no cancellation for features far from zero
-    ++count;
-    for (int64_t j = 0; j < c; ++j) {
-      const double v = p[r * c + j], d = v - mean[j];
-      mean[j] += d / static_cast<double>(count);
-      m2[j] += d * (v - mean[j]);
-    }
-  }
-}
-
 void FeatureNormalization::adapt(const Tensor& x) {
   output_shape(x.shape());
   Accumulator a;

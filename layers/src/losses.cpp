@@ -170,25 +170,37 @@ double roc_auc(std::span<const int32_t> labels, std::span<const float> scores) {
   return (positive_ranks - p * (p + 1.0) / 2.0) / (p * n);
 }
 
+void ColumnMoments::add(const Tensor& x) {
+  if (x.dim() == 0) fail("column moments: cannot add a scalar");
+  const int64_t c = x.size(-1), rows = c ? x.numel() / c : 0;
+  if (mean.empty()) mean.assign(static_cast<size_t>(c), 0.0), m2 = mean;
+  if (static_cast<int64_t>(mean.size()) != c) fail("column moments: ", c, " columns after batches of ", mean.size());
+  const float* p = x.data();
+  for (int64_t r = 0; r < rows; ++r) {
+    ++count;
+    for (int64_t j = 0; j < c; ++j) {
+      const double v = p[r * c + j], d = v - mean[j];
+      mean[j] += d / static_cast<double>(count);
+      m2[j] += d * (v - mean[j]);
+    }
+  }
+}
+
 void RegressionMetrics::add(const Tensor& y_true, const Tensor& y_pred) {
   check_same_shape("regression metrics", y_true, y_pred);
   if (y_true.dim() != 2) fail("regression metrics: expects targets [N, K], got ", y_true.shape().str());
   const int64_t rows = y_true.size(0), outputs = y_true.size(1);
-  if (abs_error.empty()) abs_error.assign(outputs, 0.0), squared_error = mean = m2 = abs_error;
+  if (abs_error.empty()) abs_error.assign(outputs, 0.0), squared_error = abs_error;
   if (static_cast<int64_t>(abs_error.size()) != outputs)
     fail("regression metrics: ", outputs, " outputs after batches of ", abs_error.size());
   const float *y = y_true.data(), *p = y_pred.data();
-  for (int64_t r = 0; r < rows; ++r) {
-    ++samples;
-    for (int64_t k = 0; k < outputs; ++k) {
-      const double t = y[r * outputs + k], e = static_cast<double>(p[r * outputs + k]) - t;
-      abs_error[k] += std::fabs(e);
-      squared_error[k] += e * e;
-      const double d = t - mean[k];  // Welford: no cancellation for targets far from zero
-      mean[k] += d / static_cast<double>(samples);
-      m2[k] += d * (t - mean[k]);
-    }
+  for (int64_t i = 0; i < rows * outputs; ++i) {
+    const double e = static_cast<double>(p[i]) - y[i];
+    abs_error[i % outputs] += std::fabs(e);
+    squared_error[i % outputs] += e * e;
   }
+  targets.add(y_true);
+  samples += rows;
 }
 
 double RegressionMetrics::mae() const {
@@ -205,8 +217,8 @@ double RegressionMetrics::r2() const {
   if (samples == 0) return NAN;
   double total = 0.0;
   for (size_t k = 0; k < abs_error.size(); ++k) {
-    if (!(m2[k] > 0.0)) return NAN;  // m2 is the total sum of squares about the mean
-    total += 1.0 - squared_error[k] / m2[k];
+    if (!(targets.m2[k] > 0.0)) return NAN;  // m2 is the total sum of squares about the mean
+    total += 1.0 - squared_error[k] / targets.m2[k];
   }
   return total / static_cast<double>(abs_error.size());
 }

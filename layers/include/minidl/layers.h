@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "minidl/losses.h"
 #include "minidl/module.h"
 #include "minidl/random.h"
 
@@ -240,14 +241,9 @@ class FeatureNormalization : public Normalization {
   Tensor forward(const Tensor& x) override;
   std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
   std::string type_name() const override { return "Normalization"; }
-  /// Per-feature running mean and sum of squared deviations (Welford, in double) over the batches added: what
-  /// adapt reads, so that data too large for one tensor adapts batch by batch.
-  struct Accumulator {
-    std::vector<double> mean, m2;
-    int64_t count = 0;  ///< rows (positions) added
-    /// Adds x [..., features]: every row of its last axis.
-    void add(const Tensor& x);
-  };
+  /// What adapt reads: per-feature moments over the batches added, so that data too large for one tensor adapts
+  /// batch by batch.
+  using Accumulator = ColumnMoments;
   /// Sets mean and variance (population, Keras's) from x [..., features], over every axis but the last.
   void adapt(const Tensor& x);
   /// Sets them from what an accumulator gathered.

@@ -68,6 +68,15 @@ double absolute_error_sum(const Tensor& y_true, const Tensor& y_pred);
 /// NaN when one class is absent.
 double roc_auc(std::span<const int32_t> labels, std::span<const float> scores);
 
+/// Per-column running mean and sum of squared deviations (Welford, in double) over the rows added: what R² and
+/// Keras's Normalization.adapt read, batch by batch, with no cancellation for columns far from zero.
+struct ColumnMoments {
+  std::vector<double> mean, m2;
+  int64_t count = 0;  ///< rows added
+  /// Adds x [..., columns]: every row of its last axis.
+  void add(const Tensor& x);
+};
+
 /// Regression metrics of predictions against targets [N, K], accumulated batch by batch.
 struct RegressionMetrics {
   /// Adds a batch: targets and predictions of the same shape.
@@ -79,7 +88,7 @@ struct RegressionMetrics {
   double r2() const;
   int64_t samples = 0;
   std::vector<double> abs_error, squared_error;  ///< per output: sums of |e| and e²
-  std::vector<double> mean, m2;                  ///< per output: the targets' running mean and sum of squared deviations
+  ColumnMoments targets;                         ///< per output: the targets' mean and sum of squared deviations
 };
 
 }  // namespace minidl
