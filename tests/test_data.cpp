@@ -28,6 +28,31 @@ std::string header(uint32_t magic, std::vector<uint32_t> dims) {
     for (int shift = 24; shift >= 0; shift -= 8) s += static_cast<char>((v >> shift) & 0xff);
   return s;
 }
+// Big-endian 32 bits.
+std::string be32(uint32_t v) { return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)}; }
+// One PNG chunk: length, type, body, CRC.
+std::string png_chunk(const std::string& type, const std::string& body) {
+  const std::string typed = type + body;
+  return be32(static_cast<uint32_t>(body.size())) + typed +
+         be32(static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(typed.data()), static_cast<uInt>(typed.size()))));
+}
+// A PNG written byte by byte, so a test controls what libpng's writer would choose: bit depth, colour type
+// (0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA), the chunks before IDAT (gAMA, PLTE, ...) and the rows, each
+// with its filter byte, compressed here unless `compress_rows` is false.
+std::string png_file(uint32_t width, uint32_t height, int depth, int type, const std::string& rows,
+                     const std::string& chunks_before_data, bool compress_rows = true) {
+  std::string data = rows;
+  if (compress_rows) {
+    uLongf size = compressBound(static_cast<uLong>(rows.size()));
+    data.resize(size);
+    REQUIRE(compress(reinterpret_cast<Bytef*>(data.data()), &size, reinterpret_cast<const Bytef*>(rows.data()),
+                     static_cast<uLong>(rows.size())) == Z_OK);
+    data.resize(size);
+  }
+  const std::string header = be32(width) + be32(height) + std::string{char(depth), char(type), 0, 0, 0};
+  return std::string("\x89PNG\r\n\x1a\n") + png_chunk("IHDR", header) + chunks_before_data + png_chunk("IDAT", data) +
+         png_chunk("IEND", "");
+}
 }  // namespace
 
 TEST_CASE("IDX files round-trip raw and gzip-compressed", "[data]") {
@@ -346,16 +371,44 @@ TEST_CASE("a tiny image file that claims a huge image is refused before its pixe
   write_bytes(dir.file("p2.pgm"), "P2\n16384 16384\n255\n");
   CHECK_THROWS_WITH(read_image(dir.file("p2.pgm")), Catch::Contains("holds fewer pixels than its 16384x16384 header says"));
   // A PNG whose header says 16384x16384 and whose compressed pixels are 10 bytes: more than zlib's 1032:1 allows.
-  const auto chunk = [](const std::string& type, const std::string& body) {
-    const auto be = [](uint32_t v) { return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)}; };
-    const std::string typed = type + body;
-    return be(static_cast<uint32_t>(body.size())) + typed +
-           be(static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(typed.data()), static_cast<uInt>(typed.size()))));
-  };
-  const std::string header = std::string("\0\0\x40\0\0\0\x40\0", 8) + std::string("\x08\0\0\0\0", 5);
-  write_bytes(dir.file("huge.png"), std::string("\x89PNG\r\n\x1a\n") + chunk("IHDR", header) +
-                                        chunk("IDAT", std::string(10, '\0')) + chunk("IEND", ""));
+  write_bytes(dir.file("huge.png"), png_file(16384, 16384, 8, 0, std::string(10, '\0'), "", false));
   CHECK_THROWS_WITH(read_image(dir.file("huge.png")), Catch::Contains("its header claims 16384x16384 pixels, more than"));
+}
+
+TEST_CASE("PNG pixels are read as stored: 16 bits scaled linearly, gamma chunks ignored, grey palettes grey",
+          "[data]") {
+  TempDir dir;
+  // 16-bit grey 0, 128·257 and 65535 with a gAMA chunk of 1.0: libpng's simplified API read the middle one as 186.
+  const std::string gamma_one = png_chunk("gAMA", be32(100000));
+  write_bytes(dir.file("g16.png"), png_file(3, 1, 16, 0, std::string("\0\0\0\x80\x80\xff\xff", 7), gamma_one));
+  CHECK(read_image(dir.file("g16.png")).pixels == std::vector<uint8_t>{0, 128, 255});
+  // The same picture in 8 bits, with a gamma of 1/2.2 and an sRGB chunk: the stored values.
+  const std::string srgb = png_chunk("gAMA", be32(45455)) + png_chunk("sRGB", std::string(1, '\0'));
+  write_bytes(dir.file("g8.png"), png_file(3, 1, 8, 0, std::string("\0\0\x80\xff", 4), srgb));
+  CHECK(read_image(dir.file("g8.png")).pixels == std::vector<uint8_t>{0, 128, 255});
+  // 2-bit grey expands to 0, 85, 170, 255.
+  write_bytes(dir.file("g2.png"), png_file(4, 1, 2, 0, std::string("\0\x1b", 2), ""));
+  CHECK(read_image(dir.file("g2.png")).pixels == std::vector<uint8_t>{0, 85, 170, 255});
+  // A palette of greys is a grayscale image; a palette with a colour in it is a colour image.
+  const std::string greys = png_chunk("PLTE", std::string("\0\0\0\x80\x80\x80\xff\xff\xff", 9));
+  write_bytes(dir.file("p.png"), png_file(3, 1, 8, 3, std::string("\0\2\1\0", 4), greys));
+  const Image palette = read_image(dir.file("p.png"), 0);
+  CHECK(palette.channels == 1);
+  CHECK(palette.pixels == std::vector<uint8_t>{255, 128, 0});
+  CHECK(read_image(dir.file("p.png"), 3).pixels == std::vector<uint8_t>{255, 255, 255, 128, 128, 128, 0, 0, 0});
+  const std::string colours = png_chunk("PLTE", std::string("\0\0\0\xff\0\0", 6));
+  write_bytes(dir.file("c.png"), png_file(2, 1, 8, 3, std::string("\0\0\1", 3), colours));
+  CHECK_THROWS_WITH(read_image(dir.file("c.png")), Catch::Contains("is a colour image"));
+  CHECK(read_image(dir.file("c.png"), 0).pixels == std::vector<uint8_t>{0, 0, 0, 255, 0, 0});
+  // Alpha composited onto black in the stored values: 16-bit RGBA (65535, 32896, 0) at alpha 32896 is
+  // (128, 64, 0); grey+alpha 200 at alpha 0 is black.
+  write_bytes(dir.file("rgba.png"), png_file(1, 1, 16, 6, std::string("\0\xff\xff\x80\x80\0\0\x80\x80", 9), ""));
+  CHECK(read_image(dir.file("rgba.png"), 0).pixels == std::vector<uint8_t>{128, 64, 0});
+  write_bytes(dir.file("ga.png"), png_file(2, 1, 8, 4, std::string("\0\xc8\0\xc8\xff", 5), ""));
+  CHECK(read_image(dir.file("ga.png")).pixels == std::vector<uint8_t>{0, 200});
+  // A broken row stream is an error naming the file and what libpng found.
+  write_bytes(dir.file("bad.png"), png_file(3, 1, 8, 0, "not zlib", "", false));
+  CHECK_THROWS_WITH(read_image(dir.file("bad.png")), Catch::Contains("bad.png': a broken PNG ("));
 }
 
 TEST_CASE("CSV targets: float labels are regression targets, several label columns too, whole numbers classes",

@@ -1,8 +1,10 @@
-// Image files: PNG through libpng's simplified API (grayscale or RGB), PGM (P5 binary and P2 text) read here.
+// Image files: PNG through libpng (pixels as stored: no gamma, 16 bits scaled linearly), PGM (P5 and P2) read here.
 #include <png.h>
 
 #include <cctype>
 #include <cerrno>
+#include <csetjmp>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -24,35 +26,128 @@ void to_rgb(Image& image) {
   image.channels = 3;
 }
 
+// What libpng's decoder hands back: its error message, kept across the longjmp out of its error callback.
+struct PngError {
+  char message[200] = {};
+};
+[[noreturn]] void on_png_error(png_structp png, png_const_charp message) {
+  auto* error = static_cast<PngError*>(png_get_error_ptr(png));
+  std::snprintf(error->message, sizeof error->message, "%s", message);
+  png_longjmp(png, 1);
+}
+void on_png_warning(png_structp, png_const_charp) {}  // an ancillary chunk libpng skips is no reason to stop
+
+// True when every palette entry is a shade of grey: such a PNG is a grayscale image stored with a palette.
+bool grey_palette(png_structp png, png_infop info) {
+  png_colorp palette = nullptr;
+  int count = 0;
+  if (!png_get_PLTE(png, info, &palette, &count)) return false;
+  for (int i = 0; i < count; ++i)
+    if (palette[i].red != palette[i].green || palette[i].green != palette[i].blue) return false;
+  return true;
+}
+
+// The decoded rows, as libpng's transforms leave them: `channels` samples a pixel (grey or RGB, then alpha when
+// the file has transparency), each 1 or 2 bytes (big-endian).
+struct PngPixels {
+  png_uint_32 width = 0, height = 0;
+  int channels = 0, sample_bytes = 1;
+  bool colour = false;
+  std::vector<uint8_t> rows;
+};
+
+// Decodes with libpng's low-level API, which applies no transform it is not asked for: pixels come as stored
+// (a gAMA, cHRM, sRGB or iCCP chunk changes nothing; 16-bit samples stay linear), which the simplified API
+// does not promise. Bounds are checked from the header before anything is allocated. libpng reports errors by
+// longjmp, so this function holds no object whose destructor the jump would skip: everything it owns is
+// declared before setjmp.
+void decode_png(const std::string& path, std::FILE* file, PngPixels& out) {
+  PngError error;
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &error, on_png_error, on_png_warning);
+  if (!png) fail("'", path, "': out of memory reading the PNG");
+  png_infop info = png_create_info_struct(png);
+  std::vector<png_bytep> row_pointers;
+  volatile bool too_large = false;  // set between setjmp and the jump back, so kept in memory
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    if (too_large) fail("'", path, "': ", out.width, "x", out.height, " is too large an image");
+    fail("'", path, "': a broken PNG (", error.message, ")");
+  }
+  if (!info) png_error(png, "out of memory");
+  png_init_io(png, file);
+  png_read_info(png, info);
+  out.width = png_get_image_width(png, info);
+  out.height = png_get_image_height(png, info);
+  if (int64_t{out.width} * int64_t{out.height} > kMaxPixels) {
+    too_large = true;
+    png_error(png, "too large");
+  }
+  const int type = png_get_color_type(png, info);
+  out.colour = (type & PNG_COLOR_MASK_COLOR) && !(type == PNG_COLOR_TYPE_PALETTE && grey_palette(png, info));
+  if (type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (type == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, info) < 8) png_set_expand_gray_1_2_4_to_8(png);
+  if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  out.channels = png_get_channels(png, info);
+  out.sample_bytes = png_get_bit_depth(png, info) == 16 ? 2 : 1;
+  const size_t row_bytes = png_get_rowbytes(png, info);
+  out.rows.resize(row_bytes * out.height);
+  row_pointers.resize(out.height);
+  for (png_uint_32 y = 0; y < out.height; ++y) row_pointers[y] = out.rows.data() + y * row_bytes;
+  png_read_image(png, row_pointers.data());
+  png_read_end(png, nullptr);
+  png_destroy_read_struct(&png, &info, nullptr);
+}
+
 Image read_png(const std::string& path, int channels) {
-  png_image png{};
-  png.version = PNG_IMAGE_VERSION;
-  if (!png_image_begin_read_from_file(&png, path.c_str())) fail("'", path, "': not a readable PNG (", png.message, ")");
-  struct Free {
-    png_image& p;
-    ~Free() { png_image_free(&p); }
-  } free_png{png};
-  const bool colour = png.format & PNG_FORMAT_FLAG_COLOR;
-  if (colour && channels == 1)
+  // zlib compresses at most about 1032:1, so a file this small cannot hold the pixels its header claims: refused
+  // before the buffer for them is allocated. The header's width and height are bytes 16..23.
+  std::error_code size_error;
+  const auto file_size = static_cast<int64_t>(std::filesystem::file_size(path, size_error));
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (!file) fail("cannot open '", path, "': ", std::strerror(errno));
+  struct Close {
+    std::FILE* f;
+    ~Close() { std::fclose(f); }
+  } close{file};
+  unsigned char head[24] = {};
+  if (std::fread(head, 1, sizeof head, file) == sizeof head && !size_error) {
+    const auto be32 = [&](int at) {
+      return int64_t{head[at]} << 24 | int64_t{head[at + 1]} << 16 | int64_t{head[at + 2]} << 8 | int64_t{head[at + 3]};
+    };
+    const int64_t width = be32(16), height = be32(20);
+    if (width * height > 1032 * file_size + 4096)
+      fail("'", path, "': its header claims ", width, "x", height, " pixels, more than ", file_size,
+           " bytes can hold: the file is cut short or broken");
+  }
+  std::rewind(file);
+  PngPixels decoded;
+  decode_png(path, file, decoded);
+  if (decoded.colour && channels == 1)
     fail("'", path, "' is a colour image; the model takes grayscale images (convert it first, e.g. "
                     "`convert in.png -colorspace Gray out.png`)");
-  const bool rgb = channels == 3 || (channels == 0 && colour);
-  if (int64_t{png.width} * int64_t{png.height} > kMaxPixels)
-    fail("'", path, "': ", png.width, "x", png.height, " is too large an image");
-  // zlib compresses at most about 1032:1, so a file this small cannot hold the pixels its header claims: refused
-  // before the buffer for them is allocated.
-  std::error_code error;
-  const auto file_size = static_cast<int64_t>(std::filesystem::file_size(path, error));
-  if (!error && int64_t{png.width} * int64_t{png.height} > 1032 * file_size + 4096)
-    fail("'", path, "': its header claims ", png.width, "x", png.height, " pixels, more than ", file_size,
-         " bytes can hold: the file is cut short or broken");
-  Image image{png.height, png.width, {}, rgb ? 3 : 1};
-  // 8-bit gray or RGB; an alpha channel is composited onto black, the background of MNIST-style images.
-  png.format = rgb ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
-  image.pixels.resize(PNG_IMAGE_SIZE(png));
-  const png_color black{0, 0, 0};
-  if (!png_image_finish_read(&png, &black, image.pixels.data(), 0, nullptr))
-    fail("'", path, "': a broken PNG (", png.message, ")");
+  const int colour_samples = decoded.channels >= 3 ? 3 : 1;
+  const bool alpha = decoded.channels == 2 || decoded.channels == 4;
+  const int64_t out_channels = channels == 3 || (channels == 0 && decoded.colour) ? 3 : 1;
+  Image image{decoded.height, decoded.width, {}, out_channels};
+  image.pixels.resize(static_cast<size_t>(image.height * image.width * out_channels));
+  // 8 or 16 bits to 8, rounded as PGM's samples are; an alpha channel composited onto black (MNIST's background)
+  // in the stored values: v * alpha / max.
+  const int64_t max = decoded.sample_bytes == 2 ? 65535 : 255;
+  const auto sample = [&](size_t pixel, int k) -> int64_t {
+    const uint8_t* p = decoded.rows.data() + (pixel * decoded.channels + k) * decoded.sample_bytes;
+    return decoded.sample_bytes == 2 ? int64_t{p[0]} << 8 | p[1] : int64_t{p[0]};
+  };
+  const size_t count = static_cast<size_t>(image.height * image.width);
+  for (size_t i = 0; i < count; ++i) {
+    const int64_t a = alpha ? sample(i, decoded.channels - 1) : max;
+    for (int64_t c = 0; c < out_channels; ++c) {
+      // A grey palette expanded to RGB holds equal samples; its first is the grey.
+      const int64_t v = sample(i, colour_samples == 3 && out_channels == 3 ? static_cast<int>(c) : 0) * a;
+      image.pixels[i * out_channels + c] = static_cast<uint8_t>((v * 255 + max * max / 2) / (max * max));
+    }
+  }
   return image;
 }
 
