@@ -69,10 +69,10 @@ TEST_CASE("train --json prints one object per epoch — evaluate reproduces the 
 TEST_CASE("10 steps, then resume to 20, equals 20 straight steps bit for bit", "[cli]") {
   TempDir dir;
   for (const std::string mode : {"running", "manual", "rms"}) {
-    const std::string common = "train --norm " + mode + " --epochs 3 " + data_flag();
+    const std::string common = "train --overwrite --norm " + mode + " --epochs 3 " + data_flag();  // a file per mode in turn
     REQUIRE(minidl_cli(common + " --steps 20 --save " + dir.file("straight"), dir).status == 0);
     REQUIRE(minidl_cli(common + " --steps 10 --save " + dir.file("half"), dir).status == 0);
-    const Run resumed = minidl_cli("train --resume " + dir.file("half") + " --steps 20 --save " + dir.file("resumed") +
+    const Run resumed = minidl_cli("train --overwrite --resume " + dir.file("half") + " --steps 20 --save " + dir.file("resumed") +
                                        " " + data_flag(),
                                    dir);
     INFO(resumed.err);
@@ -81,10 +81,10 @@ TEST_CASE("10 steps, then resume to 20, equals 20 straight steps bit for bit", "
     CHECK(load_safetensors(dir.file("resumed")).metadata.at("trainer.step") == "20");
   }
   // Resuming across an epoch boundary (20 steps per epoch here) continues the same permutation sequence.
-  const std::string common = "train --norm batchwise --epochs 3 " + data_flag();
+  const std::string common = "train --overwrite --norm batchwise --epochs 3 " + data_flag();
   REQUIRE(minidl_cli(common + " --steps 45 --save " + dir.file("straight"), dir).status == 0);
   REQUIRE(minidl_cli(common + " --steps 15 --save " + dir.file("half"), dir).status == 0);
-  REQUIRE(minidl_cli("train --resume " + dir.file("half") + " --steps 45 --save " + dir.file("resumed") + " " +
+  REQUIRE(minidl_cli("train --overwrite --resume " + dir.file("half") + " --steps 45 --save " + dir.file("resumed") + " " +
                          data_flag(),
                      dir)
               .status == 0);
@@ -137,7 +137,8 @@ TEST_CASE("corrupt or mismatched checkpoints give a clear error and overwrite no
   const std::string bytes = read_bytes(good);
   const auto expect_error = [&](const std::string& content, const std::string& message) {
     write_bytes(bad, content);
-    for (const std::string& command : {"evaluate --model " + bad, "train --resume " + bad + " --save " + out}) {
+    // Even with --overwrite, a checkpoint that cannot resume replaces nothing.
+    for (const std::string& command : {"evaluate --model " + bad, "train --resume " + bad + " --overwrite --save " + out}) {
       const Run r = minidl_cli(command + " " + data_flag(), dir);
       INFO(command << ": " << r.err);
       CHECK(r.status == 1);
@@ -200,7 +201,7 @@ TEST_CASE("the same seed gives bit-identical weights with --threads 1 and 2", "[
   // cut by samples included), the batch-norm kernels, the loader, and Adam (over a million parameters).
   TempDir dir;
   for (const std::string mode : {"running", "manual"}) {
-    const std::string common = "train --norm " + mode + " --epochs 2 --batch-size 512 --hidden 1400 " + data_flag();
+    const std::string common = "train --overwrite --norm " + mode + " --epochs 2 --batch-size 512 --hidden 1400 " + data_flag();
     REQUIRE(minidl_cli(common + " --threads 1 --save " + dir.file("one"), dir).status == 0);
     REQUIRE(minidl_cli(common + " --threads 2 --save " + dir.file("two"), dir).status == 0);
     CHECK(read_bytes(dir.file("one")) == read_bytes(dir.file("two")));

@@ -1,7 +1,9 @@
 // Tests of what a hostile but realistic user finds: crafted files that claim more than they hold, saving onto
 // devices, links and read-only places, NaN that must not hide, signals and kill -9 during training, and
 // settings that must fail before the first step rather than after an epoch.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -165,17 +167,37 @@ TEST_CASE("saving writes through links, keeps permissions, refuses devices and c
   save(dir.file("real"), "newer");
   REQUIRE(::stat(dir.file("real").c_str(), &info) == 0);
   CHECK((info.st_mode & 0777) == 0600);
-  // Temporaries of processes that no longer run are removed by the next save; a running process's are kept.
-  pid_t dead = fork();
-  if (dead == 0) _exit(0);
-  waitpid(dead, nullptr, 0);
-  const std::string stale = dir.file("real.tmp." + std::to_string(dead));
-  const std::string alive = dir.file("real.tmp." + std::to_string(getppid()));
-  write_bytes(stale, "partial");
-  write_bytes(alive, "someone else's");
+  // minidl's temporaries that no process holds are removed by the next save; one a live process holds (in any
+  // PID namespace: the lock is the kernel's) is kept, and so is every file minidl did not name, whatever number
+  // it ends in.
+  const std::string stale = dir.file("real.tmp.minidl.00000000deadbeef");
+  const std::string live = dir.file("real.tmp.minidl.0123456789abcdef");
+  const std::string users = dir.file("real.tmp.20241201"), old_style = dir.file("real.tmp.1");
+  for (const std::string& file : {stale, live, users, old_style}) write_bytes(file, "partial");
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  const pid_t holder = fork();
+  if (holder == 0) {  // holds the lock on `live` until killed
+    const int fd = ::open(live.c_str(), O_RDONLY);
+    if (fd < 0 || ::flock(fd, LOCK_EX) != 0) _exit(1);
+    (void)!::write(ready[1], "x", 1);
+    ::pause();
+    _exit(0);
+  }
+  char byte;
+  REQUIRE(::read(ready[0], &byte, 1) == 1);
   save(dir.file("real"), "again");
   CHECK_FALSE(std::filesystem::exists(stale));
-  CHECK(std::filesystem::exists(alive));
+  CHECK(std::filesystem::exists(live));
+  CHECK(std::filesystem::exists(users));
+  CHECK(std::filesystem::exists(old_style));
+  ::kill(holder, SIGKILL);
+  waitpid(holder, nullptr, 0);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  save(dir.file("real"), "once more");  // its holder gone, the temporary is stale
+  CHECK_FALSE(std::filesystem::exists(live));
+  CHECK(read_bytes(dir.file("real")) == "once more");
   // What can be checked before a run starts.
   CHECK_NOTHROW(check_writable(dir.file("fresh"), "--save"));
   CHECK_FALSE(std::filesystem::exists(dir.file("fresh")));
@@ -220,7 +242,7 @@ TEST_CASE("the command line stops at a diverging step with status 3 and keeps th
   TempDir dir;
   REQUIRE(minidl_cli("train --epochs 1 --save " + dir.file("m") + " " + data_flag(), dir).status == 0);
   const std::string good = read_bytes(dir.file("m"));
-  const Run diverged = minidl_cli("train --lr 1e38 --epochs 2 --save " + dir.file("m") + " " + data_flag(), dir);
+  const Run diverged = minidl_cli("train --lr 1e38 --epochs 2 --overwrite --save " + dir.file("m") + " " + data_flag(), dir);
   CHECK(diverged.status == 3);
   CHECK_THAT(diverged.err, Catch::Contains("step 2 (epoch 1): the loss is") &&
                                Catch::Contains("the output of layer 'dense' (Dense), whose input is finite") &&
@@ -313,7 +335,52 @@ TEST_CASE("kill -9 at random moments leaves a loadable checkpoint, and no tempor
     CHECK_NOTHROW(saved_step(path));
   }
   REQUIRE(std::filesystem::exists(path));
-  REQUIRE(minidl_cli("train --steps 1 --save " + path + " " + data_flag(), dir).status == 0);
+  REQUIRE(minidl_cli("train --steps 1 --overwrite --save " + path + " " + data_flag(), dir).status == 0);
   CHECK(saved_step(path) == 1);
   CHECK_FALSE(any_temporary_beside(path));
+}
+
+TEST_CASE("a checkpoint is not lost to a repeated command, a forgotten --save, a second run or a stream", "[hardening][cli]") {
+  TempDir dir;
+  const std::string c = dir.file("c.safetensors");
+  const std::string command = "train --epochs 1 --steps 2 --save " + c + " " + data_flag();
+  REQUIRE(minidl_cli(command, dir).status == 0);
+  const std::string first = read_bytes(c);
+  // The same command again (say, after Ctrl-C, without --resume) would start from step 0 over step 2.
+  const Run again = minidl_cli(command, dir);
+  CHECK(again.status == 1);
+  CHECK_THAT(again.err, Catch::Contains("--save '" + c + "' already holds a checkpoint at step 2 of dense:64") &&
+                            Catch::Contains("--resume '" + c + "'") && Catch::Contains("--overwrite"));
+  CHECK(again.out.find("epoch") == std::string::npos);
+  CHECK(read_bytes(c) == first);
+  write_bytes(dir.file("notes.safetensors"), "my notes");
+  CHECK_THAT(minidl_cli("train --steps 1 --save " + dir.file("notes.safetensors") + " " + data_flag(), dir).err,
+             Catch::Contains("already holds a file that is not a minidl checkpoint"));
+  CHECK(read_bytes(dir.file("notes.safetensors")) == "my notes");
+  // --resume without --save saves back to the checkpoint it resumed.
+  REQUIRE(minidl_cli("train --resume " + c + " --steps 4", dir).status == 0);
+  CHECK(saved_step(c) == 4);
+  // --overwrite replaces it.
+  REQUIRE(minidl_cli("train --epochs 1 --steps 3 --overwrite --save " + c + " " + data_flag(), dir).status == 0);
+  CHECK(saved_step(c) == 3);
+  // A second process saving the same file, by another name, is refused at start while the first runs.
+  std::filesystem::create_symlink(c, dir.file("link.safetensors"));
+  const pid_t first_run = spawn_cli("train --epochs 100000 --overwrite --save " + c + " " + data_flag(), dir);
+  for (int wait = 0; wait < 200 && !std::filesystem::exists(c + ".minidl-lock"); ++wait)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const Run second = minidl_cli("train --epochs 1 --overwrite --save " + dir.file("link.safetensors") + " " + data_flag(), dir);
+  ::kill(first_run, SIGKILL);
+  waitpid(first_run, nullptr, 0);
+  CHECK(second.status == 1);
+  CHECK_THAT(second.err, Catch::Contains("is being written by another minidl process (pid " + std::to_string(first_run)));
+  // Killed, the first run's lock is free: the next run takes it, and removes it when it ends.
+  REQUIRE(minidl_cli("train --epochs 1 --steps 1 --overwrite --save " + c + " " + data_flag(), dir).status == 0);
+  CHECK_FALSE(std::filesystem::exists(c + ".minidl-lock"));
+  // /dev/stdout redirected to a file (`>> out.txt`) would have that file replaced by the checkpoint.
+  write_bytes(dir.file("out.txt"), "kept\n");
+  const std::string stream = "exec " + std::string(MINIDL_CLI) + " train --steps 1 --overwrite --save /dev/stdout " +
+                             data_flag() + " >>" + dir.file("out.txt") + " 2>" + dir.file("stderr");
+  CHECK(WEXITSTATUS(std::system(stream.c_str())) == 1);
+  CHECK(read_bytes(dir.file("out.txt")) == "kept\n");
+  CHECK_THAT(read_bytes(dir.file("stderr")), Catch::Contains("--save '/dev/stdout' names a stream or device"));
 }

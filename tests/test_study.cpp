@@ -292,7 +292,7 @@ TEST_CASE("train takes every norm mode, and a variant's settings travel with its
   for (const char* args : {"--norm ghost --virtual-batch-size 16", "--norm renorm --renorm-clipping rmax=3,rmin=0.5,dmax=2",
                            "--norm layer", "--norm group --groups 8", "--norm frozen --freeze-epochs 1", "--norm rms",
                            "--model dense:64,relu,rmsnorm,dense:10,softmax"}) {
-    const Run r = minidl_cli(std::string("train --epochs 2 ") + args + " --save " + dir.file("m") + " " + data_flag(), dir);
+    const Run r = minidl_cli(std::string("train --epochs 2 --overwrite ") + args + " --save " + dir.file("m") + " " + data_flag(), dir);
     INFO(args << "\n" << r.err);
     CHECK(r.status == 0);
     CHECK_THAT(r.out + r.err, Catch::Contains("epoch 2/2") && Catch::Contains("(step 40)"));

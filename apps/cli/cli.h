@@ -50,6 +50,8 @@ std::string closest_word(const std::string& word, const std::vector<std::string>
 void check_extension(const std::string& path, const std::string& what, const std::string& extension);
 
 /// A file a command reads or writes, and the flag that names it ("--save").
+/// Whether two paths name one file: by device and inode when both exist, else by their resolved spelling.
+bool same_file(const std::string& a, const std::string& b);
 struct NamedPath {
   std::string flag, path;
 };

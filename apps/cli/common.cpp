@@ -120,8 +120,6 @@ std::vector<NamedPath> data_files(const DataSpec& spec, const std::string& flag)
   return files;
 }
 
-namespace {
-// Whether two paths name one file: by device and inode when both exist, else by their resolved spelling.
 bool same_file(const std::string& a, const std::string& b) {
   struct stat sa {}, sb {};
   const bool a_exists = ::stat(a.c_str(), &sa) == 0, b_exists = ::stat(b.c_str(), &sb) == 0;
@@ -131,7 +129,6 @@ bool same_file(const std::string& a, const std::string& b) {
   const auto resolved = [&](const std::string& p) { return std::filesystem::weakly_canonical(std::filesystem::absolute(p), error); };
   return resolved(a) == resolved(b);
 }
-}  // namespace
 
 void check_outputs(const std::vector<NamedPath>& outputs, const std::vector<NamedPath>& inputs,
                    const std::vector<std::pair<std::string, std::string>>& allowed) {

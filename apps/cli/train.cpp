@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
+
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -58,16 +60,36 @@ std::string resumed_log(const std::string& path, int64_t step) {
   }
   return kept;
 }
+// `--save FILE` onto a file that exists and is not the checkpoint this run resumes: refused, since a run that
+// starts from step 0 (say, the interrupted command repeated without --resume) would replace what the file holds.
+void refuse_existing_checkpoint(const std::string& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) return;
+  std::string holds = "a file that is not a minidl checkpoint";
+  try {
+    const Metadata metadata = load_safetensors(path).metadata;
+    const auto step = metadata.find("trainer.step");
+    const auto model = metadata.find("model.description");
+    holds = "a checkpoint";
+    if (step != metadata.end()) holds += " at step " + step->second;
+    if (model != metadata.end()) holds += " of " + model->second;
+  } catch (const Error&) {
+  }
+  fail("--save '", path, "' already holds ", holds, ": continue that run with --resume ", quoted(path),
+       ", save this one elsewhere, or replace the file with --overwrite");
+}
 }  // namespace
 
 int train_command(int argc, char** argv) {
   cxxopts::Options options("minidl train", "Train a model on MNIST-format data");
   add_training_flags(options);
   options.add_options()(
-      "save", "write the checkpoint (safetensors) here after every epoch and at the end", cxxopts::value<std::string>())(
+      "save", "write the checkpoint (safetensors) here after every epoch and at the end (default with --resume: the "
+              "checkpoint resumed)", cxxopts::value<std::string>())(
       "init", "start from the weights in this safetensors file", cxxopts::value<std::string>())(
       "resume", "continue exactly from a checkpoint written by --save (the same command line may be repeated)",
-      cxxopts::value<std::string>())("log", "write one JSON object per epoch to this file (a resumed run keeps the "
+      cxxopts::value<std::string>())(
+      "overwrite", "let --save replace an existing file that is not the checkpoint being resumed")("log", "write one JSON object per epoch to this file (a resumed run keeps the "
                                           "lines of the epochs before its checkpoint)", cxxopts::value<std::string>())(
       "json", "print one JSON object per epoch on stdout")(
       "keep-going-on-nan", "go on training when a step's loss is NaN or infinite (by default training stops there, "
@@ -87,10 +109,16 @@ int train_command(int argc, char** argv) {
   if (f.count("recalibrate") && f["recalibrate"].as<int64_t>() < 0)
     fail("--recalibrate must be >= 0 (0: all the training data), got ", f["recalibrate"].as<int64_t>());
   if (f.count("init") && f.count("resume")) fail("--init and --resume exclude each other: resume already has weights");
-  // Output paths are checked before any data is read or any step is run: a run must not be lost to a typo.
-  if (f.count("save")) check_extension(f["save"].as<std::string>(), "--save", ".safetensors");
-  for (const char* output : {"save", "log"})
-    if (f.count(output)) check_writable(f[output].as<std::string>(), std::string("--") + output);
+  // Output paths are checked before any data is read or any step is run: a run must not be lost to a typo, and
+  // a checkpoint must not be lost to a run that forgot --resume. A resumed run saves back to its checkpoint.
+  const std::string save_path = f.count("save")     ? f["save"].as<std::string>()
+                                : f.count("resume") ? f["resume"].as<std::string>()
+                                                    : "";
+  if (!save_path.empty()) {
+    check_extension(save_path, "--save", ".safetensors");
+    check_writable(save_path, "--save");
+  }
+  if (f.count("log")) check_writable(f["log"].as<std::string>(), "--log");
 
   std::optional<Checkpoint> checkpoint;
   const std::string checkpoint_path = f.count("resume") ? f["resume"].as<std::string>()
@@ -115,11 +143,20 @@ int train_command(int argc, char** argv) {
   // No output may be an input or another output (before any data is read).
   const DataSpec data_spec = resumed ? resumed->data : data_spec_from_flags(f);
   std::vector<NamedPath> outputs, inputs = data_files(data_spec);
-  for (const char* flag : {"save", "log"})
-    if (f.count(flag)) outputs.push_back({std::string("--") + flag, f[flag].as<std::string>()});
+  if (!save_path.empty()) outputs.push_back({"--save", save_path});
+  if (f.count("log")) outputs.push_back({"--log", f["log"].as<std::string>()});
   for (const char* flag : {"init", "resume"})
     if (f.count(flag)) inputs.push_back({std::string("--") + flag, f[flag].as<std::string>()});
   check_outputs(outputs, inputs, {{"--save", "--resume"}});
+  if (!save_path.empty() && !f["overwrite"].as<bool>() &&
+      !(f.count("resume") && same_file(save_path, f["resume"].as<std::string>())))
+    refuse_existing_checkpoint(save_path);
+  // Only rank 0 writes; while it runs, no other process may write the same checkpoint or log.
+  std::vector<std::unique_ptr<WriterLock>> locks;
+  if (leader) {
+    if (!save_path.empty()) locks.push_back(std::make_unique<WriterLock>(save_path, "--save"));
+    if (f.count("log")) locks.push_back(std::make_unique<WriterLock>(f["log"].as<std::string>(), "--log"));
+  }
   const DatasetSplits data = load_logged(data_spec);
   RunConfig config = resumed ? *resumed : run_config_from_flags(f, data.train);
   config.world = &world;
@@ -165,8 +202,8 @@ int train_command(int argc, char** argv) {
   };
   trainer.add_callback(epoch_line);
   std::shared_ptr<ModelCheckpoint> saver;
-  if (f.count("save") && leader)
-    trainer.add_callback(saver = std::make_shared<ModelCheckpoint>(f["save"].as<std::string>(), config.to_metadata()));
+  if (!save_path.empty() && leader)
+    trainer.add_callback(saver = std::make_shared<ModelCheckpoint>(save_path, config.to_metadata()));
 
   // Under mpirun a signal is mpirun's to handle: it ends every process (a stop at different steps would leave
   // the others waiting in a collective).

@@ -2,7 +2,7 @@
 #include "minidl/atomic_file.h"
 
 #include <fcntl.h>
-#include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <random>
+#include <vector>
 
 #include "minidl/error.h"
 
@@ -31,24 +33,52 @@ std::string directory_of(const std::string& target) {
   return parent.empty() ? "." : parent.string();
 }
 
-std::string temporary_for(const std::string& target) { return target + ".tmp." + std::to_string(::getpid()); }
+constexpr const char* kTemporaryMarker = ".tmp.minidl.";
 
-// `NAME.tmp.PID` beside the target, left by a process that no longer runs (killed while saving): removed.
-// A PID that runs now (this process, or a later one that reused the number) keeps its file.
+// A temporary of this process's own beside `target`: `NAME.tmp.minidl.<random hex>`, created (never reused) and
+// held under an exclusive advisory lock (flock) until `close_temporary`. The lock is what marks it live: the
+// kernel releases it when the process ends however it ends, in any PID namespace, so a temporary nobody holds is
+// provably left by a process that stopped. Returns the open descriptor; `path` receives the name.
+int create_temporary(const std::string& target, std::string& path) {
+  static std::random_device entropy;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    char suffix[17];
+    std::snprintf(suffix, sizeof suffix, "%08x%08x", entropy(), entropy());
+    path = target + kTemporaryMarker + suffix;
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
+    if (fd < 0) {
+      if (errno == EEXIST) continue;
+      return -1;
+    }
+    // A cleaner may have taken the file in the moment before the lock: then its name is gone, and we start over.
+    struct stat held {}, named {};
+    if (::flock(fd, LOCK_EX) == 0 && ::fstat(fd, &held) == 0 && held.st_nlink > 0 &&
+        ::lstat(path.c_str(), &named) == 0 && named.st_ino == held.st_ino && named.st_dev == held.st_dev)
+      return fd;
+    ::close(fd);
+  }
+  errno = EEXIST;
+  return -1;
+}
+
+// minidl's temporaries beside the target that no process holds (left by a killed run): removed. Anything else
+// — another program's `NAME.tmp.1234`, a live run's temporary in any PID namespace — is left alone.
 void remove_stale_temporaries(const std::string& target) {
   const fs::path t(target);
-  const std::string prefix = t.filename().string() + ".tmp.";
+  const std::string prefix = t.filename().string() + kTemporaryMarker;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(directory_of(target), ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
-    const std::string digits = name.substr(prefix.size());
-    if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
-    const pid_t pid = static_cast<pid_t>(std::stol(digits));
-    if (pid <= 0 || pid == ::getpid()) continue;
-    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;
-    struct stat info {};
-    if (::lstat(entry.path().c_str(), &info) == 0 && S_ISREG(info.st_mode)) ::unlink(entry.path().c_str());
+    if (name.size() != prefix.size() + 16 || name.compare(0, prefix.size(), prefix) != 0 ||
+        name.find_first_not_of("0123456789abcdef", prefix.size()) != std::string::npos)
+      continue;
+    const int fd = ::open(entry.path().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) continue;
+    struct stat held {}, named {};
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0 && ::fstat(fd, &held) == 0 && S_ISREG(held.st_mode) &&
+        ::lstat(entry.path().c_str(), &named) == 0 && named.st_ino == held.st_ino && named.st_dev == held.st_dev)
+      ::unlink(entry.path().c_str());
+    ::close(fd);
   }
 }
 
@@ -67,62 +97,78 @@ bool existing_regular_file(const std::string& target, const std::string& what, s
 std::string label(const std::string& what) { return what.empty() ? "" : what + " "; }
 }  // namespace
 
-std::string resolve_target(const std::string& path) {
-  fs::path p(path);
+namespace {
+// The path and each symbolic link it goes through, in order; the last is the file itself.
+std::vector<fs::path> link_chain(const std::string& path) {
+  std::vector<fs::path> chain{fs::path(path)};
   for (int hops = 0; hops < 40; ++hops) {
     std::error_code ec;
-    if (!fs::is_symlink(fs::symlink_status(p, ec))) return p.string();
+    const fs::path& p = chain.back();
+    if (!fs::is_symlink(fs::symlink_status(p, ec))) return chain;
     const fs::path target = fs::read_symlink(p, ec);
-    if (ec) return p.string();
-    p = target.is_absolute() ? target : p.parent_path() / target;
+    if (ec) return chain;
+    chain.push_back(target.is_absolute() ? target : p.parent_path() / target);
   }
   fail("'", path, "': too many levels of symbolic links");
 }
+
+// /dev/stdout, /dev/fd/N and /proc/self/fd/N name whatever a stream is connected to: when that is a regular file
+// (`>> out.txt`), renaming a new file over it would replace the file the shell appends to. Refused. (Other
+// devices are refused as not regular files; /dev/shm is a file system like any other.)
+void refuse_stream_path(const std::string& path, const std::string& what) {
+  for (const fs::path& hop : link_chain(path)) {
+    const std::string spelled = fs::absolute(hop).lexically_normal().string();
+    if (spelled.rfind("/proc/", 0) == 0 || spelled.rfind("/dev/fd/", 0) == 0 || spelled == "/dev/stdout" ||
+        spelled == "/dev/stderr" || spelled == "/dev/stdin")
+      fail(what, "'", path, "' names a stream or device (", spelled, "), not a file: minidl writes by renaming a new "
+           "file into place, which would replace whatever it is connected to — give a file path");
+  }
+}
+}  // namespace
+
+std::string resolve_target(const std::string& path) { return link_chain(path).back().string(); }
 
 void check_writable(const std::string& path, const std::string& what) {
   if (path.empty()) fail(label(what), "is empty: give a file path");
   const std::string target = resolve_target(path);
   struct stat info {};
   existing_regular_file(target, label(what), info);
+  refuse_stream_path(path, label(what));
   const std::string dir = directory_of(target);
   struct stat dir_info {};
   if (::stat(dir.c_str(), &dir_info) != 0 || !S_ISDIR(dir_info.st_mode))
     fail(label(what), "'", path, "': the directory '", dir, "' does not exist — create it first");
-  const std::string probe = temporary_for(target);
-  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  std::string probe;
+  const int fd = create_temporary(target, probe);
   if (fd < 0) fail(label(what), "'", path, "': cannot create files in '", dir, "': ", std::strerror(errno));
-  ::close(fd);
   ::unlink(probe.c_str());
+  ::close(fd);
 }
 
 void write_file_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
   const std::string target = resolve_target(path);
   struct stat info {};
   const bool exists = existing_regular_file(target, "", info);
+  refuse_stream_path(path, "");
   remove_stale_temporaries(target);
-  const std::string tmp = temporary_for(target);
+  std::string tmp;
+  const int fd = create_temporary(target, tmp);
+  if (fd < 0) fail("cannot create a temporary file beside '", target, "': ", std::strerror(errno));
   try {
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666);
-    if (fd < 0) fail("cannot create '", tmp, "': ", std::strerror(errno));
     if (exists) {  // the replacement keeps the permission bits (and, when we may, the owner) of what it replaces
       (void)::fchmod(fd, info.st_mode & 07777);
       if (::geteuid() == 0) (void)::fchown(fd, info.st_uid, info.st_gid);
     }
-    ::close(fd);
     write(tmp);
-    const int written = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-    if (written < 0 || ::fsync(written) != 0) {
-      const int err = errno;
-      if (written >= 0) ::close(written);
-      fail("cannot flush '", tmp, "' to disk: ", std::strerror(err));
-    }
-    ::close(written);
+    if (::fsync(fd) != 0) fail("cannot flush '", tmp, "' to disk: ", std::strerror(errno));
     if (std::rename(tmp.c_str(), target.c_str()) != 0)
       fail("cannot rename '", tmp, "' to '", target, "': ", std::strerror(errno));
   } catch (...) {
     std::remove(tmp.c_str());
+    ::close(fd);
     throw;
   }
+  ::close(fd);  // after the rename: until then the lock says the temporary is live
   // The rename is durable once the directory is on disk too (a file system that cannot flush a directory,
   // EINVAL, has nothing more to do).
   const std::string dir = directory_of(target);
@@ -141,6 +187,41 @@ void write_text_atomically(const std::string& path, const std::string& text) {
     const bool written = std::fwrite(text.data(), 1, text.size(), out) == text.size();
     if (std::fclose(out) != 0 || !written) fail("cannot write '", tmp, "' (disk full?)");
   });
+}
+
+WriterLock::WriterLock(const std::string& path, const std::string& what) {
+  lock_path_ = resolve_target(path) + ".minidl-lock";
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    fd_ = ::open(lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
+    if (fd_ < 0) fail(label(what), "'", path, "': cannot create the lock file '", lock_path_, "': ", std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      char holder[32] = {};
+      const ssize_t n = ::pread(fd_, holder, sizeof holder - 1, 0);
+      ::close(fd_);
+      fd_ = -1;
+      fail(label(what), "'", path, "' is being written by another minidl process",
+           n > 0 ? " (pid " + std::string(holder, static_cast<size_t>(n)) + ")" : std::string(),
+           ": two runs saving one file would each print \"saved\" and keep only the last one's model — give this run "
+           "its own file, or wait for the other to end");
+    }
+    // The file locked must still be the one named: a releasing process removes it, and a lock on a removed file
+    // would let a third process take a new one beside it.
+    struct stat held {}, named {};
+    if (::fstat(fd_, &held) == 0 && ::lstat(lock_path_.c_str(), &named) == 0 && held.st_ino == named.st_ino &&
+        held.st_dev == named.st_dev) {
+      const std::string pid = std::to_string(::getpid());
+      if (::ftruncate(fd_, 0) == 0) (void)!::pwrite(fd_, pid.data(), pid.size(), 0);
+      return;
+    }
+    ::close(fd_);
+  }
+  fail(label(what), "'", path, "': cannot take the lock file '", lock_path_, "'");
+}
+
+WriterLock::~WriterLock() {
+  if (fd_ < 0) return;
+  ::unlink(lock_path_.c_str());  // while still held, so no other process holds a lock on the removed file
+  ::close(fd_);
 }
 
 void check_input_file(const std::string& path, const std::string& what) {

@@ -40,7 +40,7 @@ function run(args) {
 async function check(description, norm, inputShape) {
   const name = `${norm}-${inputShape}-${description.length}`;
   const checkpoint = path.join(workDir, `${name}.safetensors`), onnx = path.join(workDir, `${name}.onnx`);
-  run(['train', '--model', description, '--norm', norm, '--epochs', '1', '--steps', '200', '--save', checkpoint, '--data', dataDir]);
+  run(['train', '--model', description, '--norm', norm, '--epochs', '1', '--steps', '200', '--save', checkpoint, '--overwrite', '--data', dataDir]);
   run(['export', '--model', checkpoint, '--out', onnx]);
   const expected = run(['predict', '--model', checkpoint, '--first', '100', '--json', '--data', dataDir])
     .trim().split('\n').map((line) => JSON.parse(line).probabilities);
@@ -79,7 +79,7 @@ async function check(description, norm, inputShape) {
   await check('conv:8x3,rmsnorm,relu,maxpool:2,flatten,dense:16,rmsnorm:epsilon=0.001,dense:10,softmax', 'none', 'images');
   const checkpoint = path.join(workDir, 'manual.safetensors');
   run(['train', '--model', 'dense:16,relu,bn,dense:10,softmax', '--norm', 'manual', '--epochs', '1', '--steps', '5',
-    '--save', checkpoint, '--data', dataDir]);
+    '--save', checkpoint, '--overwrite', '--data', dataDir]);
   const refused = spawnSync(minidl, ['export', '--model', checkpoint, '--out', path.join(workDir, 'manual.onnx')], { encoding: 'utf8' });
   if (refused.status !== 1 || !refused.stderr.includes('no moving statistics')) {
     console.log(`FAILED: exporting a manual-mode model should be refused; got status ${refused.status}: ${refused.stderr}`);

@@ -47,7 +47,7 @@ function features(file, label) {
 async function check(name, label, trainArgs, output, field) {
   const checkpoint = path.join(workDir, `${name}.safetensors`), onnx = path.join(workDir, `${name}.onnx`);
   const train = path.join(workDir, `${name}_train.csv`), test = path.join(workDir, `${name}_test.csv`);
-  run(['train', '--data', train, '--test', test, '--label', label, '--epochs', '3', '--save', checkpoint, ...trainArgs]);
+  run(['train', '--data', train, '--test', test, '--label', label, '--epochs', '3', '--save', checkpoint, '--overwrite', ...trainArgs]);
   run(['export', '--model', checkpoint, '--out', onnx]);
   const expected = run(['predict', '--model', checkpoint, '--data', test, '--json'])
     .trim().split('\n').map((line) => JSON.parse(line)[field]);
