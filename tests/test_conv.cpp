@@ -197,6 +197,12 @@ TEST_CASE("the CNN from its description: Keras's shapes, names, parameter count 
   // 28 → 24 → 12 (pool) → 8 → 4: a fifth 5x5 kernel no longer fits.
   CHECK_THAT(error("conv:8x5,maxpool:2,conv:8x5,conv:8x5,conv:8x5,flatten,dense:10,softmax"),
              Catch::Contains("layer 5 'conv:8x5' on input [4,4,8]") && Catch::Contains("window 5x5 is larger than the 4x4 input"));
+  {  // The window is checked before its kernel (80·4096² floats, 5 GB) is allocated.
+    const AllocationLimit limit(int64_t{1} << 20, "the kernel was allocated before its window was checked");
+    CHECK_THAT(error("conv:80x4096,flatten,dense:10,softmax"),
+               Catch::Contains("layer 1 'conv:80x4096' on input [28,28,1]") &&
+                   Catch::Contains("window 4096x4096 is larger than the 28x28 input"));
+  }
   CHECK_THAT(error("conv:8x3:strides=0,flatten,dense:10,softmax"), Catch::Contains("strides must be N or HxW"));
   CHECK_THAT(error("conv:8x3,flatten,conv:8x3,dense:10,softmax"),
              Catch::Contains("layer 3 'conv:8x3' on input [5408]") && Catch::Contains("convolution and pooling go before flatten"));

@@ -121,6 +121,9 @@ std::vector<LayerKind> builtin_kinds() {
                  const Conv2DOptions options{a.option("strides") ? pair_of(a, *a.option("strides"), "strides")
                                                                  : std::array<int64_t, 2>{1, 1},
                                              padding_of(a), bias == "1"};
+                 // The window is checked against the input before the kernel is allocated (a 4096x4096 window
+                 // would take gigabytes first).
+                 window2d("conv2d", Shape{1, a.input[0], a.input[1], a.input[2]}, kernel, options.strides, options.padding);
                  return std::make_shared<Conv2D>(a.input[2], filters, kernel, options, a.gen);
                }});
   k.push_back({"maxpool", {"max_pooling2d"}, "maxpool:P[xP2][:strides=S[xS2]][:padding=valid|same]", 1, 1, {"strides", "padding"},
