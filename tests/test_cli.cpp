@@ -328,6 +328,15 @@ TEST_CASE("summary prints Keras's table — flags and descriptions are checked w
   CHECK_THAT(summary.out, Catch::Contains("Total params: 51,146") && Catch::Contains("dense_1 (Dense)"));
   REQUIRE(minidl_cli("train --steps 1 --hidden 8 --save " + dir.file("c") + " " + data_flag(), dir).status == 0);
   CHECK_THAT(minidl_cli("summary --model " + dir.file("c"), dir).out, Catch::Contains("Total params: 6,402"));
+  // A description longer than a file name may be is a description, not a file system error.
+  std::string deep = "dense:8";
+  for (int i = 0; i < 200; ++i) deep += ",relu";
+  const Run long_description = minidl_cli("summary --model " + deep + ",dense:10,softmax " + data_flag(), dir);
+  INFO(long_description.err);
+  CHECK(long_description.status == 0);
+  CHECK_THAT(long_description.out, Catch::Contains("re_lu_199 (ReLU)"));
+  const Run not_a_file = minidl_cli("summary " + deep, dir);
+  CHECK_THAT(not_a_file.err, Catch::Contains("'dense:8,relu,relu,relu,relu,relu,relu,re... (1007 bytes)' is not a checkpoint file"));
   const Run list = minidl_cli("train --hidden 256,128 " + data_flag(), dir);
   CHECK(list.status == 1);
   CHECK_THAT(list.err, Catch::Contains("--hidden 256,128: not a valid value") && Catch::Contains("give --model"));

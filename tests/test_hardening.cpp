@@ -205,6 +205,15 @@ TEST_CASE("saving writes through links, keeps permissions, refuses devices and c
                     Catch::Contains("--save '" + dir.file("missing/model.safetensors") + "': the directory '" +
                                     dir.file("missing") + "' does not exist"));
   CHECK_THROWS_WITH(check_writable("/dev/null", "--log"), Catch::Contains("--log '/dev/null' is a character device"));
+  // A name the temporary beside it cannot have: said before the run, not "cannot create files in" after an epoch.
+  CHECK_THROWS_WITH(check_writable(dir.file(std::string(250, 'm')), "--save"),
+                    Catch::Contains("the file name is 250 bytes long") && Catch::Contains("use a name of at most 227 bytes"));
+  // A file made read-only is not replaced (as root too), before the run and when saving.
+  write_bytes(dir.file("kept"), "read-only");
+  REQUIRE(::chmod(dir.file("kept").c_str(), 0444) == 0);
+  CHECK_THROWS_WITH(check_writable(dir.file("kept"), "--save"), Catch::Contains("--save '" + dir.file("kept") + "' is read-only (mode 0444)"));
+  CHECK_THROWS_WITH(save(dir.file("kept"), "x"), Catch::Contains("is read-only (mode 0444)"));
+  CHECK(read_bytes(dir.file("kept")) == "read-only");
 }
 
 TEST_CASE("NaN cannot hide: relu propagates it, training stops at the first non-finite loss and names it", "[hardening]") {

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "cli.h"
+#include "minidl/internal/text.h"
 
 namespace minidl::cli {
 
@@ -19,9 +20,11 @@ int summary_command(int argc, char** argv) {
   std::shared_ptr<Sequential> model;
   if (f.count("file") && f.count("model")) fail("give the checkpoint once: `minidl summary FILE` or --model FILE");
   const std::string given = f.count("file") ? f["file"].as<std::string>() : f.count("model") ? f["model"].as<std::string>() : "";
-  if (f.count("file") && !std::filesystem::is_regular_file(given))
-    fail("'", given, "' is not a checkpoint file (a description goes after --model)");
-  if (!given.empty() && std::filesystem::is_regular_file(given)) {
+  std::error_code error;  // a long description is no file name: "File name too long" is an answer, not an error
+  const bool is_file = !given.empty() && std::filesystem::is_regular_file(given, error);
+  if (f.count("file") && !is_file)
+    fail("'", internal::excerpt(given), "' is not a checkpoint file (a description goes after --model)");
+  if (is_file) {
     LoadedModel loaded = load_model(given);
     config = loaded.config;
     model = loaded.model;

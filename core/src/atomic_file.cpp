@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "minidl/error.h"
+#include "minidl/internal/text.h"
 
 namespace minidl {
 namespace {
@@ -91,6 +92,13 @@ bool existing_regular_file(const std::string& target, const std::string& what, s
   if (!S_ISREG(info.st_mode))
     fail(what, "'", target, "' is ", kind_of(info.st_mode), ": refusing to replace it, minidl saves only to regular files "
          "— give a file path");
+  // The rename would succeed over a read-only file, but its owner made it read-only so it would not change.
+  if (!(info.st_mode & S_IWUSR) || ::access(target.c_str(), W_OK) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(info.st_mode & 07777));
+    fail(what, "'", target, "' is read-only (mode ", mode, "): minidl does not replace a file made read-only — make it "
+         "writable (chmod u+w) or write elsewhere");
+  }
   return true;
 }
 
@@ -138,6 +146,13 @@ void check_writable(const std::string& path, const std::string& what) {
   struct stat dir_info {};
   if (::stat(dir.c_str(), &dir_info) != 0 || !S_ISDIR(dir_info.st_mode))
     fail(label(what), "'", path, "': the directory '", dir, "' does not exist — create it first");
+  // The temporary's name is the file's plus 28 bytes, so a name near the file system's limit cannot be written.
+  const long name_max = ::pathconf(dir.c_str(), _PC_NAME_MAX);
+  const size_t name_bytes = fs::path(target).filename().string().size(), extra = std::strlen(kTemporaryMarker) + 16;
+  if (name_max > 0 && name_bytes + extra > static_cast<size_t>(name_max))
+    fail(label(what), "'", internal::excerpt(path), "': the file name is ", name_bytes, " bytes long; minidl writes a "
+         "temporary beside it whose name is ", extra, " bytes longer, and '", dir, "' takes names of at most ", name_max,
+         " bytes — use a name of at most ", static_cast<size_t>(name_max) - extra, " bytes");
   std::string probe;
   const int fd = create_temporary(target, probe);
   if (fd < 0) fail(label(what), "'", path, "': cannot create files in '", dir, "': ", std::strerror(errno));

@@ -66,16 +66,16 @@ std::string Module::export_onnx(OnnxGraph&, const std::string&, const Shape&) co
 void Module::check_new_name(const std::string& name) const {
   if (name.empty() || name.find('/') != std::string::npos)
     fail("module '", this->name(), "': bad name '", name, "' (names are non-empty and contain no '/')");
-  for (const auto& [n, t] : parameters_)
-    if (n == name) fail("module '", this->name(), "': the name '", name, "' is already registered");
-  for (const auto& [n, t] : buffers_)
-    if (n == name) fail("module '", this->name(), "': the name '", name, "' is already registered");
-  for (const auto& child : children_)
-    if (child->name() == name) fail("module '", this->name(), "': a submodule is already named '", name, "'");
+  if (taken_names_.count(name))
+    fail("module '", this->name(), "': ",
+         std::any_of(children_.begin(), children_.end(), [&](const auto& c) { return c->name() == name; })
+             ? "a submodule is already named '" + name + "'"
+             : "the name '" + name + "' is already registered");
 }
 
 Tensor Module::register_parameter(const std::string& name, Tensor t) {
   check_new_name(name);
+  taken_names_.insert(name);
   t.set_requires_grad(true);
   parameters_.emplace_back(name, t);
   return t;
@@ -83,6 +83,7 @@ Tensor Module::register_parameter(const std::string& name, Tensor t) {
 
 Tensor Module::register_buffer(const std::string& name, Tensor t) {
   check_new_name(name);
+  taken_names_.insert(name);
   buffers_.emplace_back(name, t);
   return t;
 }
@@ -98,16 +99,19 @@ void Module::adopt(std::shared_ptr<Module> child, const std::string& name) {
     check_new_name(name);
     child->name_ = name;
   } else if (child->name_.empty()) {
-    // The first free name of base, base_1, base_2, ... among this module's children.
+    // The first free name of base, base_1, base_2, ... among this module's children. Names are never freed, so
+    // every suffix below the last one given out stays taken: the search resumes there (building a model of n
+    // layers of one kind is linear in n, not quadratic).
     const std::string base = child->default_name();
-    std::set<std::string> taken;
-    for (const auto& c : children_) taken.insert(c->name());
-    std::string candidate = base;
-    for (int k = 1; taken.count(candidate); ++k) candidate = base + "_" + std::to_string(k);
+    int64_t& k = next_suffix_[base];
+    std::string candidate = k == 0 ? base : base + "_" + std::to_string(k);
+    while (child_names_.count(candidate)) candidate = base + "_" + std::to_string(++k);
     child->name_ = candidate;
   } else {
     check_new_name(child->name_);
   }
+  taken_names_.insert(child->name_);
+  child_names_.insert(child->name_);
   children_.push_back(std::move(child));
 }
 

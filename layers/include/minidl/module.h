@@ -4,6 +4,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -148,6 +149,9 @@ class Module {
   NamedTensors buffers_;
   NamedGenerators generators_;
   std::vector<std::shared_ptr<Module>> children_;
+  std::set<std::string> taken_names_;             // every parameter, buffer and child name, for check_new_name
+  std::set<std::string> child_names_;             // the children's, among which automatic names must be free
+  std::map<std::string, int64_t> next_suffix_;    // per default name, the lowest suffix that may be free
   bool training_ = true;
   bool trainable_ = true;
   bool batch_statistics_ = false;
