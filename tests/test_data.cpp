@@ -373,6 +373,9 @@ TEST_CASE("a tiny image file that claims a huge image is refused before its pixe
   // A PNG whose header says 16384x16384 and whose compressed pixels are 10 bytes: more than zlib's 1032:1 allows.
   write_bytes(dir.file("huge.png"), png_file(16384, 16384, 8, 0, std::string(10, '\0'), "", false));
   CHECK_THROWS_WITH(read_image(dir.file("huge.png")), Catch::Contains("its header claims 16384x16384 pixels, more than"));
+  // Dimensions whose product passes 2^63 (found by fuzz_image): still a plain refusal.
+  write_bytes(dir.file("vast.png"), png_file(0xdadadada, 0xdadadada, 8, 0, "", ""));
+  CHECK_THROWS_WITH(read_image(dir.file("vast.png")), Catch::Contains("its header claims 3671775962x3671775962 pixels"));
 }
 
 TEST_CASE("PNG pixels are read as stored: 16 bits scaled linearly, gamma chunks ignored, grey palettes grey",
@@ -406,6 +409,15 @@ TEST_CASE("PNG pixels are read as stored: 16 bits scaled linearly, gamma chunks 
   CHECK(read_image(dir.file("rgba.png"), 0).pixels == std::vector<uint8_t>{128, 64, 0});
   write_bytes(dir.file("ga.png"), png_file(2, 1, 8, 4, std::string("\0\xc8\0\xc8\xff", 5), ""));
   CHECK(read_image(dir.file("ga.png")).pixels == std::vector<uint8_t>{0, 200});
+  // Interlaced (Adam7): the passes are put back in place. A 2x2 image is passes 1, 6 and 7.
+  const std::string passes = std::string("\0\x10\x20\x30", 4) + std::string("\0\x40\x50\x60", 4) +
+                             std::string("\0\x70\x80\x90\xa0\xb0\xc0", 7);
+  std::string interlaced = png_file(2, 2, 8, 2, passes, "");
+  interlaced[28] = 1;  // IHDR's interlace byte
+  interlaced.replace(29, 4, be32(static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(interlaced.data() + 12), 17))));
+  write_bytes(dir.file("adam7.png"), interlaced);
+  CHECK(read_image(dir.file("adam7.png"), 0).pixels ==
+        std::vector<uint8_t>{0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xa0, 0xb0, 0xc0});
   // A broken row stream is an error naming the file and what libpng found.
   write_bytes(dir.file("bad.png"), png_file(3, 1, 8, 0, "not zlib", "", false));
   CHECK_THROWS_WITH(read_image(dir.file("bad.png")), Catch::Contains("bad.png': a broken PNG ("));

@@ -112,12 +112,12 @@ Image read_png(const std::string& path, int channels) {
     ~Close() { std::fclose(f); }
   } close{file};
   unsigned char head[24] = {};
-  if (std::fread(head, 1, sizeof head, file) == sizeof head && !size_error) {
+  if (std::fread(head, 1, sizeof head, file) == sizeof head && !size_error && std::memcmp(head + 12, "IHDR", 4) == 0) {
     const auto be32 = [&](int at) {
       return int64_t{head[at]} << 24 | int64_t{head[at + 1]} << 16 | int64_t{head[at + 2]} << 8 | int64_t{head[at + 3]};
     };
     const int64_t width = be32(16), height = be32(20);
-    if (width * height > 1032 * file_size + 4096)
+    if (static_cast<double>(width) * static_cast<double>(height) > 1032.0 * static_cast<double>(file_size) + 4096)  // 2^64 overflows
       fail("'", path, "': its header claims ", width, "x", height, " pixels, more than ", file_size,
            " bytes can hold: the file is cut short or broken");
   }
