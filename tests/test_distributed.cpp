@@ -110,6 +110,15 @@ TEST_CASE("collectives inside mpirun", "[.mpi-child]") {
   CHECK(world.agree(42));
   CHECK_FALSE(world.agree(world.rank() == 1 ? 1 : 2));
   CHECK_FALSE(world.agree(static_cast<uint64_t>(world.rank())));
+  // A rank asking for a larger shared buffer than rank 0 sized would write past it: refused on every rank.
+  CHECK_THROWS_WITH(world.reduction_buffer(n + world.rank()), Catch::Contains("a different number"));
+  // The handshake: every rank learns the first difference from rank 0, spelled alike.
+  const auto key = [](const std::string& k) { return "--" + k; };
+  CHECK(first_difference_across_ranks(world, {{"epochs", "2"}, {"seed", "1"}}, key).empty());
+  const std::map<std::string, std::string> differs{{"epochs", world.rank() == world.size() - 1 ? "4" : "2"}, {"seed", "1"}};
+  CHECK(first_difference_across_ranks(world, differs, key) ==
+        "rank " + std::to_string(world.size() - 1) + " has --epochs = 4 where rank 0 has 2");
+  CHECK(world.all_gather(std::string(world.rank(), 'x')).back() == std::string(world.size() - 1, 'x'));
 }
 
 TEST_CASE("sums give every process the same bits, and agree() tells equal values from unequal ones", "[mpi]") {
@@ -120,8 +129,8 @@ TEST_CASE("sums give every process the same bits, and agree() tells equal values
     const Run r = shell(mpirun(ranks) + self + " --use-colour no \"[mpi-child]\"", dir);
     INFO(ranks << " processes: " << r.out << r.err);
     CHECK(r.status == 0);
-    // Every assertion of the child ran, in every process: 2 per round of the reduction buffer, 5 more.
-    CHECK_THAT(r.out, Catch::Contains("All tests passed (13 assertions in 1 test case)"));
+    // Every assertion of the child ran, in every process: 2 per round of the reduction buffer, 9 more.
+    CHECK_THAT(r.out, Catch::Contains("All tests passed (17 assertions in 1 test case)"));
   }
 }
 
@@ -362,4 +371,29 @@ TEST_CASE("a process that fails or is killed ends the job, naming it, and leaves
   CHECK(load_safetensors(save).tensors.size() > 0);
   for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
     CHECK(entry.path().filename().string().find(".tmp") == std::string::npos);  // no partial checkpoint
+}
+
+TEST_CASE("processes started differently are refused before the first step, naming the rank and the setting", "[mpi]") {
+  if (!can_run()) return;
+  TempDir dir;
+  // Other data of the same size and shape: the contents differ.
+  const DatasetSplits other = make_synthetic(640, 200, 99);
+  save_mnist_split(dir.path(), "train", other.train, true);
+  save_mnist_split(dir.path(), "t10k", other.test, true);
+  const std::string cli = MINIDL_CLI, common = " train --epochs 1 --steps 5 ";
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"--epochs 2 " + data_flag(), "rank 1 has trainer.epochs (--epochs) = 2 where rank 0 has 1"},
+      {"--hidden 128 " + data_flag(), "rank 1 has model.description (--model) = dense:128,relu,bn,dense:10,softmax"},
+      {"--no-shuffle " + data_flag(), "rank 1 has loader.shuffle (--no-shuffle) = 0 where rank 0 has 1"},
+      {"--steps 7 " + data_flag(), "rank 1 has --steps = 7 where rank 0 has 5"},
+      {"--data " + dir.path(), "rank 1 has the test data's contents = hash"}};
+  for (const auto& [second, message] : cases) {
+    const Run r = shell(mpirun(1) + cli + common + data_flag() + " : -np 1 -x OMP_NUM_THREADS=1 " + cli + common + second, dir);
+    INFO(second << "\n" << r.err);
+    CHECK(r.status != 0);
+    CHECK_THAT(r.err, Catch::Contains("the 2 processes were started differently: " + message));
+    CHECK(r.out.find("epoch 1/") == std::string::npos);
+    // Said once, by rank 0.
+    CHECK(r.err.find("started differently") == r.err.rfind("started differently"));
+  }
 }

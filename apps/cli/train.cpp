@@ -78,6 +78,46 @@ void refuse_existing_checkpoint(const std::string& path) {
   fail("--save '", path, "' already holds ", holds, ": continue that run with --resume ", quoted(path),
        ", save this one elsewhere, or replace the file with --overwrite");
 }
+// Under mpirun, before the first step: every process must train the same model on the same data from the same
+// step, or the sums mix different things (a silent mixture) or the collectives stop matching (a hang). Compared:
+// every setting a checkpoint records, the ones it does not (--steps, --bn-sync, ...), the data's shape, size and
+// contents (hashed), the initial weights (hashed) and the step. Rank 0 names the first difference and ends the job.
+void agree_with_every_rank(Communicator& world, const RunConfig& config, const DatasetSplits& data, Trainer& trainer,
+                           const cxxopts::ParseResult& f) {
+  Metadata values = config.to_metadata();
+  values.erase("data.train");  // the same files may sit at different paths on different machines: their contents
+  values.erase("data.test");   // are compared instead
+  values["steps"] = std::to_string(config.max_steps);
+  values["bn-sync"] = config.sync_batch_norm ? "global" : "local";
+  values["keep-going-on-nan"] = f["keep-going-on-nan"].as<bool>() ? "1" : "0";
+  values["recalibrate"] = f.count("recalibrate") ? std::to_string(f["recalibrate"].as<int64_t>()) : "none";
+  values["trainer.step"] = std::to_string(trainer.steps_done());
+  const auto bytes = [](const auto& v) {
+    return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(v[0]));
+  };
+  for (const auto& [name, set] : {std::pair{"training", &data.train}, std::pair{"test", &data.test}}) {
+    values[std::string("the ") + name + " data's size"] = std::to_string(set->size()) + " samples of " + set->sample.str();
+    uint64_t hash = content_hash(bytes(set->images));
+    for (const auto part : {bytes(set->values), bytes(set->labels), bytes(set->targets)}) hash = content_hash(part, hash);
+    values[std::string("the ") + name + " data's contents"] = "hash " + std::to_string(hash);
+  }
+  uint64_t weights = content_hash({});
+  for (const auto& [name, t] : trainer.model().state())
+    weights = content_hash({reinterpret_cast<const uint8_t*>(t.data()), static_cast<size_t>(t.numel()) * sizeof(float)}, weights);
+  values["the initial weights"] = "hash " + std::to_string(weights);
+  std::map<std::string, std::string> flags;  // checkpoint key -> the flag that decides it
+  for (const Setting& s : settings())
+    for (const std::string& key : s.keys) flags.emplace(key, "--" + s.name);  // the first that decides it
+  const std::string difference = first_difference_across_ranks(world, values, [&](const std::string& key) {
+    if (flags.count(key)) return key + " (" + flags.at(key) + ")";
+    if (key == "trainer.step") return std::string("the step resumed from");
+    return key.find(' ') != std::string::npos ? key : "--" + key;
+  });
+  if (difference.empty()) return;
+  if (world.rank() != 0) world.await_abort();
+  world.abort("the " + std::to_string(world.size()) + " processes were started differently: " + difference +
+              ". Every process of one job runs the same command on the same data (mpirun -np N minidl train ...)");
+}
 }  // namespace
 
 int train_command(int argc, char** argv) {
@@ -213,6 +253,7 @@ int train_command(int argc, char** argv) {
 
   spdlog::info("training {} (norm {}) for {} epochs{}", config.model.description, config.model.norm,
                config.epochs, config.max_steps >= 0 ? ", at most " + std::to_string(config.max_steps) + " steps" : "");
+  if (world.size() > 1) agree_with_every_rank(world, config, data, trainer, f);
   std::vector<EpochLogs> logs;
   try {
     logs = trainer.fit();

@@ -4,11 +4,14 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <set>
 #include <type_traits>
 #include <vector>
 
 #include "minidl/autograd.h"
 #include "minidl/error.h"
+#include "minidl/internal/text.h"
 #include "minidl/ops.h"
 
 #ifdef MINIDL_MPI
@@ -121,6 +124,11 @@ void Communicator::sum_any(T* values, int64_t n) {
 
 float* Communicator::reduction_buffer(int64_t n) {
 #ifdef MINIDL_MPI
+  // Every rank must ask for the same size: rank 0 sizes the shared window, and a rank asking for more would
+  // write past it. One small all-reduce a step, far below the sum it prepares.
+  if (size_ > 1 && !agree(static_cast<uint64_t>(n)))
+    fail("rank ", rank_, " asks to sum ", n, " floats, and another rank a different number: the processes hold different "
+         "models (every process of one job must run the same command)");
   if (size_ > 1 && !g_slots.decided) {
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &g_slots.node);
     int node_size = 0;
@@ -204,6 +212,31 @@ bool Communicator::agree(uint64_t value) {
 #endif
 }
 
+std::vector<std::string> Communicator::all_gather(const std::string& text) {
+#ifdef MINIDL_MPI
+  if (size_ > 1) {
+    std::vector<int> lengths(static_cast<size_t>(size_)), offsets(static_cast<size_t>(size_));
+    int mine = static_cast<int>(text.size());
+    MPI_Allgather(&mine, 1, MPI_INT, lengths.data(), 1, MPI_INT, MPI_COMM_WORLD);
+    int64_t total = 0;
+    for (int r = 0; r < size_; ++r) offsets[r] = static_cast<int>(total), total += lengths[r];
+    std::string all(static_cast<size_t>(total), '\0');
+    MPI_Allgatherv(text.data(), mine, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, MPI_COMM_WORLD);
+    std::vector<std::string> out;
+    for (int r = 0; r < size_; ++r) out.push_back(all.substr(static_cast<size_t>(offsets[r]), static_cast<size_t>(lengths[r])));
+    return out;
+  }
+#endif
+  return {text};
+}
+
+void Communicator::await_abort() {
+#ifdef MINIDL_MPI
+  if (size_ > 1) MPI_Barrier(MPI_COMM_WORLD);  // the reporting rank never arrives: its MPI_Abort ends this process
+#endif
+  std::exit(1);
+}
+
 void Communicator::abort(const std::string& message, int code) {
   std::fprintf(stderr, "error: rank %d of %d: %s\n", rank_, size_, message.c_str());
   std::fflush(stderr);
@@ -211,6 +244,50 @@ void Communicator::abort(const std::string& message, int code) {
   if (size_ > 1) MPI_Abort(MPI_COMM_WORLD, code);
 #endif
   std::exit(code);
+}
+
+std::string first_difference_across_ranks(Communicator& world, const std::map<std::string, std::string>& values,
+                                          const std::function<std::string(const std::string&)>& describe) {
+  // key NUL value NUL ..., in key order.
+  std::string packed;
+  for (const auto& [key, value] : values) packed += key + '\0' + value + '\0';
+  const std::vector<std::string> all = world.all_gather(packed);
+  const auto unpack = [](const std::string& text) {
+    std::map<std::string, std::string> out;
+    for (size_t at = 0; at < text.size();) {
+      const size_t key_end = text.find('\0', at), value_end = text.find('\0', key_end + 1);
+      out[text.substr(at, key_end - at)] = text.substr(key_end + 1, value_end - key_end - 1);
+      at = value_end + 1;
+    }
+    return out;
+  };
+  const std::map<std::string, std::string> first = unpack(all[0]);
+  for (size_t r = 1; r < all.size(); ++r) {
+    if (all[r] == all[0]) continue;
+    const std::map<std::string, std::string> other = unpack(all[r]);
+    std::set<std::string> keys;
+    for (const auto& [k, v] : first) keys.insert(k);
+    for (const auto& [k, v] : other) keys.insert(k);
+    for (const std::string& key : keys) {
+      const auto a = first.find(key), b = other.find(key);
+      const std::string mine = a == first.end() ? "nothing" : a->second, theirs = b == other.end() ? "nothing" : b->second;
+      if (mine != theirs)
+        return "rank " + std::to_string(r) + " has " + describe(key) + " = " + internal::excerpt(theirs) +
+               " where rank 0 has " + internal::excerpt(mine);
+    }
+  }
+  return "";
+}
+
+uint64_t content_hash(std::span<const uint8_t> bytes, uint64_t hash) {
+  size_t i = 0;
+  for (; i + 8 <= bytes.size(); i += 8) {
+    uint64_t word;
+    std::memcpy(&word, bytes.data() + i, 8);
+    hash = (hash ^ word) * 1099511628211ull;
+  }
+  for (; i < bytes.size(); ++i) hash = (hash ^ bytes[i]) * 1099511628211ull;
+  return hash;
 }
 
 Tensor all_reduce_sum(const Tensor& x, Communicator& world) {

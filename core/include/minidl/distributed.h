@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <span>
 #include <string>
 #include <vector>
@@ -36,6 +38,11 @@ class Communicator {
   void sum_reduction_buffer(std::span<const std::span<float>> out, float scale = 1.0f);
   /// Whether every rank passed the same value (a collective: every rank must call it).
   bool agree(uint64_t value);
+  /// Every rank's `text`, in rank order (a collective). A world of one: {text}.
+  std::vector<std::string> all_gather(const std::string& text);
+  /// For every rank but the one that reports a failure (and then calls abort()): waits to be ended by that abort,
+  /// so that the job prints one message instead of one per process. A world of one exits with status 1.
+  [[noreturn]] void await_abort();
   /// Ends every rank's process: prints "rank R: message" and calls MPI_Abort with `code` (a world of one exits).
   [[noreturn]] void abort(const std::string& message, int code = 1);
 
@@ -49,5 +56,17 @@ class Communicator {
   int rank_ = 0, size_ = 1;
   std::vector<float> private_buffer_;  // reduction_buffer's when memory is not shared
 };
+
+/// The handshake before processes train together: each passes what must be the same on every process (the
+/// settings, the data's shape, size and a hash of its contents, the step it starts from) as key → value. Returns ""
+/// when every process passed the same; else, alike on every process, a sentence naming the first process that
+/// differs from process 0 and the first key that does, as `describe(key)` spells it: "rank 1 has
+/// trainer.epochs (--epochs) = 4 where rank 0 has 2". A collective: every rank calls it once, at the same point.
+std::string first_difference_across_ranks(Communicator& world, const std::map<std::string, std::string>& values,
+                                          const std::function<std::string(const std::string&)>& describe);
+
+/// A 64-bit hash (FNV-1a over 8-byte words) of `bytes`, continuing from `hash`: what the handshake compares for
+/// data too large to send.
+uint64_t content_hash(std::span<const uint8_t> bytes, uint64_t hash = 14695981039346656037ull);
 
 }  // namespace minidl
