@@ -347,15 +347,16 @@ Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {
   optimizer = std::make_unique<Adam>(model->named_parameters(true), AdamOptions{.learning_rate = c.learning_rate});
   const int ranks = c.world ? c.world->size() : 1, rank = c.world ? c.world->rank() : 0;
   if (ranks > 1 && c.sync_batch_norm) synchronize_batch_norm(*model, c.world);
-  if (ranks > 1) shard_dropout(*model, rank, ranks);
   LoaderOptions lo = training_loader_options(
       *model, data.train, {.batch_size = c.batch_size, .shuffle = c.shuffle, .drop_last = c.drop_last, .seed = c.model.seed});
   lo.shard = rank, lo.shards = ranks;
-  if (ranks > 1 && !c.sync_batch_norm && c.batch_size / ranks < model->min_training_batch({1, data.train.features()}))
-    fail("--bn-sync local normalises each process's slice of ", c.batch_size / ranks, " samples (batch size ",
-         c.batch_size, " over ", ranks, " processes), too few for batch normalisation: use a larger batch or "
-         "--bn-sync global");
   loader = std::make_unique<DataLoader>(data.train, lo, c.loss == Loss::categorical_crossentropy);
+  // The smallest slice: ⌊b/N⌋ of the smallest batch b (the last one's, when it is partial).
+  const int64_t smallest = std::min(c.batch_size, loader->last_batch_size()) / ranks;
+  if (ranks > 1 && !c.sync_batch_norm && smallest < model->min_training_batch({1, data.train.features()}))
+    fail("--bn-sync local normalises each process's slice, which can be as small as ", smallest, " samples (batch size ",
+         c.batch_size, ", last batch ", loader->last_batch_size(), ", over ", ranks, " processes), too few for batch "
+         "normalisation: use a larger batch, --drop-last, or --bn-sync global");
   trainer = std::make_unique<Trainer>(*model, *optimizer, *loader,
                                       TrainerOptions{.epochs = c.epochs, .max_steps = c.max_steps, .validation = &data.test,
                                                      .validation_batch_size = c.eval_batch_size, .loss = c.loss,

@@ -203,7 +203,11 @@ int train_command(int argc, char** argv) {
   config.sync_batch_norm = bn_sync == "global";
   if (world.size() > 1)
     spdlog::info("data parallel: {} processes, {} samples each per step (global batch {}), batch statistics {}",
-                 world.size(), config.batch_size / world.size(), config.batch_size,
+                 world.size(),
+                 config.batch_size % world.size() ? fmt::format("{} or {}", config.batch_size / world.size(),
+                                                                config.batch_size / world.size() + 1)
+                                                  : std::to_string(config.batch_size / world.size()),
+                 config.batch_size,
                  config.sync_batch_norm ? "over the global batch" : "per process");
   if (!resumed) warn_if_unscaled(config.model, data.train);
   Run run(config, data);

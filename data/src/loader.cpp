@@ -28,19 +28,16 @@ DataLoader::DataLoader(const Dataset& data, LoaderOptions options, bool one_hot)
   if (data.size() == 0) fail("DataLoader: the dataset is empty");
   if (options.shards < 1 || options.shard < 0 || options.shard >= options.shards)
     fail("DataLoader: shard ", options.shard, " of ", options.shards, " is out of range");
-  if (options.batch_size % options.shards != 0)
-    fail("the batch size ", options.batch_size, " does not split evenly over ", options.shards,
-         " processes: choose a global batch size that is a multiple of ", options.shards);
+  if (options.batch_size < options.shards)
+    fail("the batch size ", options.batch_size, " cannot give each of ", options.shards, " processes a sample: use a "
+         "global batch of at least ", options.shards);
   state_.rng = gen_.state();
-  if (last_batch_size() % options.shards != 0)
-    fail("the last batch of each epoch holds ", last_batch_size(), " samples (", data.size(), " samples, batch size ",
-         options.batch_size, "), which ", options.shards, " processes cannot split evenly: drop it (--drop-last) or "
-         "choose a batch size that divides the data");
 }
 
 int64_t DataLoader::batches_per_epoch() const {
   const int64_t n = data_.size(), b = options_.batch_size, rest = n % b;
-  const bool keep_partial = !options_.drop_last && rest >= options_.min_batch_size;
+  // A partial batch too small for every process to get a sample is skipped, as one below min_batch_size is.
+  const bool keep_partial = !options_.drop_last && rest >= std::max<int64_t>(options_.min_batch_size, options_.shards);
   return n / b + (rest > 0 && keep_partial ? 1 : 0);
 }
 
@@ -105,14 +102,19 @@ bool DataLoader::next(Batch& batch) {
       if (one_hot_) batch.one_hot.data()[r * data_.num_classes + batch.labels[r]] = 1.0f;
     }
   });
+  batch.slice_begin = begin - state_.next_batch * options_.batch_size;
+  batch.global_rows = std::min(options_.batch_size, data_.size() - state_.next_batch * options_.batch_size);
   ++state_.next_batch;
   return true;
 }
 
 void DataLoader::shard_of_batch(int64_t index, int64_t* begin, int64_t* rows) const {
+  // Process r of N takes rows [⌊r·b/N⌋, ⌊(r+1)·b/N⌋) of the b-row global batch: ⌊b/N⌋ or ⌈b/N⌉ of them.
   const int64_t global_begin = index * options_.batch_size;
-  *rows = std::min(options_.batch_size, data_.size() - global_begin) / options_.shards;
-  *begin = global_begin + options_.shard * *rows;
+  const int64_t b = std::min(options_.batch_size, data_.size() - global_begin), n = options_.shards;
+  const int64_t first = options_.shard * b / n, last = (options_.shard + 1) * b / n;
+  *rows = last - first;
+  *begin = global_begin + first;
 }
 
 LoaderState DataLoader::state() const { return state_; }

@@ -79,14 +79,20 @@ Dropout::Dropout(float rate, uint64_t seed, std::string name)
 
 Tensor Dropout::forward(const Tensor& x) {
   if (!is_training() || rate_ == 0.0f) return x;
-  if (shards_ == 1) return dropout(x, rate_, generator_);
+  if (shards_ == 1 && global_rows_ == 0) return dropout(x, rate_, generator_);
   // The global batch's mask is drawn row after row: the slices before this process's, its own, those after.
   const auto skip = [this](int64_t n) {
     for (int64_t i = 0; i < n; ++i) generator_.uniform();
   };
-  skip(shard_ * x.numel());
+  const int64_t rows = x.size(0), per_row = rows ? x.numel() / rows : 0;
+  const int64_t before = global_rows_ ? slice_begin_ : shard_ * rows;
+  const int64_t after = global_rows_ ? global_rows_ - slice_begin_ - rows : (shards_ - 1 - shard_) * rows;
+  if (before < 0 || after < 0)
+    fail("Dropout '", name(), "': a slice of ", rows, " rows from row ", slice_begin_, " does not fit a global batch of ",
+         global_rows_);
+  skip(before * per_row);
   Tensor y = dropout(x, rate_, generator_);
-  skip((shards_ - 1 - shard_) * x.numel());
+  skip(after * per_row);
   return y;
 }
 
@@ -94,6 +100,16 @@ void Dropout::set_shard(int shard, int shards) {
   if (shards < 1 || shard < 0 || shard >= shards)
     fail("Dropout '", name(), "': shard ", shard, " of ", shards, " is out of range");
   shard_ = shard, shards_ = shards;
+}
+
+void Dropout::set_slice(int64_t begin, int64_t global_rows) {
+  if (begin < 0 || global_rows < 1 || begin >= global_rows)
+    fail("Dropout '", name(), "': a slice from row ", begin, " of a global batch of ", global_rows, " is out of range");
+  slice_begin_ = begin, global_rows_ = global_rows;
+}
+
+int slice_dropout(Module& model, int64_t begin, int64_t global_rows) {
+  return for_each_module<Dropout>(model, [=](Dropout& d) { d.set_slice(begin, global_rows); });
 }
 
 int shard_dropout(Module& model, int shard, int shards) {

@@ -7,6 +7,7 @@
 #include "minidl/denormal.h"
 #include "minidl/internal/text.h"
 #include "minidl/distributed.h"
+#include "minidl/layers.h"
 #include "minidl/losses.h"
 #include "minidl/ops.h"
 #include "minidl/train.h"
@@ -161,6 +162,9 @@ std::vector<EpochLogs> Trainer::fit() {
 
 StepResult Trainer::step(const Batch& batch) {
   model_.train();
+  // Data parallelism: Dropout draws this slice's part of the global batch's mask.
+  const int64_t rows = batch.x.size(0), shards = loader_.options().shards;
+  if (shards > 1 && batch.global_rows > 0) slice_dropout(model_, batch.slice_begin, batch.global_rows);
   const ForwardResult f = options_.forward(model_, batch);
   const double loss = f.loss.item();
   if (!std::isfinite(loss) && options_.on_non_finite == OnNonFinite::stop) {
@@ -177,7 +181,14 @@ StepResult Trainer::step(const Batch& batch) {
                         steps_done() + 1);
   }
   optimizer_.zero_grad();
-  f.loss.backward();
+  // The gradient all-reduce averages N processes' gradients of their slices' mean losses: that is the global
+  // batch's mean only when the slices are equal. A slice of n of the b rows weights its loss by n·N/b, so every
+  // slice's gradient is on the scale of an equal slice's and the average is the global mean's gradient (the
+  // synchronized BatchNormalization's sums of upstream gradients likewise). Equal slices multiply by nothing.
+  if (shards > 1 && batch.global_rows > 0 && rows * shards != batch.global_rows)
+    mul_scalar(f.loss, static_cast<float>(static_cast<double>(rows * shards) / static_cast<double>(batch.global_rows))).backward();
+  else
+    f.loss.backward();
   for (auto& c : callbacks_) c->on_after_backward(*this);
   optimizer_.step();
   StepResult result{loss, 0, batch.x.size(0)};

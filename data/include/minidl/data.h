@@ -194,8 +194,9 @@ struct LoaderOptions {
   /// which cannot train on one sample); 1 keeps every partial batch.
   int64_t min_batch_size = 1;
   /// Data parallelism: `shards` processes share each batch (the global batch, batch_size samples), and this
-  /// loader yields only slice `shard` of it — rows [shard·B/shards, (shard+1)·B/shards) of the batch every
-  /// process draws alike from the same seed. batch_size and the last batch must divide by shards.
+  /// loader yields only slice `shard` of it — rows [⌊shard·b/shards⌋, ⌊(shard+1)·b/shards⌋) of the b-row batch
+  /// every process draws alike from the same seed: ⌊b/shards⌋ or ⌈b/shards⌉ rows. batch_size must be at least
+  /// shards; a partial last batch of fewer than `shards` samples is skipped.
   int shard = 0, shards = 1;
 };
 
@@ -206,6 +207,10 @@ struct Batch {
   std::vector<int32_t> labels;  ///< empty for regression data
   Tensor one_hot;  ///< [B, classes]; filled when the loader is asked for it (classification data).
   Tensor targets;  ///< [B, outputs]: regression data's targets; undefined for classification data.
+  /// Data parallelism: this slice's first row within the global batch, and the global batch's rows (a loader of
+  /// one shard: 0 and B). The Trainer weights the slice's loss by its share, so uneven slices sum to the
+  /// global batch's mean.
+  int64_t slice_begin = 0, global_rows = 0;
 };
 
 /// Where a loader stands, for checkpoints: resuming from it draws exactly the same batches.

@@ -77,11 +77,15 @@ class Dropout : public Module {
   /// mask is then drawn for the whole global batch, as one process would draw it, and this slice of it kept: N
   /// processes drop what one process drops.
   void set_shard(int shard, int shards);
+  /// Data parallelism with slices of any size: the next batches' rows start at row `begin` of a global batch of
+  /// `global_rows` (the Trainer sets it each step from the loader's Batch). Overrides set_shard.
+  void set_slice(int64_t begin, int64_t global_rows);
 
  private:
   float rate_;
   Generator generator_;
   int shard_ = 0, shards_ = 1;
+  int64_t slice_begin_ = 0, global_rows_ = 0;  // 0 global rows: no slice set
 };
 
 /// The base of the normalisation layers: `features` channels on the last axis of every input (of at least
@@ -288,5 +292,7 @@ int synchronize_batch_norm(Module& model, Communicator* world);
 /// Tells every Dropout in `model` which slice of the global batch this process holds (Dropout::set_shard);
 /// returns how many there are.
 int shard_dropout(Module& model, int shard, int shards);
+/// Tells every Dropout in `model` where this process's slice of the global batch starts (Dropout::set_slice).
+int slice_dropout(Module& model, int64_t begin, int64_t global_rows);
 
 }  // namespace minidl
