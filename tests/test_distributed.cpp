@@ -16,6 +16,8 @@
 #include <sstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "cli_helpers.h"
 #include "minidl/checkpoint.h"
 #include "minidl/distributed.h"
@@ -215,12 +217,24 @@ TEST_CASE("3 processes take any global batch, in all three modes, and a checkpoi
   }
   // Dropout keeps each uneven slice's part of the global mask; 640 samples in batches of 48 end in a batch of 16
   // (5, 5 and 6), over two epochs.
-  const std::string dropout = "--model dense:64,relu,dropout:0.3,bn,dense:10,softmax --batch-size 48 --epochs 2";
+  const std::string dropout = "--model dense:64,relu,dropout:0.3,bn,dense:10,softmax --batch-size 48 --epochs 2 "
+                              "--eval-batch-size 64";
   REQUIRE(train(0, dropout + " --save " + dir.file("one"), dir).status == 0);
-  const Run three = train(3, dropout + " --save " + dir.file("three"), dir);
+  const Run three = train(3, dropout + " --json --save " + dir.file("three"), dir);
   INFO(three.err);
   REQUIRE(three.status == 0);
   CHECK(largest_difference(dir.file("one"), dir.file("three")).first <= 1e-5);
+  // The test set is split across the processes (its 200 samples in batches of 64, 64, 64 and 8: one, one and two
+  // batches) and their losses and outputs exchanged: the epoch's test metrics are one process's evaluation of the
+  // same weights, to the last digit.
+  const std::string last_epoch = three.out.substr(three.out.rfind("{\"epoch\""));
+  const nlohmann::json epoch = nlohmann::json::parse(last_epoch.substr(0, last_epoch.find('\n')));
+  const Run alone = shell("OMP_NUM_THREADS=1 " + std::string(MINIDL_CLI) + " evaluate --json --model " + dir.file("three"), dir);
+  INFO(alone.err);
+  REQUIRE(alone.status == 0);
+  const nlohmann::json evaluated = nlohmann::json::parse(alone.out);
+  CHECK(epoch["test_accuracy"].get<double>() == evaluated["accuracy"].get<double>());
+  CHECK(epoch["test_loss"].get<double>() == evaluated["loss"].get<double>());
   // A batch-256 checkpoint of one process resumes on 3 (256 = 85 + 85 + 86).
   const std::string big = "--batch-size 256 --epochs 2";
   REQUIRE(train(0, big + " --save " + dir.file("big-straight"), dir).status == 0);

@@ -207,6 +207,22 @@ Tensor BatchNormalization::forward(const Tensor& x) {
   return y;
 }
 
+UnsynchronizedScope::UnsynchronizedScope(Module& model) {
+  for_each_module<BatchNormalization>(model, [this](BatchNormalization& bn) {
+    batch_norms_.emplace_back(&bn, bn.synchronized_with());
+    bn.synchronize(nullptr);
+  });
+  for_each_module<MomentsNormalization>(model, [this](MomentsNormalization& m) {
+    moments_.emplace_back(&m, m.synchronized_with());
+    m.synchronize(nullptr);
+  });
+}
+
+UnsynchronizedScope::~UnsynchronizedScope() {
+  for (auto& [layer, world] : batch_norms_) layer->synchronize(world);
+  for (auto& [layer, world] : moments_) layer->synchronize(world);
+}
+
 int synchronize_batch_norm(Module& model, Communicator* world) {
   return for_each_module<BatchNormalization>(model, [world](BatchNormalization& bn) { bn.synchronize(world); }) +
          for_each_module<MomentsNormalization>(model, [world](MomentsNormalization& m) { m.synchronize(world); });

@@ -5,6 +5,8 @@
 
 #include "minidl/autograd.h"
 #include "minidl/denormal.h"
+#include "minidl/distributed.h"
+#include "minidl/layers.h"
 #include "minidl/losses.h"
 
 namespace minidl {
@@ -128,7 +130,8 @@ void check_evaluation(const Module& model, const Dataset& data, int64_t batch_si
        " — choose a batch size, or a number of samples, that leaves no batch that small");
 }
 
-Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool batch_statistics, std::optional<Loss> loss) {
+Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool batch_statistics, std::optional<Loss> loss,
+                    Communicator* world) {
   check_evaluation(model, data, batch_size, batch_statistics, "evaluate: batch size");
   const Loss l = loss.value_or(default_loss(model, data.is_regression()));
   check_loss(l, model, data, "evaluate");
@@ -139,15 +142,59 @@ Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool
   const BatchStatisticsGuard statistics(model, batch_statistics);
   const NoGradGuard no_grad;
   DataLoader loader(data, {.batch_size = batch_size, .shuffle = false}, true);
+  // Several processes: each forwards batches [⌊r·K/N⌋, ⌊(r+1)·K/N⌋) of the K, every batch normalised by itself
+  // (no synchronised statistics: the processes hold different batches), takes their losses there (where the
+  // output still knows its logits) and sends the losses and outputs to all; then every process scores all the
+  // batches as one process would, in the same order, to the same bits.
+  const auto batch_loss = [&](const Batch& b, const Tensor& prediction) {
+    return compute_loss(l, batch_targets(l, b), prediction).item() * static_cast<double>(b.x.size(0));
+  };
+  const int ranks = world ? world->size() : 1;
+  std::vector<std::pair<double, Tensor>> shared;  // batch k's loss sum and outputs, from whichever process ran it
+  if (ranks > 1) {
+    const UnsynchronizedScope alone(model);
+    const int64_t batches = loader.batches_per_epoch(), first = world->rank() * batches / ranks,
+                  last = (world->rank() + 1) * batches / ranks;
+    loader.start_epoch();
+    Batch batch;
+    std::string mine;  // per batch: its loss sum (a double), then its outputs
+    for (int64_t k = 0; loader.next(batch); ++k) {
+      if (k < first || k >= last) continue;
+      const Tensor y = model.forward(batch.x);
+      const double sum = batch_loss(batch, y);
+      mine.append(reinterpret_cast<const char*>(&sum), sizeof sum);
+      mine.append(reinterpret_cast<const char*>(y.data()), static_cast<size_t>(y.numel()) * sizeof(float));
+    }
+    std::string all;
+    for (const std::string& part : world->all_gather(mine)) all += part;
+    const int64_t floats = (static_cast<int64_t>(all.size()) - batches * static_cast<int64_t>(sizeof(double))) /
+                           static_cast<int64_t>(sizeof(float));
+    const int64_t width = floats / data.size();
+    if (width < 1 || width * data.size() * static_cast<int64_t>(sizeof(float)) + batches * static_cast<int64_t>(sizeof(double)) !=
+                         static_cast<int64_t>(all.size()))
+      fail("evaluate: the processes returned ", all.size(), " bytes for ", batches, " batches of ", data.size(), " samples");
+    const char* at = all.data();
+    for (int64_t k = 0, row = 0; k < batches; ++k) {
+      const int64_t rows = std::min(batch_size, data.size() - row);
+      double sum;
+      std::memcpy(&sum, at, sizeof sum);
+      at += sizeof sum;
+      std::vector<float> outputs(static_cast<size_t>(rows * width));
+      std::memcpy(outputs.data(), at, outputs.size() * sizeof(float));
+      at += outputs.size() * sizeof(float);
+      shared.emplace_back(sum, Tensor::from({rows, width}, outputs));
+      row += rows;
+    }
+  }
   loader.start_epoch();
   Batch batch;
   double loss_sum = 0.0;
   int64_t correct = 0;
   RegressionMetrics regression;
   std::vector<float> scores;  // one sigmoid output: every sample's, for the AUC
-  while (loader.next(batch)) {
-    const Tensor prediction = model.forward(batch.x);
-    loss_sum += compute_loss(l, batch_targets(l, batch), prediction).item() * static_cast<double>(batch.x.size(0));
+  for (size_t k = 0; loader.next(batch); ++k) {
+    const Tensor prediction = ranks > 1 ? shared[k].second : model.forward(batch.x);
+    loss_sum += ranks > 1 ? shared[k].first : batch_loss(batch, prediction);
     if (data.is_regression()) {
       regression.add(batch.targets, prediction);
       continue;

@@ -232,7 +232,8 @@ EpochLogs Trainer::run_epoch() {
   logs.accuracy = samples && !logs.regression ? static_cast<double>(correct) / static_cast<double>(samples) : 0.0;
   logs.mae = samples && logs.regression ? abs_error / static_cast<double>(samples * data.outputs) : 0.0;
   if (options_.validation) {
-    const Evaluation v = evaluate(model_, *options_.validation, options_.validation_batch_size, false, options_.loss);
+    const Evaluation v = evaluate(model_, *options_.validation, options_.validation_batch_size, false, options_.loss,
+                                  options_.communicator);
     logs.has_validation = true;
     logs.val_loss = v.loss;
     logs.val_accuracy = v.regression ? 0.0 : v.accuracy;

@@ -174,6 +174,7 @@ class BatchNormalization : public Normalization {
   /// Synchronised batch normalisation (Keras's synchronized=True) over `world`'s processes: training statistics
   /// from the global batch, so every process holds the same moving statistics; nullptr: each process's own batch.
   void synchronize(Communicator* world) { world_ = world; }
+  Communicator* synchronized_with() const { return world_; }
 
  private:
   Tensor normalize_batch(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& mean, Tensor& variance);
@@ -280,6 +281,7 @@ class MomentsNormalization : public Normalization {
   Tensor& beta() { return beta_; }
   /// Moments over the global batch of `world`'s processes (all_reduce_sum), or nullptr for this process's own.
   void synchronize(Communicator* world) { world_ = world; }
+  Communicator* synchronized_with() const { return world_; }
 
  private:
   Tensor gamma_, beta_;
@@ -289,6 +291,19 @@ class MomentsNormalization : public Normalization {
 /// Synchronises (world) or unsynchronises (nullptr) every BatchNormalization and MomentsNormalization in `model`;
 /// returns how many there are: `minidl train --bn-sync global` under mpirun.
 int synchronize_batch_norm(Module& model, Communicator* world);
+/// While it lives, no BatchNormalization or moments layer of `model` synchronises: each normalises the batch it is
+/// given by itself (a process evaluating its own share of a data set). Restores each layer's communicator after.
+class UnsynchronizedScope {
+ public:
+  explicit UnsynchronizedScope(Module& model);
+  ~UnsynchronizedScope();
+  UnsynchronizedScope(const UnsynchronizedScope&) = delete;
+  UnsynchronizedScope& operator=(const UnsynchronizedScope&) = delete;
+
+ private:
+  std::vector<std::pair<BatchNormalization*, Communicator*>> batch_norms_;
+  std::vector<std::pair<MomentsNormalization*, Communicator*>> moments_;
+};
 /// Tells every Dropout in `model` which slice of the global batch this process holds (Dropout::set_shard);
 /// returns how many there are.
 int shard_dropout(Module& model, int shard, int shards);

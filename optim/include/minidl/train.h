@@ -227,8 +227,10 @@ void check_evaluation(const Module& model, const Dataset& data, int64_t batch_si
 /// inference mode; nothing is updated.
 /// The loss is `loss`, or default_loss(model) when empty; the metrics follow the data: accuracy (and AUC for one
 /// sigmoid output) for classes, MAE, RMSE and R² for float targets.
+/// With a `world` of several processes (every one calling it alike), each forwards its share of the batches and
+/// they exchange the outputs: every process gets the one-process result, bit for bit, in 1/N of the time.
 Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size = kDefaultBatchSize, bool batch_statistics = false,
-                    std::optional<Loss> loss = std::nullopt);
+                    std::optional<Loss> loss = std::nullopt, Communicator* world = nullptr);
 /// Throws unless `loss` can train `model` on `data`: a classification loss needs class labels (binary: one
 /// output, two classes), a regression loss float targets as wide as the model's output. `what` names the source.
 void check_loss(Loss loss, const Module& model, const Dataset& data, const std::string& what = "Trainer");
