@@ -296,6 +296,10 @@ TEST_CASE("settings that cannot work fail before the first step, naming the flag
   const Run manual = minidl_cli("compare --epochs 1 --modes running,manual --validation-split 0.0015 " + data_flag(), dir);
   CHECK(manual.status == 1);  // 1 validation sample: manual mode cannot evaluate it, said before any mode trains
   CHECK(manual.err.find("running epoch") == std::string::npos);
+  // A thread count OpenMP cannot start (100000 overflowed libgomp's stack): refused before the data is read.
+  const Run threads = minidl_cli("train --threads 100000 " + data_flag(), dir);
+  CHECK(before_training(threads));
+  CHECK_THAT(threads.err, Catch::Contains("--threads must be a whole number in [0, 4096], got 100000"));
   for (const std::string flag : {"--lr nan", "--batch-size abc", "--epochs 1e20"}) {
     const Run parse = minidl_cli("train " + flag + " " + data_flag(), dir);
     INFO(flag);
