@@ -60,6 +60,7 @@ std::string resumed_log(const std::string& path, int64_t step) {
   }
   return kept;
 }
+
 // `--save FILE` onto a file that exists and is not the checkpoint this run resumes: refused, since a run that
 // starts from step 0 (say, the interrupted command repeated without --resume) would replace what the file holds.
 void refuse_existing_checkpoint(const std::string& path) {
@@ -78,6 +79,7 @@ void refuse_existing_checkpoint(const std::string& path) {
   fail("--save '", path, "' already holds ", holds, ": continue that run with --resume ", quoted(path),
        ", save this one elsewhere, or replace the file with --overwrite");
 }
+
 // Under mpirun, before the first step: every process must train the same model on the same data from the same
 // step, or the sums mix different things (a silent mixture) or the collectives stop matching (a hang). Compared:
 // every setting a checkpoint records, the ones it does not (--steps, --bn-sync, ...), the data's shape, size and
@@ -129,8 +131,9 @@ int train_command(int argc, char** argv) {
       "init", "start from the weights in this safetensors file", cxxopts::value<std::string>())(
       "resume", "continue exactly from a checkpoint written by --save (the same command line may be repeated)",
       cxxopts::value<std::string>())(
-      "overwrite", "let --save replace an existing file that is not the checkpoint being resumed")("log", "write one JSON object per epoch to this file (a resumed run keeps the "
-                                          "lines of the epochs before its checkpoint)", cxxopts::value<std::string>())(
+      "overwrite", "let --save replace an existing file that is not the checkpoint being resumed")(
+      "log", "write one JSON object per epoch to this file (a resumed run keeps the lines of the epochs before its "
+             "checkpoint)", cxxopts::value<std::string>())(
       "json", "print one JSON object per epoch on stdout")(
       "keep-going-on-nan", "go on training when a step's loss is NaN or infinite (by default training stops there, "
                            "keeps the last checkpoint and exits with status 3)")(

@@ -37,7 +37,7 @@ std::string directory_of(const std::string& target) {
 constexpr const char* kTemporaryMarker = ".tmp.minidl.";
 
 // A temporary of this process's own beside `target`: `NAME.tmp.minidl.<random hex>`, created (never reused) and
-// held under an exclusive advisory lock (flock) until `close_temporary`. The lock is what marks it live: the
+// held under an exclusive advisory lock (flock) until the caller closes the descriptor. The lock is what marks it live: the
 // kernel releases it when the process ends however it ends, in any PID namespace, so a temporary nobody holds is
 // provably left by a process that stopped. Returns the open descriptor; `path` receives the name.
 int create_temporary(const std::string& target, std::string& path) {
@@ -103,9 +103,7 @@ bool existing_regular_file(const std::string& target, const std::string& what, s
 }
 
 std::string label(const std::string& what) { return what.empty() ? "" : what + " "; }
-}  // namespace
 
-namespace {
 // The path and each symbolic link it goes through, in order; the last is the file itself.
 std::vector<fs::path> link_chain(const std::string& path) {
   std::vector<fs::path> chain{fs::path(path)};
