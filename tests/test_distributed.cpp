@@ -20,6 +20,7 @@
 
 #include "cli_helpers.h"
 #include "minidl/checkpoint.h"
+#include "minidl/data.h"
 #include "minidl/distributed.h"
 #include "minidl/layers.h"
 
@@ -194,6 +195,47 @@ TEST_CASE("Dropout on a slice of the global batch keeps that slice of the global
       }
     }
   CHECK_THROWS_WITH(whole.set_shard(2, 2), Catch::Contains("shard 2 of 2 is out of range"));
+  // Uneven slices, as a loader of 3 shards gives a batch of 7: rows 0-1, 2-3 and 4-6.
+  Dropout seven(0.4f, 7);
+  const Tensor global = seven.forward(Tensor::ones({7, 5}));
+  for (const auto& [begin, rows] : {std::pair<int64_t, int64_t>{0, 2}, {2, 2}, {4, 3}}) {
+    Dropout part(0.4f, 7);
+    part.set_slice(begin, 7);
+    const Tensor mine = part.forward(Tensor::ones({rows, 5}));
+    INFO("rows from " << begin);
+    for (int64_t i = 0; i < mine.numel(); ++i) CHECK(mine.data()[i] == global.data()[begin * 5 + i]);
+  }
+  CHECK_THROWS_WITH(seven.set_slice(7, 7), Catch::Contains("a slice from row 7 of a global batch of 7 is out of range"));
+}
+
+TEST_CASE("a loader of N shards splits any batch into slices of floor(b/N) or ceil(b/N) rows, in order", "[distributed]") {
+  const DatasetSplits s = make_synthetic(70, 10, 5);
+  std::vector<std::vector<int32_t>> whole;  // each batch's labels, one loader alone
+  DataLoader alone(s.train, {.batch_size = 32, .seed = 3});
+  alone.start_epoch();
+  for (Batch b; alone.next(b);) whole.push_back(b.labels);
+  REQUIRE(whole.size() == 3);  // 32, 32 and 6
+  std::vector<std::vector<int32_t>> joined(whole.size());
+  std::vector<std::vector<int64_t>> rows(whole.size());
+  for (int shard = 0; shard < 3; ++shard) {
+    DataLoader part(s.train, {.batch_size = 32, .seed = 3, .shard = shard, .shards = 3});
+    part.start_epoch();
+    Batch b;
+    for (size_t k = 0; part.next(b); ++k) {
+      CHECK(b.global_rows == static_cast<int64_t>(whole[k].size()));
+      CHECK(b.slice_begin == static_cast<int64_t>(joined[k].size()));
+      joined[k].insert(joined[k].end(), b.labels.begin(), b.labels.end());
+      rows[k].push_back(static_cast<int64_t>(b.labels.size()));
+    }
+  }
+  CHECK(joined == whole);
+  CHECK(rows[0] == std::vector<int64_t>{10, 11, 11});
+  CHECK(rows[2] == std::vector<int64_t>{2, 2, 2});
+  // A last batch smaller than the shard count is skipped; a batch smaller than it is refused.
+  const DatasetSplits small = make_synthetic(34, 10, 5);
+  CHECK(DataLoader(small.train, {.batch_size = 32, .shards = 3}).batches_per_epoch() == 1);
+  CHECK_THROWS_WITH(DataLoader(small.train, {.batch_size = 2, .shards = 3}),
+                    Catch::Contains("the batch size 2 cannot give each of 3 processes a sample"));
 }
 
 TEST_CASE("3 processes take any global batch, in all three modes, and a checkpoint resumes on any count", "[mpi]") {
