@@ -235,17 +235,15 @@ void AllReduceGradients::on_after_backward(Trainer& trainer) {
 void AllReduceGradients::on_epoch_end(Trainer& trainer, const EpochLogs& logs) {
   if (world_.size() < 2) return;
   if (parameters_.empty()) on_train_begin(trainer);
-  // FNV-1a over the parameters' bytes: one number that differs when any bit does.
-  uint64_t hash = 14695981039346656037ull;
-  for (const Tensor& p : parameters_) {
-    const auto* bytes = reinterpret_cast<const unsigned char*>(p.data());
-    const size_t size = static_cast<size_t>(p.numel()) * sizeof(float);
-    for (size_t i = 0; i < size; ++i) hash = (hash ^ bytes[i]) * 1099511628211ull;
-  }
+  // One number that differs when any bit of the parameters does.
+  uint64_t hash = content_hash({});
+  for (const Tensor& p : parameters_)
+    hash = content_hash({reinterpret_cast<const uint8_t*>(p.data()), static_cast<size_t>(p.numel()) * sizeof(float)}, hash);
   if (!world_.agree(hash))
-    fail("after epoch ", logs.epoch, " the ", world_.size(), " processes hold different parameters: the sums of "
-         "their gradients or batch statistics did not give every process the same bits, so this MPI's all-reduce "
-         "cannot be used for data parallelism; please report the MPI library and its version");
+    fail("after epoch ", logs.epoch, " the ", world_.size(), " processes hold different parameters: they were "
+         "started differently (other weights, seeds, data or settings: give every process the same; `minidl train` "
+         "checks this before the first step), or this MPI's all-reduce does not give every process the same bits "
+         "(then report the MPI library and its version)");
 }
 
 }  // namespace minidl
