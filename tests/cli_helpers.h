@@ -16,10 +16,10 @@ struct Run {
   std::string out, err;
 };
 
-// Runs `minidl <args>` with stdout and stderr captured.
-inline Run minidl_cli(const std::string& args, const TempDir& dir) {
+// Runs `minidl <args>` with stdout and stderr captured; `environment` goes before it (e.g. "env -u OMP_NUM_THREADS").
+inline Run minidl_cli(const std::string& args, const TempDir& dir, const std::string& environment = "") {
   const std::string out = dir.file("stdout"), err = dir.file("stderr");
-  const std::string command = std::string(MINIDL_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+  const std::string command = environment + " " + std::string(MINIDL_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
   const int raw = std::system(command.c_str());
   return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, read_bytes(out), read_bytes(err)};
 }

@@ -86,17 +86,18 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-/// For a test that needs a file the machine may lack (installed data): true when `path` exists. Otherwise the
-/// test cannot run: under CTest (MINIDL_SKIP_EXIT set, with SKIP_RETURN_CODE) the process exits with that code so
+/// For a test that needs what the machine may lack (installed data, a second CPU): true when it can run. Otherwise
+/// the test cannot run: under CTest (MINIDL_SKIP_EXIT set, with SKIP_RETURN_CODE) the process exits with that code so
 /// CTest reports it skipped, never passed; run by hand, it warns and returns false.
-inline bool require_or_skip(const std::string& path, const std::string& why) {
-  if (std::filesystem::exists(path)) return true;
+inline bool skip_unless(bool can_run, const std::string& why) {
+  if (can_run) return true;
   std::printf("SKIPPED: %s\n", why.c_str());
   std::fflush(stdout);
   if (const char* code = std::getenv("MINIDL_SKIP_EXIT")) std::_Exit(std::atoi(code));
   WARN("SKIPPED: " << why);
   return false;
 }
+inline bool require_or_skip(const std::string& path, const std::string& why) { return skip_unless(std::filesystem::exists(path), why); }
 
 /// Writes raw bytes to a file (for corrupt-input tests).
 inline void write_bytes(const std::string& path, const std::string& bytes) {

@@ -54,6 +54,7 @@ struct Compare {
   StudyGrid grid;
   StudyExecution execution;
   RunConfig base;  ///< model, lr, epochs, data: what every run shares
+  bool fixed_threads = false;  ///< --threads given: every run's steps on threads_per_job; else its Trainer times the counts
 };
 
 // A run's settings: the study's, with its arm, batch size and seed; --steps fixes the steps whatever the batch.
@@ -97,6 +98,7 @@ StudyRun run_cell(const Compare& s, const DatasetSplits& data, const StudyCell& 
     result.epochs.push_back(m);
   };
   run.trainer->add_callback(record);
+  if (s.fixed_threads) run.trainer->options().threads = s.execution.threads_per_job;
   run.trainer->fit();
   EpochMetrics& last = result.epochs.back();
   if (has_moving_statistics(model)) {
@@ -236,6 +238,7 @@ int compare_command(int argc, char** argv) {
   const int cores = omp_get_num_procs(), threads = given_threads > 0 ? given_threads : cores;
   const int64_t runs = static_cast<int64_t>(study_cells(g).size());
   StudyExecution& x = s.execution;
+  s.fixed_threads = given_threads > 0;
   x.jobs = static_cast<int>(std::min<int64_t>(f.count("jobs") ? f["jobs"].as<int>() : cores, runs));
   if (f.count("jobs") && f["jobs"].as<int>() < 1) fail("--jobs must be >= 1, got ", f["jobs"].as<int>());
   x.threads_per_job = std::max(1, threads / x.jobs);

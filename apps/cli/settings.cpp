@@ -78,7 +78,7 @@ std::vector<Setting> make_settings() {
        exact_text(data.validation_split), 0, 0.99, {}, {"data.validation_split"}, false, "common"},
       {"seed", "seed for initial weights, dropout and shuffling", Type::integer, std::to_string(model.seed), 0,
        9.2e18, {}, {"model.seed"}, false, "common"},
-      {"threads", "OpenMP threads (0: the default)", Type::integer, "0", 0, 4096, {}, {}, true, "common"},
+      {"threads", "OpenMP threads (0: train times each count while it trains and keeps the fastest; the other commands use every core)", Type::integer, "0", 0, 4096, {}, {}, true, "common"},
   };
 }
 

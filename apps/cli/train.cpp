@@ -227,6 +227,7 @@ int train_command(int argc, char** argv) {
   }
 
   Trainer& trainer = *run.trainer;
+  trainer.options().threads = setting<int>(f, "threads");  // 0: the Trainer times the counts and keeps the fastest
   if (leader) trainer.add_callback(std::make_shared<ProgressBar>());
   auto epoch_line = std::make_shared<LambdaCallback>();
   // A resumed run continues its log: the epochs before the checkpoint stay, in order.
@@ -246,6 +247,9 @@ int train_command(int argc, char** argv) {
     }
     std::fflush(stdout);
     if (f.count("log")) write_text_atomically(f["log"].as<std::string>(), log_text += record.dump() + "\n");
+  };
+  epoch_line->threads_chosen = [&](Trainer&, const ThreadChoice& c) {
+    if (leader) spdlog::info("{}{}", c.step > 0 && c.reason != "first trial" ? fmt::format("from step {}: ", c.step) : "", c.str());
   };
   trainer.add_callback(epoch_line);
   std::shared_ptr<ModelCheckpoint> saver;

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cmath>
 
+#include <omp.h>
+
 #include "minidl/autograd.h"
 #include "minidl/denormal.h"
 #include "minidl/internal/text.h"
@@ -34,6 +36,18 @@ std::string first_non_finite(const NamedTensors& tensors) {
 }
 
 namespace {
+// Restores the calling thread's OpenMP count when run_epoch returns, however it returns.
+class ThreadCountScope {
+ public:
+  ThreadCountScope() : previous_(omp_get_max_threads()) {}
+  ~ThreadCountScope() { omp_set_num_threads(previous_); }
+  ThreadCountScope(const ThreadCountScope&) = delete;
+  ThreadCountScope& operator=(const ThreadCountScope&) = delete;
+
+ private:
+  int previous_;
+};
+
 bool all_finite(const Tensor& t) {
   const float* p = t.data();
   for (int64_t i = 0; i < t.numel(); ++i)
@@ -88,6 +102,8 @@ std::string find_non_finite(Module& model, const Tensor& x) {
 Trainer::Trainer(Module& model, Optimizer& optimizer, DataLoader& loader, TrainerOptions options)
     : model_(model), optimizer_(optimizer), loader_(loader), options_(std::move(options)) {
   if (options_.epochs < 0) fail("Trainer: epochs must be >= 0, got ", options_.epochs);
+  if (options_.threads < 0 || options_.threads > 4096)
+    fail("Trainer: threads must be 0 (time the counts and use the fastest) or 1 to 4096, got ", options_.threads);
   if (options_.max_steps < -1) fail("Trainer: max_steps must be >= 0 (or -1: no limit), got ", options_.max_steps);
   if (options_.validation_batch_size < 1)
     fail("Trainer: validation batch size must be >= 1, got ", options_.validation_batch_size);
@@ -135,12 +151,18 @@ Trainer::Trainer(Module& model, Optimizer& optimizer, DataLoader& loader, Traine
     check_loss(*options_.loss, model, *v, "Trainer: the validation data");
   }
   if (all_in_model(optimizer, model.named_parameters())) optimizer.name_parameters(model.named_parameters());
+  if (options_.threads == 0) tuner_ = std::make_unique<ThreadTuner>(options_.thread_tuning);  // checks its options
 }
 
 Trainer& Trainer::add_callback(std::shared_ptr<Callback> callback) {
   MINIDL_ASSERT(callback != nullptr);
   callbacks_.push_back(std::move(callback));
   return *this;
+}
+
+int Trainer::threads() const {
+  if (options_.threads > 0) return options_.threads;
+  return tuner_ ? tuner_->choice().threads : 0;
 }
 
 bool Trainer::finished() const {
@@ -208,16 +230,26 @@ EpochLogs Trainer::run_epoch() {
   logs.epoch = static_cast<int>(loader_.state().epoch);
   double loss_sum = 0.0, abs_error = 0.0;
   int64_t correct = 0, samples = 0;
-  const auto start = std::chrono::steady_clock::now();
-  while (!stop_requested_ && (options_.max_steps < 0 || steps_done() < options_.max_steps) && loader_.next(batch_)) {
+  const ThreadCountScope restore;
+  if (options_.threads == 0 && !tuner_) tuner_ = std::make_unique<ThreadTuner>(options_.thread_tuning);
+  ThreadTuner* const tuner = options_.threads == 0 ? tuner_.get() : nullptr;
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  while (!stop_requested_ && (options_.max_steps < 0 || steps_done() < options_.max_steps)) {
+    // The step is timed from the loader's gather (which runs on the step's threads too) to its callbacks' end.
+    omp_set_num_threads(tuner ? tuner->next() : options_.threads);
+    const auto step_start = Clock::now();
+    if (!loader_.next(batch_)) break;
     const StepResult r = step(batch_);
+    if (tuner && tuner->record(std::chrono::duration<double>(Clock::now() - step_start).count(), r.samples))
+      for (auto& c : callbacks_) c->on_threads_chosen(*this, tuner->choice());
     loss_sum += r.loss * static_cast<double>(r.samples);
     correct += r.correct;
     samples += r.samples;
     abs_error += r.abs_error;
     ++logs.steps;
   }
-  logs.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  logs.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   // stop() in the middle of an epoch (an interrupt) ends training at once: no validation, no epoch end.
   if (stop_requested_ && loader_.state().next_batch < loader_.batches_per_epoch()) return logs;
   if (options_.communicator && options_.communicator->size() > 1) {  // every process's share of the epoch

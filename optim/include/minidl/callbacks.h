@@ -164,6 +164,7 @@ struct LambdaCallback : Callback {
   std::function<void(Trainer&)> train_begin, epoch_begin, after_backward, train_end;
   std::function<void(Trainer&, const StepResult&)> step_end;
   std::function<void(Trainer&, const EpochLogs&)> epoch_end;
+  std::function<void(Trainer&, const ThreadChoice&)> threads_chosen;
 
   void on_train_begin(Trainer& t) override { if (train_begin) train_begin(t); }
   void on_epoch_begin(Trainer& t) override { if (epoch_begin) epoch_begin(t); }
@@ -171,6 +172,7 @@ struct LambdaCallback : Callback {
   void on_step_end(Trainer& t, const StepResult& s) override { if (step_end) step_end(t, s); }
   void on_epoch_end(Trainer& t, const EpochLogs& l) override { if (epoch_end) epoch_end(t, l); }
   void on_train_end(Trainer& t) override { if (train_end) train_end(t); }
+  void on_threads_chosen(Trainer& t, const ThreadChoice& c) override { if (threads_chosen) threads_chosen(t, c); }
 };
 
 }  // namespace minidl

@@ -16,6 +16,7 @@
 #include "minidl/metadata.h"
 #include "minidl/module.h"
 #include "minidl/optim.h"
+#include "minidl/threads.h"
 
 namespace minidl {
 
@@ -78,6 +79,9 @@ class Callback {
   /// After the epoch's validation.
   virtual void on_epoch_end(Trainer&, const EpochLogs&) {}
   virtual void on_train_end(Trainer&) {}
+  /// When the Trainer's timing of its steps settles on a thread count: the first time, and each time it changes
+  /// (TrainerOptions::threads 0).
+  virtual void on_threads_chosen(Trainer&, const ThreadChoice&) {}
 };
 
 /// What a Trainer does when a step's loss is NaN or infinite.
@@ -124,6 +128,12 @@ struct TrainerOptions {
   /// Data parallelism: the processes sharing each batch; the epoch's loss and accuracy are summed over them, so
   /// every process logs the global batch's. nullptr: this process alone.
   Communicator* communicator = nullptr;
+  /// OpenMP threads for the steps run_epoch() and fit() run. 0: time the steps at each count of thread_tuning's
+  /// candidates (by default 1 … omp_get_max_threads()) during the first epoch, again when step times drift and
+  /// every retime_seconds, and run on the fastest (ThreadTuner); N >= 1: every step on N. The results are the same
+  /// bits for any count. The caller's own count is restored when run_epoch() returns.
+  int threads = 0;
+  ThreadTunerOptions thread_tuning{};
 };
 
 /// The training loop: steps over a DataLoader's batches, epochs, callbacks, and training checkpoints that
@@ -163,6 +173,8 @@ class Trainer {
   Optimizer& optimizer() { return optimizer_; }
   DataLoader& loader() { return loader_; }
   TrainerOptions& options() { return options_; }
+  /// The thread count the steps run with: options().threads, or the tuner's latest choice (0 before its first).
+  int threads() const;
 
   /// Writes a training checkpoint atomically: the model's state, the optimizer's slots by parameter name and
   /// its hyperparameters, the step, the loader's position and generator, the model's generators, and
@@ -181,6 +193,7 @@ class Trainer {
   std::vector<std::shared_ptr<Callback>> callbacks_;
   Batch batch_;
   bool stop_requested_ = false;
+  std::unique_ptr<ThreadTuner> tuner_;  // with options_.threads 0, from the first run_epoch
 };
 
 struct FitOptions {
