@@ -71,12 +71,19 @@ void check_outputs(const std::vector<NamedPath>& outputs, const std::vector<Name
 /// printing NaN as a result.
 bool outputs_finite(Module& model, const Tensor& x, const Tensor& y);
 
+/// Before anything else in main: when another program keeps one of this process's CPUs busy and neither
+/// OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set, runs the command again with OMP_WAIT_POLICY=passive (wait_policy.cpp).
+void choose_wait_policy(int argc, char** argv);
+/// What choose_wait_policy did, for the log; empty when it left libgomp's default.
+std::string wait_policy_note();
+
 /// Adds the flags every command understands: --data, --threads, --seed, --help.
 void add_common_flags(cxxopts::Options& options);
 /// Refuses a checkpoint holding NaN or infinite values, naming the tensor (a diverged run's weights would give
 /// NaN or, worse, plausible-looking numbers).
 void refuse_non_finite(const Checkpoint& checkpoint, const std::string& path);
-/// Applies --threads (OpenMP threads; 0 keeps the default).
+/// Applies --threads (OpenMP threads; 0 keeps the default: every core, which train's Trainer then times against
+/// fewer) and logs what choose_wait_policy did.
 void apply_threads(const cxxopts::ParseResult& flags);
 /// `word` as one word for /bin/sh, whatever it holds (the benchmarks build command lines).
 std::string quoted(const std::string& word);

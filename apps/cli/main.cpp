@@ -35,6 +35,7 @@ Examples:
 }  // namespace
 
 int main(int argc, char** argv) {
+  minidl::cli::choose_wait_policy(argc, argv);  // may run the command again, before libgomp starts a thread
   spdlog::set_default_logger(spdlog::stderr_color_mt("minidl"));
   spdlog::set_pattern("%^%l%$: %v");
   minidl::set_warning_handler([](const std::string& message) { spdlog::warn("{}", message); });
