@@ -38,7 +38,7 @@ Fed feed(ThreadTuner& tuner, int steps, const std::function<double(int)>& second
 }  // namespace
 
 TEST_CASE("ThreadTuner times each count in turns, then keeps the fastest and reports it once", "[threads]") {
-  ThreadTuner tuner({.candidates = {2, 1}, .block_steps = 4, .blocks = 3});
+  ThreadTuner tuner({.candidates = {2, 1}, .warmup_seconds = 0, .block_steps = 4, .block_seconds = 0, .blocks = 3});
   CHECK(tuner.next() == 2);  // OpenMP's own default first
   CHECK(tuner.choice().threads == 0);
   // Each count: an untimed first step, then 3 blocks of 4; 26 steps decide.
@@ -59,9 +59,27 @@ TEST_CASE("ThreadTuner times each count in turns, then keeps the fastest and rep
   CHECK(steady.reported == 0);
 }
 
+TEST_CASE("a block lasts block_seconds at least, so a rare slow step is averaged over many", "[threads]") {
+  // Steps of 320 µs on one thread, 256 on two: a block of 10 ms holds 32 of the one (31 make 9.92 ms), 40 of the other.
+  ThreadTuner tuner({.candidates = {1, 2}, .warmup_seconds = 0, .block_steps = 4, .block_seconds = 0.01, .blocks = 3});
+  const Fed fed = feed(tuner, 218, [](int n) { return n == 1 ? 1e-5 : 8e-6; });
+  CHECK(fed.steps == std::map<int, int>{{1, 97}, {2, 121}});
+  CHECK(fed.reported == 1);
+  CHECK(tuner.choice().threads == 2);
+}
+
+TEST_CASE("a count's first steps are not timed until warmup_seconds have passed", "[threads]") {
+  // 320 µs steps: 0.002 s of warm-up is 7 steps (6 make 1.92 ms), the first included.
+  ThreadTuner tuner({.candidates = {1, 2}, .warmup_seconds = 0.002, .block_steps = 4, .block_seconds = 0, .blocks = 3});
+  const Fed fed = feed(tuner, 2 * (7 + 12), [](int) { return 1e-5; });
+  CHECK(fed.steps == std::map<int, int>{{1, 19}, {2, 19}});
+  CHECK(fed.reported == 1);
+  CHECK(tuner.choice().threads == 1);  // equal times: the margin keeps the smaller count
+}
+
 TEST_CASE("a count far slower than the best leaves the trial after one block", "[threads]") {
   // Another program holds the second core: two threads wait for it, ten times slower.
-  ThreadTuner tuner({.candidates = {1, 2}, .block_steps = 4, .blocks = 3});
+  ThreadTuner tuner({.candidates = {1, 2}, .warmup_seconds = 0, .block_steps = 4, .block_seconds = 0, .blocks = 3});
   const Fed fed = feed(tuner, 30, [](int n) { return n == 1 ? 1e-5 : 1e-4; });
   CHECK(tuner.choice().threads == 1);
   CHECK(fed.steps.at(2) == 5);  // its first step and one block
@@ -69,16 +87,16 @@ TEST_CASE("a count far slower than the best leaves the trial after one block", "
 }
 
 TEST_CASE("a larger count must beat a smaller one by the margin", "[threads]") {
-  ThreadTuner tuner({.candidates = {1, 2}, .margin = 0.03});
+  ThreadTuner tuner({.candidates = {1, 2}, .warmup_seconds = 0, .block_seconds = 0, .margin = 0.03});
   feed(tuner, 40, [](int n) { return n == 1 ? 1e-5 : 0.99e-5; });
   CHECK(tuner.choice().threads == 1);
-  ThreadTuner faster({.candidates = {1, 2}, .margin = 0.03});
+  ThreadTuner faster({.candidates = {1, 2}, .warmup_seconds = 0, .block_seconds = 0, .margin = 0.03});
   feed(faster, 40, [](int n) { return n == 1 ? 1e-5 : 0.9e-5; });
   CHECK(faster.choice().threads == 2);
 }
 
 TEST_CASE("drifting step times start a new trial, which moves to the count now fastest", "[threads]") {
-  ThreadTuner tuner({.candidates = {1, 2}, .drift = 0.3, .window = 8, .retime_seconds = 1e9});
+  ThreadTuner tuner({.candidates = {1, 2}, .warmup_seconds = 0, .block_seconds = 0, .drift = 0.3, .window = 8, .retime_seconds = 1e9, .first_retime_seconds = 1e9});
   bool busy = false;
   const auto times = [&](int n) { return n == 1 ? 1e-5 : busy ? 4e-5 : 6e-6; };
   feed(tuner, 40, times);
@@ -93,7 +111,7 @@ TEST_CASE("drifting step times start a new trial, which moves to the count now f
 
 TEST_CASE("after retime_seconds one thread's steady steps are timed against more threads again", "[threads]") {
   // One thread's steps do not slow down or speed up when the other core frees: only a new trial sees it.
-  ThreadTuner tuner({.candidates = {1, 2}, .retime_seconds = 0.5});
+  ThreadTuner tuner({.candidates = {1, 2}, .warmup_seconds = 0, .block_seconds = 0, .retime_seconds = 0.5, .first_retime_seconds = 0.5});
   bool busy = true;
   const auto times = [&](int n) { return n == 1 ? 1e-5 : busy ? 4e-5 : 6e-6; };
   feed(tuner, 40, times);
@@ -120,6 +138,8 @@ TEST_CASE("ThreadTuner: one candidate times nothing, and bad options are refused
   CHECK_THROWS_WITH(ThreadTuner({.candidates = {0, 2}}), Catch::Contains("candidate thread count must be >= 1, got 0"));
   CHECK_THROWS_WITH(ThreadTuner({.block_steps = 0}), Catch::Contains("block_steps must be >= 1"));
   CHECK_THROWS_WITH(ThreadTuner({.cutoff = 1.0}), Catch::Contains("cutoff must be > 1"));
+  CHECK_THROWS_WITH(ThreadTuner({.block_seconds = -1}), Catch::Contains("block_seconds must be >= 0"));
+  CHECK_THROWS_WITH(ThreadTuner({.warmup_seconds = NAN}), Catch::Contains("warmup_seconds must be >= 0"));
   CHECK_THROWS_WITH(ThreadTuner({.drift = 0.0}), Catch::Contains("drift must be > 0"));
 }
 
@@ -136,7 +156,7 @@ TEST_CASE("a Trainer that switches thread counts while it trains gives a one-thr
     DataLoader loader(data.train, {.batch_size = 256, .seed = 4}, true);
     Trainer trainer(*model, adam, loader,
                     {.epochs = 3, .validation = &data.test, .threads = threads,
-                     .thread_tuning = {.candidates = {1, 2}, .block_steps = 1, .blocks = 1, .retime_seconds = 0.0}});
+                     .thread_tuning = {.candidates = {1, 2}, .warmup_seconds = 0, .block_steps = 1, .block_seconds = 0, .blocks = 1, .retime_seconds = 0.0}});
     auto record = std::make_shared<LambdaCallback>();
     record->step_end = [&](Trainer&, const StepResult&) { if (seen) ++(*seen)[omp_get_max_threads()]; };
     trainer.add_callback(record);
@@ -163,7 +183,7 @@ TEST_CASE("the Trainer reports its thread choice to the callbacks, and refuses a
   const auto model = build_model(c);
   Adam adam(model->named_parameters(true));
   DataLoader loader(data.train, {.batch_size = 16, .seed = 2}, true);
-  Trainer trainer(*model, adam, loader, {.epochs = 1, .thread_tuning = {.candidates = {1, 2}}});
+  Trainer trainer(*model, adam, loader, {.epochs = 1, .thread_tuning = {.candidates = {1, 2}, .warmup_seconds = 0, .block_seconds = 0}});
   std::vector<ThreadChoice> reported;
   auto record = std::make_shared<LambdaCallback>();
   record->threads_chosen = [&](Trainer&, const ThreadChoice& choice) { reported.push_back(choice); };

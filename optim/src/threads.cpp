@@ -47,6 +47,11 @@ ThreadTuner::ThreadTuner(ThreadTunerOptions options) : options_(std::move(option
   c.erase(std::unique(c.begin(), c.end()), c.end());
   if (options_.block_steps < 1) fail("ThreadTuner: block_steps must be >= 1, got ", options_.block_steps);
   if (options_.blocks < 1) fail("ThreadTuner: blocks must be >= 1, got ", options_.blocks);
+  if (!(options_.block_seconds >= 0.0)) fail("ThreadTuner: block_seconds must be >= 0, got ", options_.block_seconds);
+  if (!(options_.warmup_seconds >= 0.0)) fail("ThreadTuner: warmup_seconds must be >= 0, got ", options_.warmup_seconds);
+  if (!(options_.retime_seconds >= 0.0 && options_.first_retime_seconds >= 0.0))
+    fail("ThreadTuner: retime_seconds and first_retime_seconds must be >= 0, got ", options_.retime_seconds, " and ",
+         options_.first_retime_seconds);
   if (options_.window < 1) fail("ThreadTuner: window must be >= 1, got ", options_.window);
   if (!(options_.cutoff > 1.0)) fail("ThreadTuner: cutoff must be > 1, got ", options_.cutoff);
   if (!(options_.drift > 0.0)) fail("ThreadTuner: drift must be > 0, got ", options_.drift);
@@ -73,13 +78,21 @@ bool ThreadTuner::record(double seconds, int64_t samples) {
   ++steps_;
   if (fixed() || !(seconds >= 0.0) || samples < 1) return false;
   last_samples_ = samples;
-  if (std::find(warmed_.begin(), warmed_.end(), current_) == warmed_.end()) {
-    warmed_.push_back(current_);  // this count's first step: it allocated what it keeps
+  auto warm = std::find_if(warmup_.begin(), warmup_.end(), [&](const auto& w) { return w.first == current_; });
+  if (warm == warmup_.end()) {  // this count's first step: it allocated what it keeps
+    warmup_.emplace_back(current_, seconds);
     return false;
   }
+  if (warm->second < options_.warmup_seconds) {
+    warm->second += seconds;
+    return false;
+  }
+  // A block's mean over at least block_seconds: a step now and then takes several times the others (the other
+  // core's CPU taken by the host for milliseconds, a page fault), and that cost is real if it recurs, so it is
+  // averaged in, over blocks long enough to hold it; the median of the blocks then drops a block that met a rare one.
   block_seconds_ += seconds;
   block_samples_ += samples;
-  if (++block_count_ < options_.block_steps) return false;
+  if (++block_count_ < options_.block_steps || block_seconds_ < options_.block_seconds) return false;
   const double per_sample = block_seconds_ / static_cast<double>(block_samples_);
   const double block_seconds = block_seconds_;
   block_count_ = 0, block_samples_ = 0, block_seconds_ = 0.0;
@@ -91,8 +104,10 @@ bool ThreadTuner::record(double seconds, int64_t samples) {
     const double ratio = static_cast<int>(window_.size()) == options_.window ? median_of(window_) / reference_ : 1.0;
     if (ratio > 1.0 + options_.drift || ratio < 1.0 / (1.0 + options_.drift))
       start_trial(detail::concat("step times drifted ", std::round(ratio * 100.0) / 100.0, "x"));
-    else if (since_trial_ >= options_.retime_seconds)
+    else if (since_trial_ >= retime_after_) {
+      retime_after_ = std::min(2.0 * retime_after_, options_.retime_seconds);
       start_trial("periodic re-timing");
+    }
     return false;
   }
 
@@ -159,6 +174,7 @@ void ThreadTuner::finish_trial() {
   trialing_ = false;
   window_.clear();
   since_trial_ = 0.0;
+  if (retime_after_ == 0.0) retime_after_ = std::min(options_.first_retime_seconds, options_.retime_seconds);
 }
 
 }  // namespace minidl

@@ -12,8 +12,13 @@ namespace minidl {
 struct ThreadTunerOptions {
   /// The counts to time, each >= 1; empty: 1, 2, 4, … and omp_get_max_threads() itself (at most it).
   std::vector<int> candidates{};
-  int64_t block_steps = 4;  ///< steps timed together as one block
-  int blocks = 3;           ///< blocks timed per count in a trial, the counts taking turns block by block
+  /// A count's first steps ever are not timed, at least one and until they have lasted this long: the first
+  /// allocates the count's scratch, and a core that has idled a long time (on a virtual machine, its host may
+  /// have lent it out) answers slowly at first.
+  double warmup_seconds = 0.2;
+  int64_t block_steps = 4;      ///< steps timed together as one block, at least
+  double block_seconds = 0.025;  ///< and at least this long (a step of a small model takes well under 1 ms)
+  int blocks = 3;               ///< blocks timed per count in a trial, the counts taking turns block by block
   /// A count whose blocks so far are this many times slower than the best count's leaves the trial early (on a
   /// busy machine a thread that waits for a taken core can make a step ten times slower: one block says so).
   double cutoff = 1.5;
@@ -21,9 +26,12 @@ struct ThreadTunerOptions {
   /// than this fraction, either way (another program started or ended).
   double drift = 0.3;
   int window = 8;
-  /// Re-time anyway after this many seconds of steps since the last trial: one thread's steps do not slow down
-  /// when the other cores free up, so only a new trial sees that more threads would now pay.
+  /// Re-time anyway after at most this many seconds of steps since the last trial: one thread's steps do not
+  /// speed up when the other cores free up, so only a new trial sees that more threads would now pay.
   double retime_seconds = 30.0;
+  /// The first re-timing comes after this many seconds, each next after twice as many, up to retime_seconds: a
+  /// short run gets a second look soon after its first trial.
+  double first_retime_seconds = 1.0;
   /// A larger count is chosen only when it is faster than a smaller one by more than this fraction.
   double margin = 0.03;
 };
@@ -64,7 +72,8 @@ class ThreadTuner {
 
   ThreadTunerOptions options_;
   int current_ = 1;
-  std::vector<int> warmed_;                          // counts that have run a step
+  std::vector<std::pair<int, double>> warmup_;       // per count that has run: the seconds of its untimed first steps
+  double retime_after_ = 0.0;                        // the next periodic re-timing, in seconds since the trial
   bool trialing_ = true;
   std::string trial_reason_ = "first trial";
   std::vector<int> active_;                          // counts still in the trial
