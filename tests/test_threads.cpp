@@ -77,6 +77,18 @@ TEST_CASE("a count's first steps are not timed until warmup_seconds have passed"
   CHECK(tuner.choice().threads == 1);  // equal times: the margin keeps the smaller count
 }
 
+TEST_CASE("a re-trial warms up again the counts the steps were not running on", "[threads]") {
+  ThreadTuner tuner({.candidates = {1, 2}, .warmup_seconds = 0.002, .block_steps = 4, .block_seconds = 0, .blocks = 3,
+                     .retime_seconds = 0.01, .first_retime_seconds = 0.01});
+  feed(tuner, 38, [](int) { return 1e-5; });
+  REQUIRE(tuner.choice().threads == 1);
+  // 0.01 s at one thread: 32 steps, whole blocks of 4 — then the re-trial: 12 more at one thread, and at two 7
+  // untimed (0.002 s: 6 make 1.92 ms) and 12.
+  const Fed fed = feed(tuner, 32 + 12 + 7 + 12, [](int) { return 1e-5; });
+  CHECK(fed.steps == std::map<int, int>{{1, 44}, {2, 19}});
+  CHECK(tuner.choice().reason == "periodic re-timing");
+}
+
 TEST_CASE("a count far slower than the best leaves the trial after one block", "[threads]") {
   // Another program holds the second core: two threads wait for it, ten times slower.
   ThreadTuner tuner({.candidates = {1, 2}, .warmup_seconds = 0, .block_steps = 4, .block_seconds = 0, .blocks = 3});

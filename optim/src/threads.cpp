@@ -70,6 +70,9 @@ void ThreadTuner::start_trial(std::string reason) {
   trialing_ = true;
   trial_reason_ = std::move(reason);
   active_ = options_.candidates;
+  // The counts the steps have not been running warm up again: their cores may have idled since.
+  for (auto& [n, warmed] : warmup_)
+    if (n != current_) warmed = 0.0;
   trial_blocks_.assign(options_.candidates.size(), {});
   block_count_ = 0, block_samples_ = 0, block_seconds_ = 0.0;
 }

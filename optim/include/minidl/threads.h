@@ -12,9 +12,9 @@ namespace minidl {
 struct ThreadTunerOptions {
   /// The counts to time, each >= 1; empty: 1, 2, 4, … and omp_get_max_threads() itself (at most it).
   std::vector<int> candidates{};
-  /// A count's first steps ever are not timed, at least one and until they have lasted this long: the first
-  /// allocates the count's scratch, and a core that has idled a long time (on a virtual machine, its host may
-  /// have lent it out) answers slowly at first.
+  /// In each trial a count's first steps are not timed until they have lasted this long (the count the steps
+  /// were running on excepted), and its first step ever is never timed: that step allocates the count's scratch,
+  /// and a core that has idled (on a virtual machine, its host may have lent it out) answers slowly at first.
   double warmup_seconds = 0.2;
   int64_t block_steps = 4;      ///< steps timed together as one block, at least
   double block_seconds = 0.025;  ///< and at least this long (a step of a small model takes well under 1 ms)
