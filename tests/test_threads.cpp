@@ -245,7 +245,8 @@ TEST_CASE("minidl train times the thread counts by default, logs the choice once
   // CTest gives every test OMP_NUM_THREADS=1; without it the default is every core, and the Trainer times 1 and 2.
   using test::minidl_cli, test::data_flag;
   TempDir dir;
-  const std::string common = "train --overwrite --epochs 4 --batch-size 64 --hidden 512 " + data_flag();
+  // 1,600 steps: the first trial needs 0.55 s of them at least (0.2 s of warm-up and 3 blocks of 25 ms a count).
+  const std::string common = "train --overwrite --epochs 40 --batch-size 16 --hidden 512 " + data_flag();
   const test::Run adaptive = minidl_cli(common + " --save " + dir.file("adaptive"), dir, "env -u OMP_NUM_THREADS OMP_NUM_THREADS=2");
   INFO(adaptive.err);
   REQUIRE(adaptive.status == 0);
