@@ -83,7 +83,7 @@ void add_common_flags(cxxopts::Options& options);
 /// NaN or, worse, plausible-looking numbers).
 void refuse_non_finite(const Checkpoint& checkpoint, const std::string& path);
 /// Applies --threads (OpenMP threads; 0 keeps the default: every core, which train's Trainer then times against
-/// fewer) and logs what choose_wait_policy did.
+/// fewer).
 void apply_threads(const cxxopts::ParseResult& flags);
 /// `word` as one word for /bin/sh, whatever it holds (the benchmarks build command lines).
 std::string quoted(const std::string& word);

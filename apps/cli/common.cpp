@@ -12,7 +12,6 @@
 #include <cmath>
 
 #include "cli.h"
-#include "minidl/distributed.h"
 #include "minidl/internal/text.h"
 #include "settings.h"
 
@@ -182,7 +181,6 @@ void refuse_non_finite(const Checkpoint& checkpoint, const std::string& path) {
 void apply_threads(const cxxopts::ParseResult& flags) {
   const int threads = setting<int>(flags, "threads");
   if (threads > 0) omp_set_num_threads(threads);
-  if (const std::string note = wait_policy_note(); !note.empty() && Communicator::world().rank() == 0) spdlog::info("{}", note);
 }
 
 std::string quoted(const std::string& word) {

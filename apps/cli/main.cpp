@@ -39,6 +39,8 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("minidl"));
   spdlog::set_pattern("%^%l%$: %v");
   minidl::set_warning_handler([](const std::string& message) { spdlog::warn("{}", message); });
+  if (const std::string note = minidl::cli::wait_policy_note(); !note.empty() && minidl::Communicator::world().rank() == 0)
+    spdlog::info("{}", note);  // every command that computes, compare and bench included
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     std::printf("%s", kUsage);
     return argc < 2 ? 1 : 0;

@@ -248,8 +248,9 @@ int train_command(int argc, char** argv) {
     std::fflush(stdout);
     if (f.count("log")) write_text_atomically(f["log"].as<std::string>(), log_text += record.dump() + "\n");
   };
-  epoch_line->threads_chosen = [&](Trainer&, const ThreadChoice& c) {
-    if (leader) spdlog::info("{}{}", c.step > 0 && c.reason != "first trial" ? fmt::format("from step {}: ", c.step) : "", c.str());
+  epoch_line->threads_chosen = [&, first = true](Trainer&, const ThreadChoice& c) mutable {
+    if (leader) spdlog::info("{}{}", first ? "" : fmt::format("from step {}: ", c.step), c.str());
+    first = false;
   };
   trainer.add_callback(epoch_line);
   std::shared_ptr<ModelCheckpoint> saver;

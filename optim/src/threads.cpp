@@ -66,6 +66,11 @@ ThreadTuner::ThreadTuner(ThreadTunerOptions options) : options_(std::move(option
   }
 }
 
+size_t ThreadTuner::slot(int threads) const {
+  return static_cast<size_t>(std::find(options_.candidates.begin(), options_.candidates.end(), threads) -
+                             options_.candidates.begin());
+}
+
 void ThreadTuner::start_trial(std::string reason) {
   trialing_ = true;
   trial_reason_ = std::move(reason);
@@ -114,9 +119,6 @@ bool ThreadTuner::record(double seconds, int64_t samples) {
     return false;
   }
 
-  const auto slot = [&](int n) {
-    return static_cast<size_t>(std::find(options_.candidates.begin(), options_.candidates.end(), n) - options_.candidates.begin());
-  };
   trial_blocks_[slot(current_)].push_back(per_sample);
   // A count far slower than the best so far leaves the trial: its later blocks would only cost time.
   double best = INFINITY;
@@ -139,11 +141,7 @@ bool ThreadTuner::record(double seconds, int64_t samples) {
 
 void ThreadTuner::next_turn() {
   // The next active count after the current one, in ascending order, that still needs blocks.
-  const auto needs = [&](int n) {
-    const size_t i = static_cast<size_t>(std::find(options_.candidates.begin(), options_.candidates.end(), n) -
-                                         options_.candidates.begin());
-    return static_cast<int>(trial_blocks_[i].size()) < options_.blocks;
-  };
+  const auto needs = [&](int n) { return static_cast<int>(trial_blocks_[slot(n)].size()) < options_.blocks; };
   std::vector<int> order;
   for (const int n : active_)
     if (n > current_) order.push_back(n);

@@ -66,6 +66,7 @@ class ThreadTuner {
   const ThreadTunerOptions& options() const { return options_; }
 
  private:
+  size_t slot(int threads) const;  // the index of a candidate count
   void start_trial(std::string reason);
   void finish_trial();
   void next_turn();
