@@ -225,8 +225,7 @@ class BusyLoop {
       CPU_ZERO(&one);
       CPU_SET(cpu, &one);
       sched_setaffinity(0, sizeof one, &one);
-      for (volatile uint64_t i = 0;; i = i + 1) {
-      }
+      for (;;) asm volatile("" ::: "memory");  // spins; the empty asm keeps the compiler from dropping the loop
     }
   }
   ~BusyLoop() {
