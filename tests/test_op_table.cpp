@@ -89,6 +89,15 @@ std::vector<OpCase> op_cases() {
        [](const auto& v) { return maximum(v[0], neg(v[0])); }},
       {"sigmoid", [](const auto& v) { return sigmoid(v[0]); }, false,
        [](const auto& v) { return div(Tensor::ones(v[0].shape()), add_scalar(exp(neg(v[0])), 1.0f)); }},
+      {"tanh", [](const auto& v) { return tanh(v[0]); }, false,
+       [](const auto& v) {
+         const Tensor e = exp(mul_scalar(v[0], 2.0f));
+         return div(add_scalar(e, -1.0f), add_scalar(e, 1.0f));
+       }},
+      {"gelu", [](const auto& v) { return gelu(v[0]); }},
+      {"silu", [](const auto& v) { return silu(v[0]); }, false, [](const auto& v) { return mul(v[0], sigmoid(v[0])); }},
+      {"leaky_relu", [](const auto& v) { return leaky_relu(v[0], 0.2f); }, false,
+       [](const auto& v) { return maximum(v[0], mul_scalar(v[0], 0.2f)); }},
       {"add_scalar", [](const auto& v) { return add_scalar(v[0], 0.75f); }, false,
        [](const auto& v) { return add(v[0], Tensor::full(v[0].shape(), 0.75f)); }},
       {"mul_scalar", [](const auto& v) { return mul_scalar(v[0], -1.5f); }, false,

@@ -112,6 +112,14 @@ Tensor unary(const char* name, const Tensor& x, F f, DF df) {
     });
   });
 }
+
+// 1 / (1 + e^−v), taking exp of a non-positive number only: e^v / (1 + e^v) below 0.
+float stable_sigmoid(float v) {
+  if (v >= 0.0f) return 1.0f / (1.0f + std::exp(-v));
+  const float e = std::exp(v);
+  return e / (1.0f + e);
+}
+
 }  // namespace
 
 // Under a watching gradcheck, a kinked op records which branch each output element takes, and replays those
@@ -223,16 +231,40 @@ Tensor abs(const Tensor& x) {
 }
 
 Tensor sigmoid(const Tensor& x) {
-  // exp of a non-positive number only: 1 / (1 + e^−x) for x >= 0, e^x / (1 + e^x) below.
-  Tensor out = unary(
-      "sigmoid", x,
-      [](float v) {
-        if (v >= 0.0f) return 1.0f / (1.0f + std::exp(-v));
-        const float e = std::exp(v);
-        return e / (1.0f + e);
-      },
-      [](float, float y) { return y * (1.0f - y); });
+  Tensor out = unary("sigmoid", x, stable_sigmoid, [](float, float y) { return y * (1.0f - y); });
   out.impl().sigmoid_logits = x.impl_ptr();
+  return out;
+}
+
+Tensor tanh(const Tensor& x) {
+  return unary("tanh", x, [](float v) { return std::tanh(v); }, [](float, float y) { return 1.0f - y * y; });
+}
+
+Tensor gelu(const Tensor& x) {
+  constexpr float kInvSqrt2 = 0.70710678118654752f, kInvSqrt2Pi = 0.39894228040143268f;
+  return unary(
+      "gelu", x, [](float v) { return 0.5f * v * (1.0f + std::erf(v * kInvSqrt2)); },
+      [](float v, float) { return 0.5f * (1.0f + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5f * v * v); });
+}
+
+Tensor silu(const Tensor& x) {
+  return unary(
+      "silu", x, [](float v) { return v * stable_sigmoid(v); },
+      [](float v, float) {
+        const float s = stable_sigmoid(v);
+        return s * (1.0f + v * (1.0f - s));
+      });
+}
+
+Tensor leaky_relu(const Tensor& x, float alpha) {
+  if (!(alpha >= 0.0f) || !std::isfinite(alpha)) fail("leaky_relu: alpha must be finite and >= 0, got ", alpha);
+  Tensor out = unary(
+      "leaky_relu", x, [alpha](float v) { return v > 0.0f || v != v ? v : alpha * v; },
+      [alpha](float v, float) { return v > 0.0f ? 1.0f : alpha; });
+  const float* px = x.data();
+  replay_branches(
+      out, [&](int64_t i) { return px[i] > 0.0f ? 1u : 0u; },
+      [&](int64_t i, uint32_t positive) { return positive ? px[i] : alpha * px[i]; });
   return out;
 }
 

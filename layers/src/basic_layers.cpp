@@ -1,4 +1,5 @@
-// Dense (glorot_uniform kernel, zero bias, optional relu/softmax), ReLU, Softmax, Sigmoid and Dropout modules.
+// Dense (glorot_uniform kernel, zero bias, optional relu/softmax), the activations (ReLU, Softmax, Sigmoid, Tanh,
+// GELU, SiLU, LeakyReLU) and Dropout modules.
 #include <cmath>
 
 #include "minidl/functional.h"
@@ -58,6 +59,39 @@ Tensor Sigmoid::forward(const Tensor& x) { return sigmoid(x); }
 
 std::string Sigmoid::export_onnx(OnnxGraph& graph, const std::string& input, const Shape&) const {
   return graph.node("Sigmoid", {input}, name());
+}
+
+Tensor Tanh::forward(const Tensor& x) { return tanh(x); }
+Tensor GELU::forward(const Tensor& x) { return gelu(x); }
+Tensor SiLU::forward(const Tensor& x) { return silu(x); }
+
+LeakyReLU::LeakyReLU(float alpha, std::string name) : Module(std::move(name)), alpha_(alpha) {
+  if (!(alpha >= 0.0f) || !std::isfinite(alpha)) fail("LeakyReLU: alpha must be finite and >= 0, got ", alpha);
+}
+
+Tensor LeakyReLU::forward(const Tensor& x) { return leaky_relu(x, alpha_); }
+std::string LeakyReLU::summary_note() const { return detail::concat("alpha ", alpha_); }
+
+std::string Tanh::export_onnx(OnnxGraph& graph, const std::string& input, const Shape&) const {
+  return graph.node("Tanh", {input}, name());
+}
+
+std::string GELU::export_onnx(OnnxGraph& graph, const std::string& input, const Shape&) const {
+  // Opset 13 has no Gelu (it came in 20): x/2 · (1 + erf(x/√2)) from Div, Erf, Add and Mul.
+  const std::string scaled = graph.node("Div", {input, graph.constant(name() + "/sqrt2", Tensor::scalar(std::sqrt(2.0f)))},
+                                        name() + "/div");
+  const std::string erf = graph.node("Erf", {scaled}, name() + "/erf");
+  const std::string one_plus = graph.node("Add", {erf, graph.constant(name() + "/one", Tensor::scalar(1.0f))}, name() + "/add");
+  const std::string half_x = graph.node("Mul", {input, graph.constant(name() + "/half", Tensor::scalar(0.5f))}, name() + "/half_x");
+  return graph.node("Mul", {half_x, one_plus}, name());
+}
+
+std::string SiLU::export_onnx(OnnxGraph& graph, const std::string& input, const Shape&) const {
+  return graph.node("Mul", {input, graph.node("Sigmoid", {input}, name() + "/sigmoid")}, name());
+}
+
+std::string LeakyReLU::export_onnx(OnnxGraph& graph, const std::string& input, const Shape&) const {
+  return graph.node("LeakyRelu", {input}, name(), {OnnxAttribute::real("alpha", alpha_)});
 }
 
 std::string ReLU::export_onnx(OnnxGraph& graph, const std::string& input, const Shape&) const {

@@ -96,6 +96,16 @@ std::vector<LayerKind> builtin_kinds() {
                [](const LayerArgs&) -> std::shared_ptr<Module> { return std::make_shared<Softmax>(); }});
   k.push_back({"sigmoid", {}, "sigmoid", 0, 0, {}, false,
                [](const LayerArgs&) -> std::shared_ptr<Module> { return std::make_shared<Sigmoid>(); }});
+  k.push_back({"tanh", {}, "tanh", 0, 0, {}, false,
+               [](const LayerArgs&) -> std::shared_ptr<Module> { return std::make_shared<Tanh>(); }});
+  k.push_back({"gelu", {}, "gelu", 0, 0, {}, false,
+               [](const LayerArgs&) -> std::shared_ptr<Module> { return std::make_shared<GELU>(); }});
+  k.push_back({"silu", {"swish"}, "silu", 0, 0, {}, false,
+               [](const LayerArgs&) -> std::shared_ptr<Module> { return std::make_shared<SiLU>(); }});
+  k.push_back({"leaky_relu", {"leaky_re_lu"}, "leaky_relu[:alpha=A]", 0, 0, {"alpha"}, false,
+               [](const LayerArgs& a) -> std::shared_ptr<Module> {
+                 return std::make_shared<LeakyReLU>(static_cast<float>(a.option_number("alpha", 0.3, 0.0, 1e6)));
+               }});
   k.push_back({"dropout", {}, "dropout:RATE",
                1, 1, {}, false, [](const LayerArgs& a) -> std::shared_ptr<Module> {
                  const float rate = static_cast<float>(a.number(0, "rate", 0.0, 1.0, true));

@@ -77,6 +77,10 @@ async function check(description, norm, inputShape) {
   // RMSNormalization: --norm rms, and the grammar's rmsnorm on images (over the channels of every position).
   await check('dense:32,relu,bn,dense:10,softmax', 'rms', 'flat');
   await check('conv:8x3,rmsnorm,relu,maxpool:2,flatten,dense:16,rmsnorm:epsilon=0.001,dense:10,softmax', 'none', 'images');
+  // The activations: tanh and LeakyReLU are ONNX operators; GELU is built from Erf (opset 13 has no Gelu), SiLU
+  // from Sigmoid and Mul.
+  await check('dense:32,tanh,bn,dense:24,gelu,dense:16,silu,dense:16,leaky_relu:alpha=0.1,dense:10,softmax', 'running', 'flat');
+  await check('conv:8x3,bn,gelu,maxpool:2,conv:8x3,leaky_relu,gap,dense:10,softmax', 'running', 'images');
   const checkpoint = path.join(workDir, 'manual.safetensors');
   run(['train', '--model', 'dense:16,relu,bn,dense:10,softmax', '--norm', 'manual', '--epochs', '1', '--steps', '5',
     '--save', checkpoint, '--overwrite', '--data', dataDir]);

@@ -34,6 +34,15 @@ Tensor abs(const Tensor& x);   ///< |x|; gradient sign(x), 0 at 0.
 /// 1 / (1 + exp(−x)), computed without overflow for either sign. The result remembers its logits (see
 /// sigmoid_logits_of).
 Tensor sigmoid(const Tensor& x);
+/// The hyperbolic tangent.
+Tensor tanh(const Tensor& x);
+/// Keras's gelu (approximate = False): x·Φ(x) = x/2 · (1 + erf(x/√2)); gradient Φ(x) + x·φ(x).
+Tensor gelu(const Tensor& x);
+/// Keras's silu (swish): x·sigmoid(x); gradient s·(1 + x·(1 − s)) with s = sigmoid(x).
+Tensor silu(const Tensor& x);
+/// Keras's LeakyReLU: x for x > 0, alpha·x otherwise (alpha >= 0); gradient 1 above 0, alpha at and below 0 (as
+/// TensorFlow's LeakyReluGrad).
+Tensor leaky_relu(const Tensor& x, float alpha);
 /// Clamps into [lo, hi]; the gradient passes where lo <= x <= hi (as TensorFlow's clip_by_value).
 Tensor clip(const Tensor& x, float lo, float hi);
 Tensor add_scalar(const Tensor& x, float s);

@@ -62,6 +62,48 @@ class Sigmoid : public Module {
   std::string type_name() const override { return "Sigmoid"; }
 };
 
+/// tanh, elementwise (Keras's Activation("tanh")).
+class Tanh : public Module {
+ public:
+  explicit Tanh(std::string name = {}) : Module(std::move(name)) {}
+  Tensor forward(const Tensor& x) override;
+  std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
+  std::string type_name() const override { return "Tanh"; }
+};
+
+/// The exact GELU x·Φ(x), elementwise (Keras's Activation("gelu"), approximate = False).
+class GELU : public Module {
+ public:
+  explicit GELU(std::string name = {}) : Module(std::move(name)) {}
+  Tensor forward(const Tensor& x) override;
+  std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
+  std::string type_name() const override { return "GELU"; }
+};
+
+/// SiLU (swish) x·sigmoid(x), elementwise (Keras's Activation("silu")).
+class SiLU : public Module {
+ public:
+  explicit SiLU(std::string name = {}) : Module(std::move(name)) {}
+  Tensor forward(const Tensor& x) override;
+  std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
+  std::string type_name() const override { return "SiLU"; }
+  std::string default_name() const override { return "silu"; }
+};
+
+/// Keras's LeakyReLU: x above 0, alpha·x elsewhere (Keras's default alpha 0.3).
+class LeakyReLU : public Module {
+ public:
+  explicit LeakyReLU(float alpha = 0.3f, std::string name = {});
+  Tensor forward(const Tensor& x) override;
+  std::string export_onnx(OnnxGraph& graph, const std::string& input, const Shape& input_shape) const override;
+  std::string type_name() const override { return "LeakyReLU"; }
+  std::string summary_note() const override;
+  float alpha() const { return alpha_; }
+
+ private:
+  float alpha_;
+};
+
 /// Keras Dropout (inverted): in training each element is kept with probability 1 − rate and scaled by
 /// 1 / (1 − rate), else set to 0; in inference the identity. The masks come from the layer's own generator,
 /// seeded at construction, so a seeded run draws the same masks, and a checkpoint can save where it stands.
