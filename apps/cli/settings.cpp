@@ -17,15 +17,8 @@ namespace minidl::cli {
 namespace {
 using Type = Setting::Type;
 
-// The shortest text that reads back as the same float: the library's float defaults as a person writes them.
-std::string float_text(float v) {
-  char buf[40];
-  for (int digits = 6; digits <= 9; ++digits) {
-    std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(v));
-    if (std::strtof(buf, nullptr) == v) break;
-  }
-  return buf;
-}
+// The library's float defaults as a person writes them.
+std::string float_text(float v) { return exact_text(v); }
 
 std::vector<Setting> make_settings() {
   // The library's own defaults, where it has them: Keras's.
@@ -53,8 +46,17 @@ std::vector<Setting> make_settings() {
       {"epochs", "epochs in all", Type::integer, "5", 1, double(1 << 30), {}, {"trainer.epochs"}, true},
       {"steps", "stop after this many optimizer steps in all (-1: no limit)", Type::integer, "-1", -1, INFINITY, {}, {}, true},
       {"batch-size", "training batch size", Type::integer, std::to_string(loader.batch_size), 1, INFINITY, {}, {"loader.batch_size"}},
-      {"lr", "the learning rate (Adam)", Type::number, float_text(adam.learning_rate), 0, INFINITY, {},
-       {"train.initial_learning_rate"}},
+      {"lr", "the learning rate (with --optimizer sgd and no --lr: 0.01, Keras's SGD default)", Type::number,
+       float_text(adam.learning_rate), 0, INFINITY, {}, {"train.initial_learning_rate"}},
+      {"optimizer", "adam, adamw (Adam with decoupled weight decay, 0.004 by default) or sgd (with --sgd-momentum and "
+                    "--nesterov); Keras's formulas (docs/keras.md)", Type::text, "adam", -INFINITY, INFINITY,
+       {"adam", "adamw", "sgd"}, {"optimizer.name"}},
+      {"weight-decay", "decoupled weight decay: each step θ −= θ·decay·lr before the update (Keras's weight_decay; "
+                       "default 0, adamw 0.004)", Type::number, "", 0, 1e6, {}, {"optimizer.weight_decay"}},
+      {"sgd-momentum", "SGD's momentum, Keras's SGD(momentum=...) (--momentum is BatchNormalization's)", Type::number,
+       float_text(SGDOptions{}.momentum), 0, 1, {}, {"optimizer.momentum"}},
+      {"nesterov", "SGD with Nesterov momentum (needs --sgd-momentum above 0)", Type::toggle, "", -INFINITY, INFINITY,
+       {}, {"optimizer.nesterov"}},
       {"lr-schedule", "constant, or cosine: Keras's CosineDecay from --lr to 0 over all the epochs", Type::text,
        "constant", -INFINITY, INFINITY, {"constant", "cosine"}, {"train.lr_schedule"}},
       {"no-shuffle", "keep file order instead of a fresh permutation each epoch", Type::toggle, "", -INFINITY, INFINITY,

@@ -80,6 +80,15 @@ std::string exact_text(double value) {
   return buf;
 }
 
+std::string exact_text(float value) {
+  char buf[40];
+  for (int digits = 6; digits <= 9; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(value));
+    if (std::strtof(buf, nullptr) == value) break;
+  }
+  return buf;
+}
+
 std::string words_text(const std::array<uint64_t, 4>& w) {
   char buf[80];
   std::snprintf(buf, sizeof buf, "%016" PRIx64 " %016" PRIx64 " %016" PRIx64 " %016" PRIx64, w[0], w[1], w[2], w[3]);

@@ -41,8 +41,11 @@ class MetadataReader {
   std::string source_;
 };
 
-/// The shortest decimal text that reads back as the same float ("%.9g").
+/// Decimal text that reads back as the same float ("%.9g"; of a double, to float precision).
 std::string exact_text(double value);
+/// The shortest text that reads back as the same float ("0.01", not "0.00999999978"): a float setting as a person
+/// writes it.
+std::string exact_text(float value);
 /// A generator state as four hex words.
 std::string words_text(const std::array<uint64_t, 4>& words);
 /// "28,28,1".
