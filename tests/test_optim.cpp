@@ -167,3 +167,45 @@ TEST_CASE("optimizer state round-trips: a restored optimizer continues identical
     CHECK_THROWS_WITH(b.load_state(saved), "optimizer state: 'm/0' [3] is missing");
   }
 }
+
+TEST_CASE("weight decay is Keras's decoupled form: θ −= θ·wd·lr, then the update (Adam, AdamW, SGD)", "[optim]") {
+  const double lr = 1e-2, b1 = 0.9, b2 = 0.999, eps = 1e-7, wd = 0.05;
+  for (const std::string kind : {"adam", "adamw", "sgd"}) {
+    INFO(kind);
+    Tensor p = Tensor::from({3}, {0.5f, -1.0f, 2.0f}).set_requires_grad();
+    const NamedTensors named{{"w", p}};
+    std::unique_ptr<Optimizer> opt;
+    if (kind == "sgd") opt = std::make_unique<SGD>(named, SGDOptions{.learning_rate = float(lr), .momentum = 0.9f, .weight_decay = float(wd)});
+    else if (kind == "adam") opt = std::make_unique<Adam>(named, AdamOptions{.learning_rate = float(lr), .weight_decay = float(wd)});
+    else opt = std::make_unique<AdamW>(named, AdamOptions{.learning_rate = float(lr), .weight_decay = float(wd)});
+    std::vector<double> theta{0.5, -1.0, 2.0}, m(3, 0.0), v(3, 0.0);
+    for (size_t step = 0; step < kGrads.size(); ++step) {
+      set_grad(p, kGrads[step]);
+      opt->step();
+      const double t = step + 1;
+      const double alpha = lr * std::sqrt(1 - std::pow(b2, t)) / (1 - std::pow(b1, t));
+      for (int k = 0; k < 3; ++k) {
+        const double g = kGrads[step][k];
+        theta[k] -= theta[k] * wd * lr;  // first the decay, from the weights before the update
+        if (kind == "sgd") {
+          m[k] = 0.9 * m[k] - lr * g;  // the velocity
+          theta[k] += m[k];
+        } else {
+          m[k] += (g - m[k]) * (1 - b1);
+          v[k] += (g * g - v[k]) * (1 - b2);
+          theta[k] -= alpha * m[k] / (std::sqrt(v[k]) + eps);
+        }
+        INFO("step " << t << " element " << k);
+        REQUIRE(p.data()[k] == Approx(theta[k]).epsilon(1e-6));
+      }
+    }
+    CHECK(opt->config().at("optimizer.name") == kind);
+    CHECK(opt->config().at("optimizer.weight_decay") == "0.05");
+  }
+  // AdamW's default is Keras's 0.004; Adam without decay writes no weight_decay key (the checkpoints before it).
+  Tensor p = Tensor::zeros({2}).set_requires_grad();
+  CHECK(AdamW({{"w", p}}).weight_decay() == 0.004f);
+  CHECK(Adam({p}).config().count("optimizer.weight_decay") == 0);
+  CHECK_THROWS_WITH(Adam({p}, {.weight_decay = -1.0f}), "optimizer: weight decay must be a finite number >= 0, got -1");
+  CHECK_THROWS_WITH(SGD({p}, {.weight_decay = NAN}), Catch::Contains("weight decay must be a finite number >= 0"));
+}

@@ -99,6 +99,31 @@ std::string option_help(const std::string& flag) {
   return defaults.empty() ? help : help + " (default " + defaults + ")";
 }
 
+// --lr, --optimizer, --weight-decay, --sgd-momentum and --nesterov (commands without the optimizer flags: Adam).
+void read_optimizer_flags(const cxxopts::ParseResult& f, RunConfig& r) {
+  r.optimizer = defines(f, "optimizer") ? setting<std::string>(f, "optimizer") : "adam";
+  const bool sgd = r.optimizer == "sgd";
+  r.learning_rate = sgd && !f.count("lr") ? SGDOptions{}.learning_rate : setting<float>(f, "lr");
+  if (!defines(f, "optimizer")) return;
+  r.weight_decay = optional_setting<float>(f, "weight-decay").value_or(r.optimizer == "adamw" ? 0.004f : 0.0f);
+  for (const char* flag : {"sgd-momentum", "nesterov"})
+    if (!sgd && f.count(flag))
+      fail("--", flag, " applies to --optimizer sgd, not ", r.optimizer, " (Adam's moments have their own decay rates)");
+  r.sgd_momentum = setting<float>(f, "sgd-momentum");
+  r.nesterov = setting<bool>(f, "nesterov");
+  if (r.nesterov && r.sgd_momentum == 0.0f)
+    fail("--nesterov needs momentum: give --sgd-momentum above 0 (0.9 is usual); without it Nesterov's step is plain SGD's");
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, const NamedTensors& parameters) {
+  if (c.optimizer == "sgd")
+    return std::make_unique<SGD>(parameters, SGDOptions{.learning_rate = c.learning_rate, .momentum = c.sgd_momentum,
+                                                        .nesterov = c.nesterov, .weight_decay = c.weight_decay});
+  const AdamOptions options{.learning_rate = c.learning_rate, .weight_decay = c.weight_decay};
+  if (c.optimizer == "adamw") return std::make_unique<AdamW>(parameters, options);
+  return std::make_unique<Adam>(parameters, options);
+}
+
 // The checkpoint's value of a key as the resume check shows it.
 std::string shown(const Metadata& m, const std::string& key) {
   const auto it = m.find(key);
@@ -156,6 +181,13 @@ Metadata RunConfig::to_metadata() const {
   m["train.lr_schedule"] = cosine_decay ? "cosine" : "constant";
   m["train.initial_learning_rate"] = exact_text(learning_rate);
   m["train.loss"] = to_string(loss);
+  // As the optimizer's config() writes them (the Trainer adds its learning rate and the rest).
+  m["optimizer.name"] = optimizer;
+  if (weight_decay != 0.0f || optimizer == "adamw") m["optimizer.weight_decay"] = exact_text(weight_decay);
+  if (optimizer == "sgd") {
+    m["optimizer.momentum"] = exact_text(sgd_momentum);
+    m["optimizer.nesterov"] = nesterov ? "1" : "0";
+  }
   m.merge(data.to_metadata());
   return m;
 }
@@ -177,6 +209,12 @@ RunConfig RunConfig::from_metadata(const MetadataReader& m) {
                                            ? m.number("train.initial_learning_rate", 0.0, 1e30)
                                            : m.number("optimizer.learning_rate", 0.0, 1e30));
   if (m.has("data.train")) r.data = DataSpec::from_metadata(m);
+  r.optimizer = m.has("optimizer.name") ? m.text("optimizer.name") : "adam";
+  const std::vector<std::string>& optimizers = setting_named("optimizer").choices;
+  if (!contains(optimizers, r.optimizer)) m.fail_at("optimizer.name", "expected " + internal::join(optimizers));
+  r.weight_decay = m.has("optimizer.weight_decay") ? static_cast<float>(m.number("optimizer.weight_decay", 0.0, 1e6)) : 0.0f;
+  r.sgd_momentum = m.has("optimizer.momentum") ? static_cast<float>(m.number("optimizer.momentum", 0.0, 1.0)) : 0.0f;
+  r.nesterov = m.has("optimizer.nesterov") && m.boolean("optimizer.nesterov");
   r.loss = default_loss_of(r.model.description);  // checkpoints before --loss: the model's own
   if (m.has("train.loss")) {
     try {
@@ -233,7 +271,8 @@ void add_model_flags(cxxopts::Options& options) {
 }
 
 void add_training_flags(cxxopts::Options& options) {
-  add_settings(options, {"epochs", "batch-size", "lr", "lr-schedule", "steps", "no-shuffle", "drop-last", "eval-batch-size"});
+  add_settings(options, {"epochs", "batch-size", "lr", "lr-schedule", "steps", "no-shuffle", "drop-last", "eval-batch-size",
+                         "optimizer", "weight-decay", "sgd-momentum", "nesterov"});
 }
 
 ModelConfig model_config_from_flags(const cxxopts::ParseResult& f, const Dataset& train, const std::string& default_norm) {
@@ -270,7 +309,7 @@ RunConfig run_config_from_flags(const cxxopts::ParseResult& f, const Dataset& tr
   r.epochs = setting<int>(f, "epochs");
   r.max_steps = setting<int64_t>(f, "steps");
   r.batch_size = setting<int64_t>(f, "batch-size");
-  r.learning_rate = setting<float>(f, "lr");
+  read_optimizer_flags(f, r);
   r.cosine_decay = setting<std::string>(f, "lr-schedule") == "cosine";
   r.shuffle = !setting<bool>(f, "no-shuffle");
   r.drop_last = setting<bool>(f, "drop-last");
@@ -344,7 +383,7 @@ Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {
   check_data_fits(c.model, data.test, "'" + c.model.description + "'");
   model = build_model(c.model);
   adapt_normalization(*model, data.train);
-  optimizer = std::make_unique<Adam>(model->named_parameters(true), AdamOptions{.learning_rate = c.learning_rate});
+  optimizer = make_optimizer(c, model->named_parameters(true));
   const int ranks = c.world ? c.world->size() : 1, rank = c.world ? c.world->rank() : 0;
   if (ranks > 1 && c.sync_batch_norm) synchronize_batch_norm(*model, c.world);
   LoaderOptions lo = training_loader_options(

@@ -23,6 +23,11 @@ struct RunConfig {
   int64_t max_steps = -1;  ///< -1: no limit
   int64_t batch_size = 0;
   float learning_rate = 0;  ///< the initial one, with a schedule
+  /// --optimizer: adam, adamw or sgd; --weight-decay (decoupled), --sgd-momentum and --nesterov (sgd only).
+  std::string optimizer = "adam";
+  float weight_decay = 0.0f;
+  float sgd_momentum = 0.0f;
+  bool nesterov = false;
   /// --lr-schedule cosine: Keras's CosineDecay from learning_rate to 0 over all the epochs (--steps only stops
   /// early); the checkpoint records it, so a resumed run continues the same schedule.
   bool cosine_decay = false;
@@ -78,7 +83,7 @@ struct Run {
   Run(const RunConfig& config, const DatasetSplits& data);
   RunConfig config;
   std::shared_ptr<Sequential> model;
-  std::unique_ptr<Adam> optimizer;
+  std::unique_ptr<Optimizer> optimizer;  ///< --optimizer's
   std::unique_ptr<DataLoader> loader;
   std::unique_ptr<Trainer> trainer;
 };

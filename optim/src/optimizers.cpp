@@ -1,4 +1,5 @@
-// Adam and SGD: one fused, allocation-free loop over each parameter's storage per step.
+// Adam, AdamW and SGD: one fused, allocation-free loop over each parameter's storage per step; decoupled weight
+// decay before it.
 #include <algorithm>
 #include <cmath>
 #include <set>
@@ -89,6 +90,29 @@ void Optimizer::set_learning_rate(float lr) {
   learning_rate_ = lr;
 }
 
+void Optimizer::set_weight_decay(float weight_decay) {
+  if (!(weight_decay >= 0.0f) || !std::isfinite(weight_decay))
+    fail("optimizer: weight decay must be a finite number >= 0, got ", weight_decay);
+  weight_decay_ = weight_decay;
+}
+
+void Optimizer::decay_weights() {
+  if (weight_decay_ == 0.0f) return;
+  const float wd = weight_decay_, lr = learning_rate_;
+  for (Tensor& p : parameters_) {
+    if (!p.grad().defined()) continue;
+    float* theta = p.data();
+    // In Keras's order: variable − variable·wd·lr.
+    for (int64_t k = 0, n = p.numel(); k < n; ++k) theta[k] -= theta[k] * wd * lr;
+  }
+}
+
+Metadata Optimizer::base_config(const std::string& name) const {
+  Metadata m{{"optimizer.name", name}, {"optimizer.learning_rate", exact_text(learning_rate_)}};
+  if (weight_decay_ != 0.0f) m["optimizer.weight_decay"] = exact_text(weight_decay_);
+  return m;
+}
+
 void Optimizer::zero_grad() {
   for (Tensor& p : parameters_) p.zero_grad();
 }
@@ -120,6 +144,7 @@ Adam::Adam(const NamedTensors& parameters, AdamOptions options)
 
 void Adam::init() {
   const AdamOptions& options = options_;
+  set_weight_decay(options.weight_decay);
   if (!(options.beta_1 >= 0.0f && options.beta_1 < 1.0f)) fail("Adam: beta_1 must be in [0, 1), got ", options.beta_1);
   if (!(options.beta_2 >= 0.0f && options.beta_2 < 1.0f)) fail("Adam: beta_2 must be in [0, 1), got ", options.beta_2);
   if (!(options.epsilon >= 0.0f)) fail("Adam: epsilon must be >= 0, got ", options.epsilon);
@@ -130,6 +155,7 @@ void Adam::init() {
 
 void Adam::step() {
   const NoGradGuard no_grad;
+  decay_weights();
   const float t = static_cast<float>(iterations_ + 1);
   const float b1 = options_.beta_1, b2 = options_.beta_2, eps = options_.epsilon;
   // Bias correction folded into the step size, in float32 as Keras computes it.
@@ -162,23 +188,42 @@ std::vector<std::pair<std::string, const std::vector<Tensor>*>> Adam::slots() co
 }
 
 Metadata Adam::config() const {
-  return {{"optimizer.name", "adam"},
-          {"optimizer.learning_rate", exact_text(learning_rate_)},
-          {"optimizer.beta_1", exact_text(options_.beta_1)},
-          {"optimizer.beta_2", exact_text(options_.beta_2)},
-          {"optimizer.epsilon", exact_text(options_.epsilon)},
-          {"optimizer.amsgrad", options_.amsgrad ? "1" : "0"}};
+  Metadata m = base_config("adam");
+  m["optimizer.beta_1"] = exact_text(options_.beta_1);
+  m["optimizer.beta_2"] = exact_text(options_.beta_2);
+  m["optimizer.epsilon"] = exact_text(options_.epsilon);
+  m["optimizer.amsgrad"] = options_.amsgrad ? "1" : "0";
+  return m;
+}
+
+AdamW::AdamW(const NamedTensors& parameters, AdamOptions options) : Adam(parameters, options) {}
+
+Metadata AdamW::config() const {
+  Metadata m = Adam::config();
+  m["optimizer.name"] = "adamw";
+  m["optimizer.weight_decay"] = exact_text(weight_decay_);
+  return m;
 }
 
 SGD::SGD(std::vector<Tensor> parameters, SGDOptions options)
     : Optimizer(std::move(parameters), options.learning_rate), options_(options) {
-  if (!(options.momentum >= 0.0f && options.momentum <= 1.0f))
-    fail("SGD: momentum must be in [0, 1], got ", options.momentum);
-  if (options.momentum > 0.0f) velocity_ = zeros_like_each(parameters_);
+  init();
+}
+
+SGD::SGD(const NamedTensors& parameters, SGDOptions options) : Optimizer(parameters, options.learning_rate), options_(options) {
+  init();
+}
+
+void SGD::init() {
+  if (!(options_.momentum >= 0.0f && options_.momentum <= 1.0f))
+    fail("SGD: momentum must be in [0, 1], got ", options_.momentum);
+  set_weight_decay(options_.weight_decay);
+  if (options_.momentum > 0.0f) velocity_ = zeros_like_each(parameters_);
 }
 
 void SGD::step() {
   const NoGradGuard no_grad;
+  decay_weights();
   const float lr = learning_rate_, mu = options_.momentum;
   for (size_t i = 0; i < parameters_.size(); ++i) {
     const Tensor grad = parameters_[i].grad();
@@ -202,10 +247,10 @@ void SGD::step() {
 std::vector<std::pair<std::string, const std::vector<Tensor>*>> SGD::slots() const { return {{"velocity", &velocity_}}; }
 
 Metadata SGD::config() const {
-  return {{"optimizer.name", "sgd"},
-          {"optimizer.learning_rate", exact_text(learning_rate_)},
-          {"optimizer.momentum", exact_text(options_.momentum)},
-          {"optimizer.nesterov", options_.nesterov ? "1" : "0"}};
+  Metadata m = base_config("sgd");
+  m["optimizer.momentum"] = exact_text(options_.momentum);
+  m["optimizer.nesterov"] = options_.nesterov ? "1" : "0";
+  return m;
 }
 
 }  // namespace minidl

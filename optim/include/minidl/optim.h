@@ -45,14 +45,23 @@ class Optimizer {
   void load_state(const std::map<std::string, Tensor>& state);
   /// The optimizer's kind and hyperparameters as checkpoint metadata: "optimizer.name" and the rest.
   virtual Metadata config() const = 0;
+  /// Keras's weight_decay, decoupled from the gradient: each step first shrinks every parameter that has a
+  /// gradient, θ −= θ·weight_decay·learning_rate, then applies the update. 0 (the default) turns it off.
+  float weight_decay() const { return weight_decay_; }
+  void set_weight_decay(float weight_decay);
 
  protected:
   /// Each slot's name and its tensors, one per parameter.
   virtual std::vector<std::pair<std::string, const std::vector<Tensor>*>> slots() const = 0;
+  /// The weight decay step, for step() to call first.
+  void decay_weights();
+  /// config()'s keys every optimizer shares: its name, learning rate and weight decay.
+  Metadata base_config(const std::string& name) const;
 
   std::vector<Tensor> parameters_;
   std::vector<std::string> names_;
   float learning_rate_;
+  float weight_decay_ = 0.0f;
   int64_t iterations_ = 0;
 };
 
@@ -62,6 +71,7 @@ struct AdamOptions {
   float beta_2 = 0.999f;
   float epsilon = 1e-7f;  ///< Keras: added to sqrt of the UNcorrected v (PyTorch: 1e-8, to the corrected).
   bool amsgrad = false;
+  float weight_decay = 0.0f;  ///< decoupled (Optimizer::weight_decay); AdamW's default is 0.004
 };
 
 /// Keras Adam (docs/keras.md §3): with t = iterations + 1,
@@ -92,10 +102,18 @@ class Adam : public Optimizer {
   uint64_t threaded_products_seen_ = 0;  // internal::threaded_product_count() at the last step
 };
 
+/// Keras AdamW: Adam with decoupled weight decay, 0.004 by default (Keras's); config() names it "adamw".
+class AdamW : public Adam {
+ public:
+  explicit AdamW(const NamedTensors& parameters, AdamOptions options = {.weight_decay = 0.004f});
+  Metadata config() const override;
+};
+
 struct SGDOptions {
   float learning_rate = 0.01f;
-  float momentum = 0.0f;
+  float momentum = 0.0f;  ///< in [0, 1]
   bool nesterov = false;
+  float weight_decay = 0.0f;  ///< decoupled (Optimizer::weight_decay)
 };
 
 /// Keras SGD: velocity = momentum·velocity − lr·g; θ += velocity, or with Nesterov θ += momentum·velocity − lr·g.
@@ -103,6 +121,7 @@ struct SGDOptions {
 class SGD : public Optimizer {
  public:
   explicit SGD(std::vector<Tensor> parameters, SGDOptions options = {});
+  explicit SGD(const NamedTensors& parameters, SGDOptions options = {});
   void step() override;
   Metadata config() const override;
 
@@ -110,6 +129,7 @@ class SGD : public Optimizer {
   std::vector<std::pair<std::string, const std::vector<Tensor>*>> slots() const override;
 
  private:
+  void init();
   SGDOptions options_;
   std::vector<Tensor> velocity_;
 };

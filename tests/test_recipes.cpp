@@ -1,0 +1,72 @@
+// Tests of the training-recipe flags of `minidl train`: --optimizer adam|adamw|sgd with --weight-decay,
+// --sgd-momentum and --nesterov — what each run records, exact resume, and the refusals of bad values.
+#include "cli_helpers.h"
+#include "minidl/checkpoint.h"
+
+using namespace minidl;
+using minidl::test::data_flag;
+using minidl::test::minidl_cli;
+using minidl::test::read_bytes;
+using minidl::test::Run;
+using minidl::test::TempDir;
+
+TEST_CASE("train --optimizer sgd with Nesterov momentum and weight decay resumes bit for bit", "[cli][recipes]") {
+  TempDir dir;
+  const std::string common = "train --overwrite --epochs 3 --optimizer sgd --sgd-momentum 0.9 --nesterov --weight-decay 0.01 " +
+                             data_flag();
+  REQUIRE(minidl_cli(common + " --steps 30 --save " + dir.file("straight"), dir).status == 0);
+  REQUIRE(minidl_cli(common + " --steps 12 --save " + dir.file("half"), dir).status == 0);
+  // Resumed without the optimizer flags: the checkpoint's optimizer, its velocity and its settings.
+  const Run resumed = minidl_cli("train --overwrite --resume " + dir.file("half") + " --steps 30 --save " + dir.file("resumed") +
+                                     " " + data_flag(), dir);
+  INFO(resumed.err);
+  REQUIRE(resumed.status == 0);
+  CHECK(read_bytes(dir.file("resumed")) == read_bytes(dir.file("straight")));
+  const Checkpoint c = load_safetensors(dir.file("straight"));
+  CHECK(c.metadata.at("optimizer.name") == "sgd");
+  CHECK(c.metadata.at("optimizer.momentum") == "0.9");
+  CHECK(c.metadata.at("optimizer.nesterov") == "1");
+  CHECK(c.metadata.at("optimizer.weight_decay") == "0.01");
+  CHECK(c.metadata.at("train.initial_learning_rate") == "0.01");  // Keras's SGD default, --lr unsaid
+  CHECK(c.tensors.count("optimizer/velocity/dense/kernel") == 1);
+
+  const Run other = minidl_cli("train --resume " + dir.file("half") + " --optimizer adam " + data_flag(), dir);
+  CHECK(other.status == 1);
+  CHECK_THAT(other.err, Catch::Contains("--optimizer adam differs from the checkpoint") && Catch::Contains("trained with sgd"));
+  const Run decay = minidl_cli("train --resume " + dir.file("half") + " --weight-decay 0.02 " + data_flag(), dir);
+  CHECK(decay.status == 1);
+  CHECK_THAT(decay.err, Catch::Contains("--weight-decay 0.02 differs from the checkpoint"));
+}
+
+TEST_CASE("train --optimizer adamw decays by Keras's 0.004 unless told — and differs from adam by exactly that", "[cli][recipes]") {
+  TempDir dir;
+  const std::string common = "train --overwrite --epochs 1 --steps 10 " + data_flag();
+  REQUIRE(minidl_cli(common + " --optimizer adamw --save " + dir.file("adamw"), dir).status == 0);
+  REQUIRE(minidl_cli(common + " --optimizer adam --weight-decay 0.004 --save " + dir.file("adam-wd"), dir).status == 0);
+  REQUIRE(minidl_cli(common + " --save " + dir.file("adam"), dir).status == 0);
+  const Checkpoint adamw = load_safetensors(dir.file("adamw")), adam_wd = load_safetensors(dir.file("adam-wd")),
+                   adam = load_safetensors(dir.file("adam"));
+  CHECK(adamw.metadata.at("optimizer.name") == "adamw");
+  CHECK(adamw.metadata.at("optimizer.weight_decay") == "0.004");
+  CHECK(adam.metadata.count("optimizer.weight_decay") == 0);
+  // AdamW is Adam with decay: the same weights as adam --weight-decay 0.004, and not the same as plain adam.
+  CHECK(adamw.tensors.at("dense/kernel").values()[0] == adam_wd.tensors.at("dense/kernel").values()[0]);
+  CHECK(read_bytes(dir.file("adamw")) != read_bytes(dir.file("adam")));
+}
+
+TEST_CASE("bad optimizer flags are refused by name before training", "[cli][recipes]") {
+  TempDir dir;
+  const auto refused = [&](const std::string& flags, const std::string& words) {
+    const Run r = minidl_cli("train --epochs 1 --steps 1 " + flags + " " + data_flag(), dir);
+    INFO(flags << ": " << r.err);
+    CHECK(r.status == 1);
+    CHECK_THAT(r.err, Catch::Contains(words));
+    CHECK_THAT(r.err, !Catch::Contains("epoch 1/1"));
+  };
+  refused("--optimizer rmsprop", "--optimizer must be adam, adamw or sgd, got 'rmsprop'");
+  refused("--sgd-momentum 0.9", "--sgd-momentum applies to --optimizer sgd, not adam");
+  refused("--optimizer adamw --nesterov", "--nesterov applies to --optimizer sgd, not adamw");
+  refused("--optimizer sgd --nesterov", "--nesterov needs momentum: give --sgd-momentum above 0");
+  refused("--optimizer sgd --sgd-momentum 1.5", "--sgd-momentum must be a number in [0, 1], got 1.5");
+  refused("--weight-decay -0.1", "--weight-decay must be a number in [0, 1000000], got -0.1");
+}
