@@ -99,67 +99,12 @@ std::string option_help(const std::string& flag) {
   return defaults.empty() ? help : help + " (default " + defaults + ")";
 }
 
-// --lr, --optimizer, --weight-decay, --sgd-momentum and --nesterov (commands without the optimizer flags: Adam).
-void read_optimizer_flags(const cxxopts::ParseResult& f, RunConfig& r) {
-  r.optimizer = defines(f, "optimizer") ? setting<std::string>(f, "optimizer") : "adam";
-  const bool sgd = r.optimizer == "sgd";
-  r.learning_rate = sgd && !f.count("lr") ? SGDOptions{}.learning_rate : setting<float>(f, "lr");
-  if (!defines(f, "optimizer")) return;
-  r.weight_decay = optional_setting<float>(f, "weight-decay").value_or(r.optimizer == "adamw" ? 0.004f : 0.0f);
-  for (const char* flag : {"sgd-momentum", "nesterov"})
-    if (!sgd && f.count(flag))
-      fail("--", flag, " applies to --optimizer sgd, not ", r.optimizer, " (Adam's moments have their own decay rates)");
-  r.sgd_momentum = setting<float>(f, "sgd-momentum");
-  r.nesterov = setting<bool>(f, "nesterov");
-  if (r.nesterov && r.sgd_momentum == 0.0f)
-    fail("--nesterov needs momentum: give --sgd-momentum above 0 (0.9 is usual); without it Nesterov's step is plain SGD's");
-}
-
-std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, const NamedTensors& parameters) {
-  if (c.optimizer == "sgd")
-    return std::make_unique<SGD>(parameters, SGDOptions{.learning_rate = c.learning_rate, .momentum = c.sgd_momentum,
-                                                        .nesterov = c.nesterov, .weight_decay = c.weight_decay});
-  const AdamOptions options{.learning_rate = c.learning_rate, .weight_decay = c.weight_decay};
-  if (c.optimizer == "adamw") return std::make_unique<AdamW>(parameters, options);
-  return std::make_unique<Adam>(parameters, options);
-}
-
 // The checkpoint's value of a key as the resume check shows it.
 std::string shown(const Metadata& m, const std::string& key) {
   const auto it = m.find(key);
   return it == m.end() ? "" : key == "model.description" ? canonical_description(it->second) : it->second;
 }
 }  // namespace
-
-// Features whose spreads differ by more than this factor train badly unscaled (a step size that suits one is
-// far off for the other).
-constexpr double kScaleRatio = 1000.0;
-
-void warn_if_unscaled(const ModelConfig& model, const Dataset& train) {
-  if (train.is_images() || train.size() < 2) return;
-  for (const LayerSpec& layer : parse_model_description(model.description))
-    if (layer.kind == "normalize") return;
-  const int64_t f = train.features();
-  std::vector<double> lo(f, INFINITY), hi(f, -INFINITY);
-  for (int64_t r = 0; r < train.size(); ++r)
-    for (int64_t j = 0; j < f; ++j) {
-      const double v = train.values[r * f + j];
-      lo[j] = std::min(lo[j], v), hi[j] = std::max(hi[j], v);
-    }
-  int64_t widest = 0, narrowest = -1;
-  for (int64_t j = 0; j < f; ++j) {
-    if (hi[j] - lo[j] > hi[widest] - lo[widest]) widest = j;
-    if (hi[j] > lo[j] && (narrowest < 0 || hi[j] - lo[j] < hi[narrowest] - lo[narrowest])) narrowest = j;
-  }
-  const double ratio = narrowest < 0 ? 1.0 : (hi[widest] - lo[widest]) / (hi[narrowest] - lo[narrowest]);
-  if (ratio < kScaleRatio) return;
-  const bool named = static_cast<int64_t>(train.feature_names.size()) == f;  // (text columns make several features)
-  const auto name = [&](int64_t j) { return named ? "'" + train.feature_names[j] + "'" : "feature " + std::to_string(j); };
-  spdlog::warn("the features differ in scale by a factor of {:.0f}: {} spans {:g} to {:g}, {} {:g} to {:g} — unscaled, "
-               "the wide ones dominate and training suffers; --standardize (or a normalize layer first) centres and "
-               "scales each by the training data", ratio, name(widest), lo[widest], hi[widest], name(narrowest),
-               lo[narrowest], hi[narrowest]);
-}
 
 void check_freeze_epochs(const RunConfig& r) {
   if (!norm_kind(r.model.norm).option("freeze_epochs")) return;
@@ -362,20 +307,6 @@ RunConfig resumed_run_config(const cxxopts::ParseResult& f, const Checkpoint& ch
   saved.max_steps = given.max_steps;
   if (f.count("eval-batch-size")) saved.eval_batch_size = given.eval_batch_size;
   return saved;
-}
-
-void check_data_fits(const ModelConfig& model, const Dataset& data, const std::string& model_source) {
-  if (model.outputs > 0 || data.is_regression()) {
-    if (data.features() != model.input_shape.numel() || data.outputs != model.outputs)
-      fail("the model ", model_source, " takes samples of shape ", model.input_shape.str(), " and predicts ",
-           model.outputs > 0 ? std::to_string(model.outputs) + " value(s)" : std::to_string(model.classes) + " classes",
-           "; the data has samples of shape ", data.sample.str(), " and ",
-           data.is_regression() ? std::to_string(data.outputs) + " target(s)" : std::to_string(data.num_classes) + " classes");
-    return;
-  }
-  if (data.features() != model.input_shape.numel() || data.num_classes > model.classes)
-    fail("the model ", model_source, " takes samples of shape ", model.input_shape.str(), " in ", model.classes,
-         " classes; the data has samples of shape ", data.sample.str(), " in ", data.num_classes, " classes");
 }
 
 Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {

@@ -49,6 +49,12 @@ struct RunConfig {
   static RunConfig from_metadata(const MetadataReader& metadata);
 };
 
+/// Reads --lr, --optimizer, --weight-decay, --sgd-momentum and --nesterov into `config`, refusing the SGD flags
+/// without --optimizer sgd and --nesterov without momentum (a command without --optimizer trains with Adam).
+void read_optimizer_flags(const cxxopts::ParseResult& flags, RunConfig& config);
+/// The optimizer `config` names, over `parameters`.
+std::unique_ptr<Optimizer> make_optimizer(const RunConfig& config, const NamedTensors& parameters);
+
 /// Refuses frozen mode when it would freeze every epoch (--freeze-epochs >= the epochs).
 void check_freeze_epochs(const RunConfig& config);
 /// The data the flags name: --data (an IDX directory or a CSV file), --test, --label, --validation-split,

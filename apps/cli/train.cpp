@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "minidl/atomic_file.h"
 #include "minidl/distributed.h"
+#include "settings.h"
 
 namespace minidl::cli {
 namespace {

@@ -102,10 +102,13 @@ class Adam : public Optimizer {
   uint64_t threaded_products_seen_ = 0;  // internal::threaded_product_count() at the last step
 };
 
-/// Keras AdamW: Adam with decoupled weight decay, 0.004 by default (Keras's); config() names it "adamw".
+/// Keras AdamW's default weight decay.
+inline constexpr float kAdamWWeightDecay = 0.004f;
+
+/// Keras AdamW: Adam with decoupled weight decay, kAdamWWeightDecay by default; config() names it "adamw".
 class AdamW : public Adam {
  public:
-  explicit AdamW(const NamedTensors& parameters, AdamOptions options = {.weight_decay = 0.004f});
+  explicit AdamW(const NamedTensors& parameters, AdamOptions options = {.weight_decay = kAdamWWeightDecay});
   Metadata config() const override;
 };
 
