@@ -17,9 +17,6 @@ namespace minidl::cli {
 namespace {
 using Type = Setting::Type;
 
-// The library's float defaults as a person writes them.
-std::string float_text(float v) { return exact_text(v); }
-
 std::vector<Setting> make_settings() {
   // The library's own defaults, where it has them: Keras's.
   const ModelConfig model;
@@ -34,7 +31,7 @@ std::vector<Setting> make_settings() {
       {"hidden", "shorthand: the document's model with this many hidden units", Type::integer, "", 1, double(1 << 24), {},
        {"model.description"}, false, "model"},
       {"norm", "", Type::text, model.norm, -INFINITY, INFINITY, {}, {"model.norm"}, false, "model"},
-      {"epsilon", "normalisation epsilon", Type::number, float_text(model.epsilon), 1e-12, 1e3, {}, {"model.epsilon"},
+      {"epsilon", "normalisation epsilon", Type::number, exact_text(model.epsilon), 1e-12, 1e3, {}, {"model.epsilon"},
        false, "model"},
       {"standardize", "put Keras's Normalization layer (normalize) first: every feature centred and scaled by the "
                       "training data's mean and standard deviation", Type::toggle, "", -INFINITY, INFINITY, {},
@@ -47,14 +44,14 @@ std::vector<Setting> make_settings() {
       {"steps", "stop after this many optimizer steps in all (-1: no limit)", Type::integer, "-1", -1, INFINITY, {}, {}, true},
       {"batch-size", "training batch size", Type::integer, std::to_string(loader.batch_size), 1, INFINITY, {}, {"loader.batch_size"}},
       {"lr", "the learning rate (with --optimizer sgd and no --lr: 0.01, Keras's SGD default)", Type::number,
-       float_text(adam.learning_rate), 0, INFINITY, {}, {"train.initial_learning_rate"}},
+       exact_text(adam.learning_rate), 0, INFINITY, {}, {"train.initial_learning_rate"}},
       {"optimizer", "adam, adamw (Adam with decoupled weight decay, 0.004 by default) or sgd (with --sgd-momentum and "
                     "--nesterov); Keras's formulas (docs/keras.md)", Type::text, "adam", -INFINITY, INFINITY,
        {"adam", "adamw", "sgd"}, {"optimizer.name"}},
       {"weight-decay", "decoupled weight decay: each step θ −= θ·decay·lr before the update (Keras's weight_decay; "
                        "default 0, adamw 0.004)", Type::number, "", 0, 1e6, {}, {"optimizer.weight_decay"}},
       {"sgd-momentum", "SGD's momentum, Keras's SGD(momentum=...) (--momentum is BatchNormalization's)", Type::number,
-       float_text(SGDOptions{}.momentum), 0, 1, {}, {"optimizer.momentum"}},
+       exact_text(SGDOptions{}.momentum), 0, 1, {}, {"optimizer.momentum"}},
       {"nesterov", "SGD with Nesterov momentum (needs --sgd-momentum above 0)", Type::toggle, "", -INFINITY, INFINITY,
        {}, {"optimizer.nesterov"}},
       {"lr-schedule", "constant, or cosine: Keras's CosineDecay from --lr to 0 over all the epochs", Type::text,
