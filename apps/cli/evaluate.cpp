@@ -31,8 +31,10 @@ int evaluate_command(int argc, char** argv) {
   check_data_fits(loaded.config, data.test, "in '" + path + "'");
   const bool batch_statistics = f["batch-statistics"].as<bool>();
   check_evaluation(*loaded.model, data.test, batch_size, batch_statistics, "--batch-size");
-  const Loss loss = RunConfig::from_metadata(MetadataReader(loaded.checkpoint.metadata, "checkpoint '" + path + "'")).loss;
-  const Evaluation e = evaluate(*loaded.model, data.test, batch_size, batch_statistics, loss);
+  // The loss the run reported as its test loss (label smoothing included).
+  const RunConfig trained = RunConfig::from_metadata(MetadataReader(loaded.checkpoint.metadata, "checkpoint '" + path + "'"));
+  const Evaluation e = evaluate(*loaded.model, data.test, batch_size, batch_statistics, trained.loss, nullptr,
+                                trained.label_smoothing);
   if (!std::isfinite(e.loss)) {  // find the sample (and the layer) rather than print NaN as the result
     const Tensor x = data.test.to_tensor();
     const BatchStatisticsGuard statistics(*loaded.model, batch_statistics);
@@ -46,7 +48,7 @@ int evaluate_command(int argc, char** argv) {
     metrics["mae"] = e.mae, metrics["rmse"] = e.rmse, metrics["r2"] = e.r2;
   } else {
     metrics["accuracy"] = e.accuracy;
-    if (loss == Loss::binary_crossentropy) metrics["auc"] = e.auc;
+    if (trained.loss == Loss::binary_crossentropy) metrics["auc"] = e.auc;
   }
   if (f["json"].as<bool>()) {
     std::printf("%s\n", metrics.dump().c_str());

@@ -1,5 +1,5 @@
-// The optimizer a run trains with: its flags (--optimizer, --lr, --weight-decay, --sgd-momentum, --nesterov),
-// checked together, and the Optimizer they describe.
+// The optimizer a run trains with: its flags (--optimizer, --lr, --weight-decay, --sgd-momentum, --nesterov,
+// --clip-norm), checked together, and the Optimizer they describe.
 #include "minidl/optim.h"
 #include "run.h"
 #include "settings.h"
@@ -11,6 +11,10 @@ void read_optimizer_flags(const cxxopts::ParseResult& f, RunConfig& r) {
   const bool sgd = r.optimizer == "sgd";
   r.learning_rate = sgd && !f.count("lr") ? SGDOptions{}.learning_rate : setting<float>(f, "lr");
   if (!defines(f, "optimizer")) return;
+  if (f.count("clip-norm") && !(f["clip-norm"].as<double>() > 0.0))
+    fail("--clip-norm must be > 0 (the largest global norm the gradients keep; leave the flag out for no clipping), "
+         "got ", exact_text(f["clip-norm"].as<double>()));
+  r.clip_norm = optional_setting<float>(f, "clip-norm").value_or(0.0f);
   r.weight_decay = optional_setting<float>(f, "weight-decay").value_or(r.optimizer == "adamw" ? kAdamWWeightDecay : 0.0f);
   for (const char* flag : {"sgd-momentum", "nesterov"})
     if (!sgd && f.count(flag))

@@ -13,90 +13,8 @@
 
 namespace minidl::cli {
 namespace {
-// The kinds a command trains: --modes (compare) or the one --norm names.
-std::vector<std::string> selected_kinds(const cxxopts::ParseResult& f, const std::string& norm) {
-  const std::string modes = f.count("modes") ? f["modes"].as<std::string>() : "";
-  return modes.empty() ? std::vector<std::string>{norm} : internal::split(modes, ',');
-}
-
 bool contains(const std::vector<std::string>& items, const std::string& item) {
   return std::find(items.begin(), items.end(), item) != items.end();
-}
-
-// The normalisation kinds' option flags, each once, in registration order.
-std::vector<std::string> norm_flags() {
-  std::vector<std::string> flags;
-  for (const NormOption& o : all_norm_options())
-    if (!contains(flags, o.flag)) flags.push_back(o.flag);
-  return flags;
-}
-
-// The options a flag sets (one, or several for a key=value list such as --renorm-clipping).
-std::vector<NormOption> options_of(const std::string& flag) {
-  std::vector<NormOption> options;
-  for (const NormOption& o : all_norm_options())
-    if (o.flag == flag) options.push_back(o);
-  return options;
-}
-
-// The kinds that take a flag.
-std::vector<std::string> kinds_taking(const std::string& flag) {
-  std::vector<std::string> kinds;
-  for (const NormKind& k : norm_kinds())
-    for (const NormOption& o : k.options)
-      if (o.flag == flag && !contains(kinds, k.name)) kinds.push_back(k.name);
-  return kinds;
-}
-
-// The option flags of the normalisation kinds, each refused unless a kind the command trains takes it.
-void norm_option_flags(const cxxopts::ParseResult& f, ModelConfig& c) {
-  const std::vector<std::string> selected = selected_kinds(f, c.norm);
-  for (const std::string& flag : norm_flags()) {
-    if (!f.count(flag)) continue;
-    const std::vector<std::string> takers = kinds_taking(flag);
-    if (std::none_of(selected.begin(), selected.end(), [&](const std::string& s) { return contains(takers, s); }))
-      fail("--", flag, " applies to --norm ", internal::join(takers), f.count("modes")
-               ? ", which --modes '" + f["modes"].as<std::string>() + "' does not include"
-               : ", not " + c.norm);
-    const std::vector<NormOption> options = options_of(flag);
-    const std::string text = f[flag].as<std::string>();
-    if (options.size() == 1) {  // --flag VALUE
-      const double v = internal::parse_number(text);
-      if (std::isnan(v)) fail("--", flag, " must be a number, got '", text, "'");
-      options[0].check(v, "--" + flag);
-      c.norm_options[options[0].key] = options[0].held(v);
-      continue;
-    }
-    std::vector<std::string> keys;  // --flag key=value,key=value
-    for (const NormOption& o : options) keys.push_back(o.key + "=" + char(std::toupper(o.key[0])));
-    for (const std::string& item : internal::split(text, ',')) {
-      const size_t eq = item.find('=');
-      const std::string key = item.substr(0, eq);
-      const auto o = std::find_if(options.begin(), options.end(), [&](const NormOption& x) { return x.key == key; });
-      const double v = eq == std::string::npos ? NAN : internal::parse_number(item.substr(eq + 1));
-      if (o == options.end() || std::isnan(v))
-        fail("--", flag, ": expected ", internal::join({keys.begin(), keys.end() - 1}), " and ", keys.back(),
-             " separated by commas, got '", item, "'");
-      o->check(v, "--" + flag + ": " + key);
-      c.norm_options[key] = o->held(v);
-    }
-  }
-}
-
-// A norm option flag's help: what it sets, the kinds that take it and its defaults.
-std::string option_help(const std::string& flag) {
-  const std::vector<NormOption> options = options_of(flag);
-  std::string help = options[0].help + " [" + internal::join(kinds_taking(flag)) + "]";
-  if (options.size() > 1) return help;
-  // The defaults, kind by kind where they differ (momentum: 0.99, batchwise 0).
-  const auto text = [&](double v) { return options[0].integer ? std::to_string(static_cast<int64_t>(v)) : exact_text(v); };
-  std::string defaults;
-  for (const NormKind& k : norm_kinds())
-    if (const NormOption* o = k.option(options[0].key); o && !std::isnan(o->fallback)) {
-      if (defaults.empty()) defaults = text(o->fallback);
-      else if (o->fallback != options[0].fallback) defaults += "; " + k.name + ": " + text(o->fallback);
-    }
-  return defaults.empty() ? help : help + " (default " + defaults + ")";
 }
 
 // The checkpoint's value of a key as the resume check shows it.
@@ -126,6 +44,10 @@ Metadata RunConfig::to_metadata() const {
   m["train.lr_schedule"] = cosine_decay ? "cosine" : "constant";
   m["train.initial_learning_rate"] = exact_text(learning_rate);
   m["train.loss"] = to_string(loss);
+  if (warmup_epochs != 0.0) m["train.warmup_epochs"] = exact_text(warmup_epochs);
+  if (label_smoothing != 0.0f) m["train.label_smoothing"] = exact_text(label_smoothing);
+  if (early_stopping != 0) m["train.early_stopping_patience"] = std::to_string(early_stopping);
+  if (clip_norm != 0.0f) m["optimizer.global_clipnorm"] = exact_text(clip_norm);
   // As the optimizer's config() writes them (the Trainer adds its learning rate and the rest).
   m["optimizer.name"] = optimizer;
   if (weight_decay != 0.0f || optimizer == "adamw") m["optimizer.weight_decay"] = exact_text(weight_decay);
@@ -160,6 +82,12 @@ RunConfig RunConfig::from_metadata(const MetadataReader& m) {
   r.weight_decay = m.has("optimizer.weight_decay") ? static_cast<float>(m.number("optimizer.weight_decay", 0.0, 1e6)) : 0.0f;
   r.sgd_momentum = m.has("optimizer.momentum") ? static_cast<float>(m.number("optimizer.momentum", 0.0, 1.0)) : 0.0f;
   r.nesterov = m.has("optimizer.nesterov") && m.boolean("optimizer.nesterov");
+  const auto number_or_0 = [&](const char* key, double max) { return m.has(key) ? m.number(key, 0.0, max) : 0.0; };
+  r.warmup_epochs = number_or_0("train.warmup_epochs", 1e6);
+  r.label_smoothing = static_cast<float>(number_or_0("train.label_smoothing", 1.0));
+  r.clip_norm = static_cast<float>(number_or_0("optimizer.global_clipnorm", 1e30));
+  r.early_stopping = m.has("train.early_stopping_patience")
+                         ? static_cast<int>(m.integer("train.early_stopping_patience", 1, 1 << 30)) : 0;
   r.loss = default_loss_of(r.model.description);  // checkpoints before --loss: the model's own
   if (m.has("train.loss")) {
     try {
@@ -216,8 +144,9 @@ void add_model_flags(cxxopts::Options& options) {
 }
 
 void add_training_flags(cxxopts::Options& options) {
-  add_settings(options, {"epochs", "batch-size", "lr", "lr-schedule", "steps", "no-shuffle", "drop-last", "eval-batch-size",
-                         "optimizer", "weight-decay", "sgd-momentum", "nesterov"});
+  add_settings(options, {"epochs", "batch-size", "lr", "lr-schedule", "warmup-epochs", "steps", "no-shuffle", "drop-last",
+                         "eval-batch-size", "optimizer", "weight-decay", "sgd-momentum", "nesterov", "clip-norm",
+                         "label-smoothing", "early-stopping"});
 }
 
 ModelConfig model_config_from_flags(const cxxopts::ParseResult& f, const Dataset& train, const std::string& default_norm) {
@@ -256,6 +185,11 @@ RunConfig run_config_from_flags(const cxxopts::ParseResult& f, const Dataset& tr
   r.batch_size = setting<int64_t>(f, "batch-size");
   read_optimizer_flags(f, r);
   r.cosine_decay = setting<std::string>(f, "lr-schedule") == "cosine";
+  // Flags of `train` alone (compare leaves them out): absent, off.
+  const auto optional = [&](const char* name) { return defines(f, name) ? optional_setting<double>(f, name) : std::nullopt; };
+  r.warmup_epochs = optional("warmup-epochs").value_or(0.0);
+  r.label_smoothing = static_cast<float>(optional("label-smoothing").value_or(0.0));
+  r.early_stopping = static_cast<int>(optional("early-stopping").value_or(0.0));
   r.shuffle = !setting<bool>(f, "no-shuffle");
   r.drop_last = setting<bool>(f, "drop-last");
   r.eval_batch_size = setting_or_default<int64_t>(f, "eval-batch-size");  // compare has --eval-batch-sizes
@@ -263,6 +197,9 @@ RunConfig run_config_from_flags(const cxxopts::ParseResult& f, const Dataset& tr
   if (r.data.is_csv()) r.data.targets = train.is_regression() ? CsvTargets::values : CsvTargets::classes;
   const std::optional<std::string> loss = optional_setting<std::string>(f, "loss");
   r.loss = loss ? parse_loss(*loss) : default_loss_of(r.model.description);
+  if (r.label_smoothing != 0.0f && is_regression(r.loss))
+    fail("--label-smoothing applies to class labels (categorical or binary cross-entropy), but this run minimises ",
+         to_string(r.loss), " on float targets");
   check_freeze_epochs(r);
   return r;
 }
@@ -305,6 +242,7 @@ RunConfig resumed_run_config(const cxxopts::ParseResult& f, const Checkpoint& ch
   // What may change: how long to train, and how to evaluate.
   saved.epochs = f.count("epochs") ? given.epochs : saved.epochs;
   saved.max_steps = given.max_steps;
+  if (f.count("early-stopping")) saved.early_stopping = given.early_stopping;
   if (f.count("eval-batch-size")) saved.eval_batch_size = given.eval_batch_size;
   return saved;
 }
@@ -327,13 +265,41 @@ Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {
     fail("--bn-sync local normalises each process's slice, which can be as small as ", smallest, " samples (batch size ",
          c.batch_size, ", last batch ", loader->last_batch_size(), ", over ", ranks, " processes), too few for batch "
          "normalisation: use a larger batch, --drop-last, or --bn-sync global");
+  if (c.early_stopping > 0 && data.test.size() == 0)
+    fail("--early-stopping watches the test loss, but this run has no test data: give --test FILE or --validation-split F");
   trainer = std::make_unique<Trainer>(*model, *optimizer, *loader,
                                       TrainerOptions{.epochs = c.epochs, .max_steps = c.max_steps, .validation = &data.test,
                                                      .validation_batch_size = c.eval_batch_size, .loss = c.loss,
-                                                     .communicator = c.world});
+                                                     .label_smoothing = c.label_smoothing, .communicator = c.world});
+  // Between backward and the step, in this order: the all-reduce, the learning rate of the step, the clipping of
+  // the (averaged) gradients.
   if (ranks > 1) trainer->add_callback(std::make_shared<AllReduceGradients>(*c.world));
-  if (c.cosine_decay)
-    trainer->add_callback(std::make_shared<CosineDecay>(c.learning_rate, c.epochs * loader->batches_per_epoch()));
+  const int64_t steps = c.epochs * loader->batches_per_epoch();
+  warmup_steps = minidl::cli::warmup_steps(c, loader->batches_per_epoch());
+  if (c.cosine_decay && warmup_steps > 0)
+    trainer->add_callback(std::make_shared<CosineDecay>(0.0f, steps - warmup_steps, 0.0f, c.learning_rate, warmup_steps));
+  else if (c.cosine_decay)
+    trainer->add_callback(std::make_shared<CosineDecay>(c.learning_rate, steps));
+  else if (warmup_steps > 0)
+    trainer->add_callback(std::make_shared<LinearWarmup>(c.learning_rate, warmup_steps));
+  if (c.clip_norm > 0.0f) trainer->add_callback(std::make_shared<ClipGradientNorm>(c.clip_norm));
+  if (c.early_stopping > 0)
+    trainer->add_callback(early_stopping = std::make_shared<EarlyStopping>(
+                              EarlyStoppingOptions{.monitor = "val_loss", .patience = c.early_stopping}));
+}
+
+int64_t warmup_steps(const RunConfig& c, int64_t batches_per_epoch) {
+  if (c.warmup_epochs == 0.0) return 0;
+  const int64_t warmup = std::llround(c.warmup_epochs * static_cast<double>(batches_per_epoch));
+  const int64_t steps = c.epochs * batches_per_epoch;
+  if (warmup < 1)
+    fail("--warmup-epochs ", exact_text(c.warmup_epochs), " is less than half a step (", batches_per_epoch,
+         " steps an epoch): give at least ", exact_text(0.5 / static_cast<double>(batches_per_epoch)), ", or leave it out");
+  if (warmup >= steps)
+    fail("--warmup-epochs ", exact_text(c.warmup_epochs), " is ", warmup, " steps, and the run has ", steps, " (--epochs ",
+         c.epochs, "): the warm-up would leave no step at the learning rate it warms up to — use fewer warm-up epochs "
+         "or more --epochs");
+  return warmup;
 }
 
 DatasetSplits load_logged(const DataSpec& spec) {

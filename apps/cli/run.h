@@ -31,6 +31,14 @@ struct RunConfig {
   /// --lr-schedule cosine: Keras's CosineDecay from learning_rate to 0 over all the epochs (--steps only stops
   /// early); the checkpoint records it, so a resumed run continues the same schedule.
   bool cosine_decay = false;
+  /// --warmup-epochs: the learning rate rises linearly from 0 over this many epochs' steps, then the schedule
+  /// (0: none).
+  double warmup_epochs = 0.0;
+  /// --label-smoothing (Keras's label_smoothing), --clip-norm (the global norm; 0: none), --early-stopping (the
+  /// patience in epochs on the test loss; 0: none).
+  float label_smoothing = 0.0f;
+  float clip_norm = 0.0f;
+  int early_stopping = 0;
   bool shuffle = true;
   bool drop_last = false;
   int64_t eval_batch_size = 0;
@@ -49,8 +57,9 @@ struct RunConfig {
   static RunConfig from_metadata(const MetadataReader& metadata);
 };
 
-/// Reads --lr, --optimizer, --weight-decay, --sgd-momentum and --nesterov into `config`, refusing the SGD flags
-/// without --optimizer sgd and --nesterov without momentum (a command without --optimizer trains with Adam).
+/// Reads --lr, --optimizer, --weight-decay, --sgd-momentum, --nesterov and --clip-norm into `config`, refusing the
+/// SGD flags without --optimizer sgd and --nesterov without momentum (a command without --optimizer trains with
+/// Adam).
 void read_optimizer_flags(const cxxopts::ParseResult& flags, RunConfig& config);
 /// The optimizer `config` names, over `parameters`.
 std::unique_ptr<Optimizer> make_optimizer(const RunConfig& config, const NamedTensors& parameters);
@@ -65,11 +74,19 @@ DataSpec data_spec_from_flags(const cxxopts::ParseResult& flags);
 /// otherwise); refused when the checkpoint does not record its data, `required` and no --data is given.
 DataSpec data_spec_for(const cxxopts::ParseResult& flags, const Metadata& checkpoint, const std::string& path, bool required);
 
+/// The normalisation kinds' option flags (momentum, renorm-clipping, ...), each once, in registration order.
+std::vector<std::string> norm_flags();
+/// An option flag's help: what it sets, the kinds that take it and their defaults.
+std::string option_help(const std::string& flag);
+/// Reads the option flags given into `config.norm_options`, each checked against its option's range and refused
+/// unless a kind the command trains (--norm, or compare's --modes) takes it.
+void norm_option_flags(const cxxopts::ParseResult& flags, ModelConfig& config);
+
 /// Adds --model, --hidden, --norm, --epsilon, --standardize, --loss and every normalisation kind's option flags
 /// (--momentum, ...).
 void add_model_flags(cxxopts::Options& options);
-/// Adds the training settings: --epochs, --steps, --batch-size, --lr, --lr-schedule, --no-shuffle, --drop-last,
-/// --eval-batch-size.
+/// Adds the training settings: --epochs, --steps, --batch-size, --lr, --lr-schedule, --warmup-epochs, --no-shuffle,
+/// --drop-last, --eval-batch-size, the optimizer's flags, --label-smoothing, --clip-norm and --early-stopping.
 void add_training_flags(cxxopts::Options& options);
 /// The model the flags describe for this data: --model, or the document's model (--hidden wide; for float
 /// targets its regression form) by default, after a normalize layer with --standardize; input shape, classes,
@@ -92,7 +109,13 @@ struct Run {
   std::unique_ptr<Optimizer> optimizer;  ///< --optimizer's
   std::unique_ptr<DataLoader> loader;
   std::unique_ptr<Trainer> trainer;
+  std::shared_ptr<EarlyStopping> early_stopping;  ///< with --early-stopping
+  int64_t warmup_steps = 0;                       ///< --warmup-epochs in steps
 };
+
+/// --warmup-epochs in steps of `batches_per_epoch`, rounded to the nearest; refused when it rounds to no step or
+/// leaves none of the run's steps after it.
+int64_t warmup_steps(const RunConfig& config, int64_t batches_per_epoch);
 
 /// Throws unless the data's samples have the model's input size and its labels fit the model's classes (or its
 /// targets its outputs).

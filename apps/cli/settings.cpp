@@ -56,6 +56,16 @@ std::vector<Setting> make_settings() {
        {}, {"optimizer.nesterov"}},
       {"lr-schedule", "constant, or cosine: Keras's CosineDecay from --lr to 0 over all the epochs", Type::text,
        "constant", -INFINITY, INFINITY, {"constant", "cosine"}, {"train.lr_schedule"}},
+      {"warmup-epochs", "raise the learning rate linearly from 0 to --lr over this many epochs (fractions too) before "
+                        "the schedule (Keras's CosineDecay warmup_steps; default 0)", Type::number, "", 0, 1e6, {},
+       {"train.warmup_epochs"}},
+      {"label-smoothing", "Keras's label_smoothing: class targets become y·(1 − s) + s/K (binary: + s/2), in the "
+                          "training and the test loss (default 0)", Type::number, "", 0, 1, {}, {"train.label_smoothing"}},
+      {"clip-norm", "clip the gradients by their global norm: g·C/max(‖g‖, C), Keras's global_clipnorm (default: "
+                    "no clipping)", Type::number, "", 0, INFINITY, {}, {"optimizer.global_clipnorm"}},
+      {"early-stopping", "stop when the test loss has not improved for this many epochs (Keras's EarlyStopping, "
+                         "monitor val_loss, patience N)", Type::integer, "", 1, double(1 << 30), {},
+       {"train.early_stopping_patience"}, true},
       {"no-shuffle", "keep file order instead of a fresh permutation each epoch", Type::toggle, "", -INFINITY, INFINITY,
        {}, {"loader.shuffle"}},
       {"drop-last", "drop the partial last batch of each epoch (by default it is kept, unless it is too small for "

@@ -296,6 +296,11 @@ int train_command(int argc, char** argv) {
                                   logs.back().regression ? logs.back().val_r2 : logs.back().val_accuracy,
                                   saver ? saver->path() : "");
   }
+  if (const EarlyStopping* stop = run.early_stopping.get(); stop && stop->stopped_epoch())
+    spdlog::info("{} after epoch {}: the test loss has not improved on {:.6g} for {} epoch{} (--early-stopping {}{})",
+                 logs.empty() ? "the run had stopped early" : "stopped early", stop->stopped_epoch(), stop->best(),
+                 config.early_stopping, config.early_stopping == 1 ? "" : "s", config.early_stopping,
+                 logs.empty() ? "; resume with a larger one to train on" : "");
   if (saver) spdlog::info("saved {} (step {})", saver->path(), saver->saved_step());
   if (interrupt->signal() != 0) {
     if (saver)

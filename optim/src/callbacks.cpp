@@ -77,7 +77,7 @@ EarlyStopping::EarlyStopping(EarlyStoppingOptions options) : options_(std::move(
 }
 
 void EarlyStopping::on_train_begin(Trainer&) {
-  have_best_ = false;
+  have_best_ = resumed_best_ = false;
   wait_ = stopped_epoch_ = 0;
   best_weights_.clear();
 }
@@ -93,6 +93,7 @@ void EarlyStopping::on_epoch_end(Trainer& trainer, const EpochLogs& logs) {
     have_best_ = true;
     best_ = value;
     wait_ = 0;
+    resumed_best_ = false;
     if (options_.restore_best_weights) {
       best_weights_.clear();
       for (const auto& [name, t] : trainer.model().state()) best_weights_.push_back(t.clone());
@@ -105,7 +106,38 @@ void EarlyStopping::on_epoch_end(Trainer& trainer, const EpochLogs& logs) {
   }
 }
 
+namespace {
+// A double as text that reads back as the same double (the best value must compare exactly after a resume).
+std::string double_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+}  // namespace
+
+void EarlyStopping::save_state(const Trainer&, Metadata& m) const {
+  m["early_stopping.monitor"] = options_.monitor;
+  m["early_stopping.wait"] = std::to_string(wait_);
+  m["early_stopping.stopped_epoch"] = std::to_string(stopped_epoch_);
+  if (have_best_) m["early_stopping.best"] = double_text(best_);
+}
+
+void EarlyStopping::load_state(Trainer& trainer, const MetadataReader& m) {
+  // Saved without early stopping, or watching another quantity: the patience starts here.
+  if (!m.has("early_stopping.monitor") || m.text("early_stopping.monitor") != options_.monitor) return;
+  wait_ = static_cast<int>(m.integer("early_stopping.wait", 0, 1 << 30));
+  stopped_epoch_ = static_cast<int>(m.integer("early_stopping.stopped_epoch", 0, 1 << 30));
+  have_best_ = m.has("early_stopping.best");
+  if (have_best_) best_ = m.number("early_stopping.best", -INFINITY, INFINITY);
+  resumed_best_ = have_best_;
+  if (stopped_epoch_ && wait_ >= options_.patience) trainer.stop();  // it had stopped, and the patience is the same
+  else stopped_epoch_ = 0;
+}
+
 void EarlyStopping::on_train_end(Trainer& trainer) {
+  if (stopped_epoch_ && options_.restore_best_weights && best_weights_.empty() && resumed_best_)
+    warn("EarlyStopping: the best epoch came before the resumed checkpoint, whose weights are not kept: training "
+         "ends with the last epoch's weights, not the best ones");
   if (!stopped_epoch_ || !options_.restore_best_weights || best_weights_.empty()) return;
   const NamedTensors live = trainer.model().state();
   for (size_t i = 0; i < live.size(); ++i) Tensor(live[i].second).copy_(best_weights_[i]);
@@ -129,10 +161,73 @@ CosineDecay::CosineDecay(float initial_learning_rate, int64_t decay_steps, float
   if (!(alpha >= 0.0f && alpha <= 1.0f)) fail("CosineDecay: alpha must be in [0, 1], got ", alpha);
 }
 
+CosineDecay::CosineDecay(float initial_learning_rate, int64_t decay_steps, float alpha, float warmup_target,
+                         int64_t warmup_steps)
+    : CosineDecay(initial_learning_rate, decay_steps, alpha) {
+  if (!(warmup_target >= 0.0f) || !std::isfinite(warmup_target))
+    fail("CosineDecay: the warm-up target must be a finite number >= 0, got ", warmup_target);
+  if (warmup_steps < 0) fail("CosineDecay: warmup_steps must be >= 0, got ", warmup_steps);
+  warmup_target_ = warmup_target;
+  warmup_steps_ = warmup_steps;
+}
+
 float CosineDecay::learning_rate(int64_t step) const {
-  const double done = static_cast<double>(std::min(std::max<int64_t>(step, 0), decay_steps_));
+  const bool warm_up = !std::isnan(warmup_target_);
+  int64_t t = std::max<int64_t>(step, 0);
+  if (warm_up && t < warmup_steps_)
+    return static_cast<float>(initial_ + (warmup_target_ - initial_) * static_cast<double>(t) /
+                                             static_cast<double>(warmup_steps_));
+  if (warm_up) t -= warmup_steps_;
+  const double done = static_cast<double>(std::min(t, decay_steps_));
   const double cosine = 0.5 * (1.0 + std::cos(M_PI * done / static_cast<double>(decay_steps_)));
-  return static_cast<float>(initial_ * ((1.0 - alpha_) * cosine + alpha_));
+  return static_cast<float>((warm_up ? warmup_target_ : initial_) * ((1.0 - alpha_) * cosine + alpha_));
+}
+
+LinearWarmup::LinearWarmup(float target, int64_t warmup_steps) : target_(target), warmup_steps_(warmup_steps) {
+  if (!(target >= 0.0f) || !std::isfinite(target))
+    fail("LinearWarmup: the target learning rate must be a finite number >= 0, got ", target);
+  if (warmup_steps < 1) fail("LinearWarmup: warmup_steps must be >= 1, got ", warmup_steps);
+}
+
+float LinearWarmup::learning_rate(int64_t step) const {
+  const int64_t t = std::max<int64_t>(step, 0);
+  if (t >= warmup_steps_) return static_cast<float>(target_);
+  return static_cast<float>(target_ * static_cast<double>(t) / static_cast<double>(warmup_steps_));
+}
+
+void LinearWarmup::on_after_backward(Trainer& trainer) {
+  trainer.optimizer().set_learning_rate(learning_rate(trainer.steps_done()));
+}
+
+ClipGradientNorm::ClipGradientNorm(float clip_norm) : clip_norm_(clip_norm) {
+  if (!(clip_norm > 0.0f) || !std::isfinite(clip_norm))
+    fail("ClipGradientNorm: clip_norm must be a finite number > 0, got ", clip_norm);
+}
+
+void ClipGradientNorm::on_after_backward(Trainer& trainer) {
+  std::vector<Tensor> grads;
+  double squares = 0.0;
+  for (const Tensor& p : trainer.model().parameters()) {
+    if (!p.grad().defined()) continue;
+    const Tensor g = p.grad();
+    const float* v = g.data();
+    for (int64_t i = 0; i < g.numel(); ++i) squares += static_cast<double>(v[i]) * v[i];
+    grads.push_back(g);
+  }
+  last_norm_ = std::sqrt(squares);
+  if (!std::isfinite(last_norm_)) {
+    if (trainer.options().on_non_finite == OnNonFinite::keep_going) return;
+    throw NonFiniteLoss(detail::concat("step ", trainer.steps_done() + 1, " (epoch ", trainer.epoch(),
+                                       "): the loss is finite but its gradients' global norm is ", last_norm_,
+                                       ", so there is nothing to clip them by. The step was not applied."),
+                        trainer.steps_done() + 1);
+  }
+  if (last_norm_ <= clip_norm_) return;
+  const float scale = static_cast<float>(static_cast<double>(clip_norm_) / last_norm_);
+  for (Tensor& g : grads) {
+    float* v = g.data();
+    for (int64_t i = 0; i < g.numel(); ++i) v[i] *= scale;
+  }
 }
 
 void CosineDecay::on_after_backward(Trainer& trainer) {

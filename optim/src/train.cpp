@@ -32,11 +32,12 @@ Tensor batch_targets(Loss loss, const Batch& batch) {
   return batch.targets;
 }
 
-ForwardFn loss_forward(Loss loss) {
-  if (loss == Loss::categorical_crossentropy) return categorical_forward;
-  return [loss](Module& model, const Batch& batch) -> ForwardResult {
+ForwardFn loss_forward(Loss loss, float label_smoothing) {
+  smooth_labels(loss, Tensor::empty({0, 1}), label_smoothing);  // checks it: [0, 1], and a loss that takes it
+  if (loss == Loss::categorical_crossentropy && label_smoothing == 0.0f) return categorical_forward;
+  return [loss, label_smoothing](Module& model, const Batch& batch) -> ForwardResult {
     const Tensor prediction = model.forward(batch.x);
-    return {compute_loss(loss, batch_targets(loss, batch), prediction), prediction};
+    return {compute_loss(loss, smooth_labels(loss, batch_targets(loss, batch), label_smoothing), prediction), prediction};
   };
 }
 
@@ -131,10 +132,11 @@ void check_evaluation(const Module& model, const Dataset& data, int64_t batch_si
 }
 
 Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool batch_statistics, std::optional<Loss> loss,
-                    Communicator* world) {
+                    Communicator* world, float label_smoothing) {
   check_evaluation(model, data, batch_size, batch_statistics, "evaluate: batch size");
   const Loss l = loss.value_or(default_loss(model, data.is_regression()));
   check_loss(l, model, data, "evaluate");
+  smooth_labels(l, Tensor::empty({0, 1}), label_smoothing);  // checks it
   const FlushDenormalGuard flush;
   // Inference mode throughout (Dropout off); with batch_statistics the normalisation layers alone normalise each
   // batch by itself, and nothing is updated.
@@ -147,7 +149,8 @@ Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool
   // output still knows its logits) and sends the losses and outputs to all; then every process scores all the
   // batches as one process would, in the same order, to the same bits.
   const auto batch_loss = [&](const Batch& b, const Tensor& prediction) {
-    return compute_loss(l, batch_targets(l, b), prediction).item() * static_cast<double>(b.x.size(0));
+    return compute_loss(l, smooth_labels(l, batch_targets(l, b), label_smoothing), prediction).item() *
+           static_cast<double>(b.x.size(0));
   };
   const int ranks = world ? world->size() : 1;
   std::vector<std::pair<double, Tensor>> shared;  // batch k's loss sum and outputs, from whichever process ran it

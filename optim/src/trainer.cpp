@@ -120,7 +120,10 @@ Trainer::Trainer(Module& model, Optimizer& optimizer, DataLoader& loader, Traine
     if (*options_.loss == Loss::categorical_crossentropy && !loader.one_hot())
       fail("Trainer: the loss (categorical cross-entropy) needs one-hot targets: construct the DataLoader "
            "with one_hot = true, or give TrainerOptions::forward");
-    options_.forward = loss_forward(*options_.loss);
+    options_.forward = loss_forward(*options_.loss, options_.label_smoothing);
+  } else if (options_.label_smoothing != 0.0f) {
+    fail("Trainer: label_smoothing applies to the default forward; a forward of your own smooths its own targets "
+         "(smooth_labels)");
   }
   const LoaderOptions& lo = loader.options();
   if (loader.batches_per_epoch() == 0)
@@ -176,6 +179,11 @@ bool Trainer::finished() const {
 std::vector<EpochLogs> Trainer::fit() {
   const FlushDenormalGuard flush;  // (denormal.h: subnormal floats cost ~100 cycles each)
   for (auto& c : callbacks_) c->on_train_begin(*this);
+  if (resumed_) {
+    const MetadataReader reader(*resumed_, resumed_source_);
+    for (auto& c : callbacks_) c->load_state(*this, reader);
+    resumed_.reset();
+  }
   std::vector<EpochLogs> history;
   while (!finished()) history.push_back(run_epoch());
   for (auto& c : callbacks_) c->on_train_end(*this);
@@ -265,7 +273,7 @@ EpochLogs Trainer::run_epoch() {
   logs.mae = samples && logs.regression ? abs_error / static_cast<double>(samples * data.outputs) : 0.0;
   if (options_.validation) {
     const Evaluation v = evaluate(model_, *options_.validation, options_.validation_batch_size, false, options_.loss,
-                                  options_.communicator);
+                                  options_.communicator, options_.label_smoothing);
     logs.has_validation = true;
     logs.val_loss = v.loss;
     logs.val_accuracy = v.regression ? 0.0 : v.accuracy;
@@ -298,6 +306,7 @@ void Trainer::save(const std::string& path, const Metadata& metadata) const {
   m["loader.epoch_rng"] = words_text(s.epoch_rng);
   m["loader.rng"] = words_text(s.rng);
   for (const auto& [name, generator] : model_.named_generators()) m["rng." + name] = words_text(generator->state());
+  for (const auto& c : callbacks_) c->save_state(*this, m);
   save_safetensors(path, tensors, m);
 }
 
@@ -357,6 +366,8 @@ void Trainer::resume(Checkpoint checkpoint, const std::string& path) {
   }
   optimizer_.set_iterations(step);
   for (auto& [generator, words] : generators) generator->set_state(words);
+  resumed_ = checkpoint.metadata;
+  resumed_source_ = source;
 }
 
 }  // namespace minidl

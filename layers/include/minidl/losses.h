@@ -31,6 +31,11 @@ Loss default_loss(const Module& model, bool float_targets = false);
 /// The loss to minimise: mean over the batch of `loss` between targets and predictions of the same shape.
 Tensor compute_loss(Loss loss, const Tensor& y_true, const Tensor& y_pred);
 
+/// Keras's label_smoothing, applied to targets before the loss: categorical cross-entropy's y·(1 − s) + s/K over the
+/// K columns, binary cross-entropy's y·(1 − s) + s/2. s must be in [0, 1]; the regression losses take none (s > 0
+/// throws). s = 0 returns y itself.
+Tensor smooth_labels(Loss loss, const Tensor& y, float smoothing);
+
 /// Keras mean_squared_error: mean of (y − ŷ)².
 Tensor mean_squared_error(const Tensor& y_true, const Tensor& y_pred);
 /// Keras mean_absolute_error: mean of |y − ŷ|.

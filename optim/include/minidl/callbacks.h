@@ -62,14 +62,23 @@ class EarlyStopping : public Callback {
   void on_train_begin(Trainer& trainer) override;
   void on_epoch_end(Trainer& trainer, const EpochLogs& logs) override;
   void on_train_end(Trainer& trainer) override;
+  /// The best value, the epochs waited since it and the stopped epoch go into the checkpoint (early_stopping.*),
+  /// so a resumed run counts its patience on; a run that had stopped stays stopped unless resumed with more
+  /// patience. The best weights are not saved: after a resume, restore_best_weights restores the best epoch
+  /// since the resume (and warns when the best one came before it).
+  void save_state(const Trainer& trainer, Metadata& metadata) const override;
+  void load_state(Trainer& trainer, const MetadataReader& metadata) override;
   /// The epoch training stopped after, or 0 when it ran to the end.
   int stopped_epoch() const { return stopped_epoch_; }
+  /// The best value of the monitored quantity so far (NaN before the first epoch).
+  double best() const { return have_best_ ? best_ : NAN; }
 
  private:
   EarlyStoppingOptions options_;
   double best_ = 0.0;
   int wait_ = 0, stopped_epoch_ = 0;
   bool have_best_ = false;
+  bool resumed_best_ = false;  // the best value came from a resumed checkpoint (its weights are not kept)
   std::vector<Tensor> best_weights_;
 };
 
@@ -84,12 +93,16 @@ class LearningRateScheduler : public Callback {
   std::function<float(int, float)> schedule_;
 };
 
-/// Keras's CosineDecay schedule (tf.keras.optimizers.schedules), set before every optimizer step: step t (the
+/// Keras's CosineDecay schedule (keras.optimizers.schedules), set before every optimizer step: step t (the
 /// steps done before it, counted from 0) trains with
 ///   initial · ((1 − alpha) · ½ · (1 + cos(π · min(t, decay_steps) / decay_steps)) + alpha).
+/// With a warmup_target (Keras 3's warmup_target and warmup_steps, W of them), the rate first rises linearly
+/// from initial to the target, initial + (target − initial) · t / W for t < W, then decays from the target:
+/// target · ((1 − alpha) · ½ · (1 + cos(π · min(t − W, decay_steps) / decay_steps)) + alpha).
 class CosineDecay : public Callback {
  public:
   CosineDecay(float initial_learning_rate, int64_t decay_steps, float alpha = 0.0f);
+  CosineDecay(float initial_learning_rate, int64_t decay_steps, float alpha, float warmup_target, int64_t warmup_steps);
   void on_after_backward(Trainer& trainer) override;
   /// The learning rate of step t.
   float learning_rate(int64_t step) const;
@@ -97,6 +110,39 @@ class CosineDecay : public Callback {
  private:
   double initial_, alpha_;
   int64_t decay_steps_;
+  double warmup_target_ = NAN;  // NaN: no warm-up (Keras's None)
+  int64_t warmup_steps_ = 0;
+};
+
+/// A linear warm-up to a constant learning rate, set before every optimizer step: step t (from 0) trains with
+/// target · t / warmup_steps while t < warmup_steps, then with target (Keras's CosineDecay warm-up from 0,
+/// without the decay; Goyal et al. 2017's gradual warm-up).
+class LinearWarmup : public Callback {
+ public:
+  LinearWarmup(float target, int64_t warmup_steps);
+  void on_after_backward(Trainer& trainer) override;
+  float learning_rate(int64_t step) const;
+
+ private:
+  double target_;
+  int64_t warmup_steps_;
+};
+
+/// Gradient clipping by the global norm, Keras's global_clipnorm (tf.clip_by_global_norm; PyTorch's
+/// clip_grad_norm_): between backward and the optimizer step, with ‖g‖ the Euclidean norm of every trainable
+/// parameter's gradient taken together, each gradient becomes g · clip_norm / max(‖g‖, clip_norm) — unchanged
+/// while ‖g‖ <= clip_norm. The norm is summed in double in parameter order, so the same bits for any thread count.
+/// Added after AllReduceGradients, it clips the averaged gradient (the same on every process).
+class ClipGradientNorm : public Callback {
+ public:
+  explicit ClipGradientNorm(float clip_norm);
+  void on_after_backward(Trainer& trainer) override;
+  /// The global norm of the last step's gradients, before clipping.
+  double last_norm() const { return last_norm_; }
+
+ private:
+  float clip_norm_;
+  double last_norm_ = 0.0;
 };
 
 /// Stops training cleanly on SIGINT or SIGTERM: the step under way finishes, then the Trainer stops (no

@@ -53,8 +53,9 @@ using ForwardFn = std::function<ForwardResult(Module& model, const Batch& batch)
 /// the stable logits path, as Keras's fit).
 ForwardResult categorical_forward(Module& model, const Batch& batch);
 /// The forward pass for a loss: categorical against batch.one_hot, binary against the labels as one column of
-/// 0 and 1, the regression losses against batch.targets. The Trainer's default, with default_loss(model).
-ForwardFn loss_forward(Loss loss);
+/// 0 and 1, the regression losses against batch.targets, the class targets smoothed by `label_smoothing`
+/// (smooth_labels; Keras's label_smoothing). The Trainer's default, with default_loss(model).
+ForwardFn loss_forward(Loss loss, float label_smoothing = 0.0f);
 /// The targets `loss` compares a batch's predictions with (one_hot, the labels as a column, or targets).
 Tensor batch_targets(Loss loss, const Batch& batch);
 
@@ -82,6 +83,12 @@ class Callback {
   /// When the Trainer's timing of its steps settles on a thread count: the first time, and each time it changes
   /// (TrainerOptions::threads 0).
   virtual void on_threads_chosen(Trainer&, const ThreadChoice&) {}
+  /// What the callback carries across a resume: Trainer::save adds it to the checkpoint's metadata, under keys of
+  /// the callback's own ("early_stopping.wait").
+  virtual void save_state(const Trainer&, Metadata&) const {}
+  /// In a fit() after Trainer::resume, right after on_train_begin: the resumed checkpoint's metadata, whose keys
+  /// save_state wrote — or did not, when the run was saved without this callback.
+  virtual void load_state(Trainer&, const MetadataReader&) {}
 };
 
 /// What a Trainer does when a step's loss is NaN or infinite.
@@ -123,7 +130,11 @@ struct TrainerOptions {
   /// What the model minimises (and validation reports); empty: default_loss(model), from its last layer (beside
   /// a `forward` of your own, the data's kind when the last layer implies a loss the data cannot take).
   std::optional<Loss> loss{};
-  ForwardFn forward{};        ///< empty: loss_forward(the loss)
+  /// Keras's label_smoothing (smooth_labels): the class targets of categorical or binary cross-entropy become
+  /// y·(1 − s) + s/K (binary: + s/2), in training and in the validation loss, as Keras's compiled loss has it.
+  /// In [0, 1]; needs the default forward (a forward of your own smooths its own targets).
+  float label_smoothing = 0.0f;
+  ForwardFn forward{};        ///< empty: loss_forward(the loss, label_smoothing)
   OnNonFinite on_non_finite = OnNonFinite::stop;
   /// Data parallelism: the processes sharing each batch; the epoch's loss and accuracy are summed over them, so
   /// every process logs the global batch's. nullptr: this process alone.
@@ -181,7 +192,7 @@ class Trainer {
   /// `metadata` (e.g. ModelConfig::to_metadata()).
   void save(const std::string& path, const Metadata& metadata = {}) const;
   /// Continues from a training checkpoint exactly: weights, optimizer slots and step count, data position,
-  /// generators. The loader must be configured as it was (batch size, shuffle, seed, data size): throws naming
+  /// generators, and (in the next fit(), through Callback::load_state) what the callbacks saved. The loader must be configured as it was (batch size, shuffle, seed, data size): throws naming
   /// both values otherwise. Checkpoints of minidl 0.1 are upgraded first (upgrade_checkpoint).
   void resume(Checkpoint checkpoint, const std::string& path);
 
@@ -194,6 +205,8 @@ class Trainer {
   Batch batch_;
   bool stop_requested_ = false;
   std::unique_ptr<ThreadTuner> tuner_;  // with options_.threads 0, from the first run_epoch
+  std::optional<Metadata> resumed_;      // the resumed checkpoint's metadata, for the callbacks' load_state
+  std::string resumed_source_;           // "checkpoint 'PATH'", for its errors
 };
 
 struct FitOptions {
@@ -242,8 +255,9 @@ void check_evaluation(const Module& model, const Dataset& data, int64_t batch_si
 /// sigmoid output) for classes, MAE, RMSE and R² for float targets.
 /// With a `world` of several processes (every one calling it alike), each forwards its share of the batches and
 /// they exchange the outputs: every process gets the one-process result, bit for bit, in 1/N of the time.
+/// The loss compares with targets smoothed by `label_smoothing` (smooth_labels), as a run trained with it reports.
 Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size = kDefaultBatchSize, bool batch_statistics = false,
-                    std::optional<Loss> loss = std::nullopt, Communicator* world = nullptr);
+                    std::optional<Loss> loss = std::nullopt, Communicator* world = nullptr, float label_smoothing = 0.0f);
 /// Throws unless `loss` can train `model` on `data`: a classification loss needs class labels (binary: one
 /// output, two classes), a regression loss float targets as wide as the model's output. `what` names the source.
 void check_loss(Loss loss, const Module& model, const Dataset& data, const std::string& what = "Trainer");
