@@ -44,7 +44,7 @@ TEST_CASE("a bad description names the token, its position and the valid choices
   CHECK(error("dense:256,relu,bm,dense:10") ==
         "model description 'dense:256,relu,bm,dense:10': layer 3 'bm' (character 16): unknown layer kind 'bm': "
         "choose one of dense, relu, softmax, sigmoid, tanh, gelu, silu, leaky_relu, dropout, bn, layernorm, groupnorm, "
-        "rmsnorm, normalize, conv, maxpool, avgpool, gap, flatten");
+        "rmsnorm, normalize, conv, maxpool, avgpool, gap, flatten, or residual(LAYERS)");
   CHECK_THAT(error("dense,relu"), Catch::Contains("layer 1 'dense'") && Catch::Contains("dense takes 1 value(s), got 0 "
                                                                                         "(usage: dense:UNITS)"));
   CHECK_THAT(error("dense:8,,softmax"), Catch::Contains("layer 2") && Catch::Contains("empty layer"));

@@ -164,10 +164,11 @@ int predict_command(int argc, char** argv) {
       if (!files.empty()) files.resize(static_cast<size_t>(n));
     }
   }
-  for (const auto& layer : loaded.model->children())
-    if (layer->type_name() == "MomentsNormalization")
-      spdlog::warn("this model normalises each batch with that batch's statistics (manual mode): a prediction depends "
-                   "on the other samples in its batch (batch size {}, --batch-size)", batch_size);
+  int per_batch = 0;  // layers (in blocks too) that normalise each batch by itself in inference
+  for_each_module<Module>(*loaded.model, [&](const Module& m) { per_batch += m.type_name() == "MomentsNormalization"; });
+  if (per_batch > 0)
+    spdlog::warn("this model normalises each batch with that batch's statistics (manual mode): a prediction depends "
+                 "on the other samples in its batch (batch size {}, --batch-size)", batch_size);
 
   Tensor p = predict(*loaded.model, x, batch_size);
   if (!outputs_finite(*loaded.model, x, p)) return 3;

@@ -1,17 +1,22 @@
-// The model grammar, the registry of layer kinds with the built-in ones, and the builder. docs/models.md
-// documents what is accepted here.
+// The registry of layer kinds with the built-in ones, and the builder (residual blocks and their shortcuts
+// included). model_grammar.cpp parses descriptions; docs/models.md documents what is accepted.
 #include "minidl/models.h"
 
 #include "minidl/conv_layers.h"
 #include "minidl/internal/text.h"
 #include "minidl/normalization.h"
+#include "minidl/residual.h"
+#include "layer_registry.h"
 #include "normalization_kinds.h"
 
 #include <cmath>
 #include <cstdlib>
+#include <functional>
 #include <mutex>
 
 namespace minidl {
+using registry::find_kind;
+using registry::kind_names;
 namespace {
 using internal::split;
 using internal::trim;
@@ -63,21 +68,6 @@ std::mutex g_kinds_mutex;
 std::vector<LayerKind>& kinds() {
   static std::vector<LayerKind> registry = builtin_kinds();
   return registry;
-}
-
-const LayerKind* find_kind(const std::string& name) {
-  for (const LayerKind& k : kinds()) {
-    if (k.name == name) return &k;
-    for (const std::string& alias : k.aliases)
-      if (alias == name) return &k;
-  }
-  return nullptr;
-}
-
-std::vector<std::string> kind_names() {
-  std::vector<std::string> names;
-  for (const LayerKind& k : kinds()) names.push_back(k.name);
-  return names;
 }
 
 // The built-in kinds. Adding a kind is one more entry here (or a register_layer_kind call elsewhere).
@@ -151,6 +141,24 @@ std::vector<LayerKind> builtin_kinds() {
 }
 }  // namespace
 
+namespace registry {
+const LayerKind* find_kind(const std::string& name) {
+  for (const LayerKind& k : kinds()) {
+    if (k.name == name) return &k;
+    for (const std::string& alias : k.aliases)
+      if (alias == name) return &k;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> kind_names() {
+  std::vector<std::string> names;
+  for (const LayerKind& k : kinds()) names.push_back(k.name);
+  return names;
+}
+
+}  // namespace registry
+
 std::string document_model_description(int64_t hidden, int64_t classes) {
   return "dense:" + std::to_string(hidden) + ",relu,bn,dense:" + std::to_string(classes) + ",softmax";
 }
@@ -162,69 +170,6 @@ std::string regression_model_description(int64_t hidden, int64_t outputs) {
 Loss default_loss_of(const std::string& description) {
   const std::string last = parse_model_description(description).back().kind;
   return last == "softmax" ? Loss::categorical_crossentropy : last == "sigmoid" ? Loss::binary_crossentropy : Loss::mse;
-}
-
-std::vector<LayerSpec> parse_model_description(const std::string& description) {
-  const auto bad = [&](const LayerSpec& spec, size_t column, const std::string& message) -> Error {
-    return Error(detail::concat("model description '", description, "': layer ", spec.position, " '", spec.text,
-                                "' (character ", column + 1, "): ", message));
-  };
-  if (trim(description).empty())
-    fail("model description is empty: expected layers separated by commas, e.g. ", kDocumentModel);
-  std::vector<LayerSpec> layers;
-  size_t column = 0;
-  for (const std::string& raw : split(description, ',')) {
-    LayerSpec spec;
-    spec.position = static_cast<int>(layers.size()) + 1;
-    spec.text = trim(raw);
-    const size_t at = column + raw.find_first_not_of(" \t\n") * (spec.text.empty() ? 0 : 1);
-    column += raw.size() + 1;
-    if (spec.text.empty()) throw bad(spec, at, "empty layer (two commas in a row, or one at an end?)");
-    const std::vector<std::string> parts = split(spec.text, ':');
-    spec.kind = trim(parts[0]);
-    const LayerKind* kind = find_kind(spec.kind);
-    if (!kind) throw bad(spec, at, "unknown layer kind '" + spec.kind + "': choose one of " + internal::join(kind_names()));
-    for (size_t i = 1; i < parts.size(); ++i) {
-      const std::string part = trim(parts[i]);
-      const size_t eq = part.find('=');
-      if (part.empty()) throw bad(spec, at, "empty value after ':' (usage: " + kind->usage + ")");
-      if (eq == std::string::npos) {
-        if (!spec.options.empty()) throw bad(spec, at, "value '" + part + "' after a key=value option (values come first)");
-        spec.values.push_back(part);
-        continue;
-      }
-      const std::string key = trim(part.substr(0, eq)), value = trim(part.substr(eq + 1));
-      if (key.empty() || value.empty()) throw bad(spec, at, "option '" + part + "' needs key=value");
-      bool known = false;
-      for (const std::string& k : kind->option_keys) known = known || k == key;
-      if (!known)
-        throw bad(spec, at, "unknown option '" + key + "' for " + kind->name + " (usage: " + kind->usage + ")" +
-                                (kind->option_keys.empty() ? "" : "; its options: " + internal::join(kind->option_keys)));
-      for (const auto& [k, v] : spec.options)
-        if (k == key) throw bad(spec, at, "option '" + key + "' given twice");
-      spec.options.emplace_back(key, value);
-    }
-    if (spec.values.size() < kind->min_values || spec.values.size() > kind->max_values)
-      throw bad(spec, at, kind->name + " takes " +
-                              (kind->min_values == kind->max_values ? std::to_string(kind->min_values)
-                                                                    : std::to_string(kind->min_values) + " to " +
-                                                                          std::to_string(kind->max_values)) +
-                              " value(s), got " + std::to_string(spec.values.size()) + " (usage: " + kind->usage + ")");
-    spec.kind = kind->name;
-    layers.push_back(std::move(spec));
-  }
-  return layers;
-}
-
-std::string canonical_description(const std::string& description) {
-  std::string out;
-  for (const LayerSpec& spec : parse_model_description(description)) {
-    if (!out.empty()) out += ',';
-    out += spec.kind;
-    for (const std::string& v : spec.values) out += ':' + v;
-    for (const auto& [k, v] : spec.options) out += ':' + k + '=' + v;
-  }
-  return out;
 }
 
 int64_t LayerArgs::integer(size_t index, const char* what, int64_t min, int64_t max) const {
@@ -287,6 +232,82 @@ void register_layer_kind(LayerKind kind) {
 
 const std::vector<LayerKind>& layer_kinds() { return kinds(); }
 
+namespace {
+// Whether the first layer that cares takes images (convolution, pooling) or vectors; empty when none cares.
+std::optional<bool> takes_images(const std::vector<LayerSpec>& layers) {
+  for (const LayerSpec& spec : layers) {
+    if (spec.kind == "residual") {
+      if (const std::optional<bool> inner = takes_images(spec.layers)) return inner;
+      continue;
+    }
+    if (const LayerKind* kind = find_kind(spec.kind); !kind->any_shape) return kind->takes_images;
+  }
+  return std::nullopt;
+}
+
+Shape sample_of(const Shape& batch) { return Shape(std::span<const int64_t>(batch.begin() + 1, batch.end())); }
+
+std::shared_ptr<Module> build_residual(const LayerSpec& spec, const Shape& input, const ModelConfig& config, Generator& gen);
+
+// The layers of a list in order, `sample` updated to the shape after them; an error names the layer.
+std::vector<std::shared_ptr<Module>> build_layers(const std::vector<LayerSpec>& specs, Shape& sample,
+                                                  const ModelConfig& config, Generator& gen) {
+  std::vector<std::shared_ptr<Module>> out;
+  for (const LayerSpec& spec : specs) {
+    try {
+      const std::shared_ptr<Module> layer = spec.kind == "residual" ? build_residual(spec, sample, config, gen)
+                                                                     : find_kind(spec.kind)->make(LayerArgs(spec, sample, config, gen));
+      if (!layer) continue;
+      sample = sample_of(layer->output_shape(with_batch(sample)));
+      out.push_back(layer);
+    } catch (const Error& e) {
+      fail("layer ", spec.position, " '", spec.text, "' on input ", sample.str(), ": ", e.what());
+    }
+  }
+  return out;
+}
+
+// The first normalisation layer of a block (not inside a nested block): its kind is the projection's.
+const LayerSpec* block_norm(const std::vector<LayerSpec>& layers) {
+  for (const LayerSpec& spec : layers)
+    if (spec.kind == "bn") return &spec;
+  return nullptr;
+}
+
+// residual(LAYERS): LAYERS(x) + x when the shapes match, else + a projection of x — a 1×1 convolution with the
+// block's stride (images) or a Dense (vectors), then the block's first normalisation layer (ResNet's option B).
+std::shared_ptr<Module> build_residual(const LayerSpec& spec, const Shape& input, const ModelConfig& config, Generator& gen) {
+  Shape out = input;
+  std::vector<std::shared_ptr<Module>> body = build_layers(spec.layers, out, config, gen);
+  if (body.empty()) fail("the block has no layer left (its only layers are bn with --norm none)");
+  std::vector<std::shared_ptr<Module>> shortcut;
+  if (!(out == input)) {
+    // The block's normalisation after the projection (none with --norm none: then the projection keeps its bias).
+    std::vector<std::shared_ptr<Module>> norm;
+    if (const LayerSpec* spec_of_norm = block_norm(spec.layers)) {
+      Shape after_projection = out;
+      norm = build_layers({*spec_of_norm}, after_projection, config, gen);
+    }
+    if (input.rank() == 3 && out.rank() == 3) {
+      const int64_t stride = (input[0] + out[0] - 1) / out[0];
+      const Conv2DOptions options{{stride, stride}, Padding::valid, norm.empty()};
+      const Window2d w = window2d("conv2d", Shape{1, input[0], input[1], input[2]}, {1, 1}, options.strides, options.padding);
+      if (!(w.out_h == out[0] && w.out_w == out[1]))
+        fail("the block turns ", input.str(), " into ", out.str(), ", which a 1x1 convolution with one stride cannot "
+             "project (its shortcut): make the block keep the image's size or divide it by a whole number");
+      shortcut.push_back(std::make_shared<Conv2D>(input[2], out[2], std::array<int64_t, 2>{1, 1}, options, gen));
+    } else if (input.rank() == 1 && out.rank() == 1) {
+      shortcut.push_back(std::make_shared<Dense>(input[0], out[0], Activation::none, gen));  // Dense keeps its bias
+    } else {
+      fail("the block turns ", input.str(), " into ", out.str(), ": a shortcut projects images to images (1x1 "
+           "convolution) or vectors to vectors (dense), so flatten or pool outside the block");
+    }
+    shortcut.insert(shortcut.end(), norm.begin(), norm.end());
+  }
+  return std::make_shared<Residual>(std::move(body), std::move(shortcut));
+}
+}  // namespace
+
 std::shared_ptr<Sequential> build_model(const ModelConfig& config) {
   Generator gen(config.seed);
   return build_model(config, gen);
@@ -298,25 +319,12 @@ std::shared_ptr<Sequential> build_model(const ModelConfig& config, Generator& ge
   if (config.input_shape.rank() == 0 || config.input_shape.numel() <= 0)
     fail(where, ": bad input shape ", config.input_shape.str());
   auto model = std::make_shared<Sequential>();
-  // The input form is the first layer's that cares: images for convolution and pooling, else vectors.
-  bool images = false;
-  for (const LayerSpec& spec : layers)
-    if (const LayerKind* kind = find_kind(spec.kind); !kind->any_shape) {
-      images = kind->takes_images;
-      break;
-    }
-  Shape sample = images ? config.input_shape : Shape{config.input_shape.numel()};
+  Shape sample = takes_images(layers).value_or(false) ? config.input_shape : Shape{config.input_shape.numel()};
   model->set_input_shape(sample);
-  for (const LayerSpec& spec : layers) {
-    try {
-      const std::shared_ptr<Module> layer = find_kind(spec.kind)->make(LayerArgs(spec, sample, config, gen));
-      if (!layer) continue;
-      model->add(layer);
-      const Shape out = layer->output_shape(with_batch(sample));
-      sample = Shape(std::span<const int64_t>(out.begin() + 1, out.end()));
-    } catch (const Error& e) {
-      fail(where, ": layer ", spec.position, " '", spec.text, "' on input ", sample.str(), ": ", e.what());
-    }
+  try {
+    for (const std::shared_ptr<Module>& layer : build_layers(layers, sample, config, gen)) model->add(layer);
+  } catch (const Error& e) {
+    fail(where, ": ", e.what());
   }
   const Module* last = model->children().empty() ? nullptr : model->children().back().get();
   if (config.outputs > 0) {

@@ -1,6 +1,7 @@
 // Module and Sequential: registration and per-model names, named state and loading it, train/eval,
-// trainable, declared input shapes and the Keras-style summary.
+// trainable, declared input shapes (the Keras-style summary is in summary.cpp).
 #include "minidl/module.h"
+
 #include "minidl/internal/text.h"
 
 #include <algorithm>
@@ -14,23 +15,7 @@
 #include "minidl/ops.h"
 
 namespace minidl {
-
 namespace {
-std::string with_commas(int64_t n) {
-  std::string digits = std::to_string(n), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
-
-int64_t count(const NamedTensors& tensors) {
-  int64_t n = 0;
-  for (const auto& [name, t] : tensors) n += t.numel();
-  return n;
-}
-
 using internal::starts_with;
 
 // At most 8 names, for messages.
@@ -93,20 +78,37 @@ void Module::register_generator(const std::string& name, Generator* generator) {
   generators_.emplace_back(name, generator);
 }
 
+std::string Module::free_name(const std::string& base) {
+  // Names are never freed, so every suffix below the last one given out stays taken: the search resumes there
+  // (building a model of n layers of one kind is linear in n, not quadratic).
+  int64_t& k = next_suffix_[base];
+  std::string candidate = k == 0 ? base : base + "_" + std::to_string(k);
+  while (child_names_.count(candidate)) candidate = base + "_" + std::to_string(++k);
+  return candidate;
+}
+
+void Module::name_flat_layers(Module& container) {
+  for (const auto& layer : container.children_) {
+    if (layer->names_flat()) name_flat_layers(*layer);  // a block in the block: its layers first
+    if (layer->auto_named_) layer->name_ = free_name(layer->default_name());
+    else check_new_name(layer->name_);
+    taken_names_.insert(layer->name_);
+    child_names_.insert(layer->name_);
+  }
+}
+
+std::string Module::prefix_of(const Module& child) { return child.names_flat() ? "" : child.name() + "/"; }
+
 void Module::adopt(std::shared_ptr<Module> child, const std::string& name) {
   MINIDL_ASSERT(child != nullptr);
+  if (child->names_flat()) name_flat_layers(*child);
   if (!name.empty()) {
     check_new_name(name);
     child->name_ = name;
-  } else if (child->name_.empty()) {
-    // The first free name of base, base_1, base_2, ... among this module's children. Names are never freed, so
-    // every suffix below the last one given out stays taken: the search resumes there (building a model of n
-    // layers of one kind is linear in n, not quadratic).
-    const std::string base = child->default_name();
-    int64_t& k = next_suffix_[base];
-    std::string candidate = k == 0 ? base : base + "_" + std::to_string(k);
-    while (child_names_.count(candidate)) candidate = base + "_" + std::to_string(++k);
-    child->name_ = candidate;
+    child->auto_named_ = false;
+  } else if (child->name_.empty() || child->auto_named_) {
+    child->name_ = free_name(child->default_name());
+    child->auto_named_ = true;
   } else {
     check_new_name(child->name_);
   }
@@ -118,12 +120,12 @@ void Module::adopt(std::shared_ptr<Module> child, const std::string& name) {
 void Module::collect(const std::string& prefix, bool params, bool only_trainable, NamedTensors& out) const {
   if (only_trainable && !trainable_) return;
   for (const auto& [name, t] : params ? parameters_ : buffers_) out.emplace_back(prefix + name, t);
-  for (const auto& child : children_) child->collect(prefix + child->name() + "/", params, only_trainable, out);
+  for (const auto& child : children_) child->collect(prefix + prefix_of(*child), params, only_trainable, out);
 }
 
 void Module::collect_generators(const std::string& prefix, NamedGenerators& out) const {
   for (const auto& [name, g] : generators_) out.emplace_back(prefix + name, g);
-  for (const auto& child : children_) child->collect_generators(prefix + child->name() + "/", out);
+  for (const auto& child : children_) child->collect_generators(prefix + prefix_of(*child), out);
 }
 
 std::vector<Tensor> Module::parameters() const {
@@ -166,7 +168,7 @@ void Module::complete_state(std::map<std::string, Tensor>&, const std::string&) 
 
 void Module::complete_tree(std::map<std::string, Tensor>& state, const std::string& prefix) const {
   complete_state(state, prefix);
-  for (const auto& child : children_) child->complete_tree(state, prefix + child->name() + "/");
+  for (const auto& child : children_) child->complete_tree(state, prefix + prefix_of(*child));
 }
 
 LoadResult Module::load_state(const std::map<std::string, Tensor>& given, bool strict) {
@@ -256,7 +258,7 @@ Shape Sequential::declared(const Shape& input) const {
 Tensor Sequential::forward(const Tensor& x) {
   const Shape shape = declared(x.shape());
   Tensor h = shape == x.shape() ? x : reshape(x, shape);
-  for (const auto& layer : children()) h = layer->forward(h);
+  for (const auto& layer : children()) h = (*layer)(h);
   return h;
 }
 
@@ -317,42 +319,6 @@ double Sequential::training_product_flops(const Shape& input) const {
     s = layer->output_shape(s);
   }
   return flops;
-}
-
-std::string Sequential::summary() const {
-  if (input_shape_.rank() == 0)
-    fail("Sequential '", name(), "': summary() needs a declared input shape (set_input_shape), or pass one");
-  Shape batch{1};
-  for (int64_t d : input_shape_) batch.push_back(d);
-  return summary(batch);
-}
-
-std::string Sequential::summary(const Shape& input_shape) const {
-  constexpr int kLayer = 46, kShape = 22;
-  const std::string rule(kLayer + kShape + 10, '_'), double_rule(kLayer + kShape + 10, '=');
-  std::ostringstream out;
-  out << "Model: \"" << name() << "\"\n" << rule << '\n';
-  out << std::left << std::setw(kLayer) << " Layer (type)" << std::setw(kShape) << "Output Shape" << "Param #\n";
-  out << double_rule << '\n';
-  Shape shape = declared(input_shape);
-  int64_t trainable = 0, total = 0;
-  for (const auto& layer : children()) {
-    shape = layer->output_shape(shape);
-    std::string shown = "(None";
-    for (int axis = 1; axis < shape.rank(); ++axis) shown += ", " + std::to_string(shape[axis]);
-    shown += ")";
-    const int64_t params = count(layer->named_parameters()) + count(layer->named_buffers());
-    const std::string label = std::string(" ").append(layer->name()).append(" (").append(layer->type_name()).append(")");
-    out << std::setw(kLayer) << label << std::setw(kShape) << shown << params << '\n';
-    if (const std::string note = layer->summary_note(); !note.empty()) out << "     " << note << '\n';
-    total += params;
-    for (const Tensor& p : layer->parameters()) trainable += p.numel();
-  }
-  out << double_rule << '\n';
-  out << "Total params: " << with_commas(total) << '\n';
-  out << "Trainable params: " << with_commas(trainable) << '\n';
-  out << "Non-trainable params: " << with_commas(total - trainable) << '\n' << rule << '\n';
-  return out.str();
 }
 
 }  // namespace minidl

@@ -86,7 +86,44 @@ void upgrade_checkpoint(Checkpoint& checkpoint, const std::string& path) {
   upgrade_from_format_1(checkpoint, path);
 }
 
+namespace {
+// Every module under `m` (itself included), depth first, as "name (Type)": two models with the same list are
+// built alike.
+void layers_of(const Module& m, std::vector<std::string>& out) {
+  out.push_back(m.name() + " (" + m.type_name() + ")");
+  for (const auto& child : m.children()) layers_of(*child, out);
+}
+
+// Throws unless `config` builds a model of `model`'s layers, names and tensor shapes: a description that does not
+// describe the model would write a file that loads as another model (relu for tanh has the same weights).
+void check_describes(const Module& model, const ModelConfig& config, const std::string& path) {
+  std::shared_ptr<Sequential> built;
+  try {
+    built = build_model(config);
+  } catch (const Error& e) {
+    fail("save_model '", path, "': the configuration does not build: ", e.what());
+  }
+  std::vector<std::string> mine, theirs;
+  layers_of(model, mine);
+  layers_of(*built, theirs);
+  mine.erase(mine.begin()), theirs.erase(theirs.begin());  // the containers themselves may be named apart
+  for (size_t i = 0; i < std::max(mine.size(), theirs.size()); ++i)
+    if (i >= mine.size() || i >= theirs.size() || mine[i] != theirs[i])
+      fail("save_model '", path, "': the description '", config.description, "' does not describe the model: at layer ",
+           i + 1, " the model has ", i < mine.size() ? mine[i] : "no more layers", " and the description builds ",
+           i < theirs.size() ? theirs[i] : "no more layers");
+  const NamedTensors a = model.state(), b = built->state();
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+    if (a[i].first != b[i].first || !(a[i].second.shape() == b[i].second.shape()))
+      fail("save_model '", path, "': the description '", config.description, "' builds ", b[i].first, " ",
+           b[i].second.shape().str(), " where the model holds ", a[i].first, " ", a[i].second.shape().str());
+  if (a.size() != b.size())
+    fail("save_model '", path, "': the model holds ", a.size(), " tensors and its description builds ", b.size());
+}
+}  // namespace
+
 void save_model(const std::string& path, const Module& model, const ModelConfig& config, const Metadata& extra) {
+  check_describes(model, config, path);
   Metadata m = extra;
   for (const auto& [key, value] : config.to_metadata()) m[key] = value;
   m["format"] = kCheckpointFormat;

@@ -12,20 +12,41 @@
 
 namespace minidl {
 namespace {
-// Calls f(h) with the input of children()[layer] for each batch of data's first `samples` rows.
+// Thrown by the observer once it has seen a layer's input: the rest of the forward pass is not needed.
+struct InputSeen {};
+
+// Calls f(h) with the input of `layer` (a module anywhere in the model, in a block too) for each batch of data's
+// first `samples` rows; the model runs only as far as that layer.
 template <class F>
-void for_each_input(Sequential& model, size_t layer, const Dataset& data, int64_t samples, int64_t batch_size, F f) {
-  for (int64_t begin = 0; begin < samples; begin += batch_size) {
-    const int64_t end = std::min(begin + batch_size, samples);
-    Tensor h = data.slice(begin, end).to_tensor();
-    if (model.input_shape().rank() > 0) {
-      Shape shape{end - begin};
-      for (int64_t d : model.input_shape()) shape.push_back(d);
-      h = reshape(h, shape);
-    }
-    for (size_t i = 0; i < layer; ++i) h = model.children()[i]->forward(h);
+void for_each_input(Sequential& model, Module& layer, const Dataset& data, int64_t samples, int64_t batch_size, F f) {
+  layer.set_input_observer([&](const Tensor& h) {
     f(h);
+    throw InputSeen{};
+  });
+  try {
+    for (int64_t begin = 0; begin < samples; begin += batch_size) {
+      const int64_t end = std::min(begin + batch_size, samples);
+      try {
+        model.forward(data.slice(begin, end).to_tensor());
+      } catch (const InputSeen&) {
+        continue;
+      }
+      fail("internal error: the model's forward pass never reached layer '", layer.name(), "'");
+    }
+  } catch (...) {
+    layer.set_input_observer({});
+    throw;
   }
+  layer.set_input_observer({});
+}
+
+// Every module of type M in the model, in the order a forward pass reaches them (depth first: a block's layers,
+// then its shortcut's).
+template <class M>
+std::vector<M*> modules_of(Sequential& model) {
+  std::vector<M*> out;
+  for_each_module<M>(model, [&](M& m) { out.push_back(&m); });
+  return out;
 }
 
 // ‖moving − population‖ / ‖population‖, for the means and the variances, summed channel by channel.
@@ -40,19 +61,18 @@ struct GapSum {
   StatisticsGap gap() const { return {std::sqrt(dm / std::max(nm, 1e-30)), std::sqrt(dv / std::max(nv, 1e-30))}; }
 };
 
-// The statistics of the input of children()[layer], a BatchNormalization.
-LayerStatistics input_statistics(Sequential& model, size_t layer, const Dataset& data, int64_t samples,
+// The statistics of the input of `bn`, a layer of the model.
+LayerStatistics input_statistics(Sequential& model, BatchNormalization& bn, const Dataset& data, int64_t samples,
                                  int64_t batch_size) {
   const ModeGuard inference(model, false);
   const NoGradGuard no_grad;
-  auto& bn = dynamic_cast<BatchNormalization&>(*model.children()[layer]);
   LayerStatistics s{bn.name(), {}, {}};
   const size_t c = static_cast<size_t>(bn.moving_mean().numel());
   s.mean.assign(c, 0.0);
   s.variance.assign(c, 0.0);
   double count = 0.0;
   // Two passes: the mean, then the biased variance around it (Keras keeps the biased variance).
-  for_each_input(model, layer, data, samples, batch_size, [&](const Tensor& h) {
+  for_each_input(model, bn, data, samples, batch_size, [&](const Tensor& h) {
     const float* p = h.data();
     const int64_t rows = h.numel() / static_cast<int64_t>(c);
     for (int64_t r = 0; r < rows; ++r)
@@ -60,7 +80,7 @@ LayerStatistics input_statistics(Sequential& model, size_t layer, const Dataset&
     count += static_cast<double>(rows);
   });
   for (double& m : s.mean) m /= count;
-  for_each_input(model, layer, data, samples, batch_size, [&](const Tensor& h) {
+  for_each_input(model, bn, data, samples, batch_size, [&](const Tensor& h) {
     const float* p = h.data();
     const int64_t rows = h.numel() / static_cast<int64_t>(c);
     for (int64_t r = 0; r < rows; ++r)
@@ -73,12 +93,6 @@ LayerStatistics input_statistics(Sequential& model, size_t layer, const Dataset&
   return s;
 }
 
-std::vector<size_t> batch_norm_layers(const Sequential& model) {
-  std::vector<size_t> layers;
-  for (size_t i = 0; i < model.children().size(); ++i)
-    if (dynamic_cast<BatchNormalization*>(model.children()[i].get())) layers.push_back(i);
-  return layers;
-}
 
 // `n` rows of `data` drawn without replacement, in the order a Generator(seed) permutation lists them.
 Dataset sample_rows(const Dataset& data, int64_t n, uint64_t seed) {
@@ -102,21 +116,24 @@ Dataset sample_rows(const Dataset& data, int64_t n, uint64_t seed) {
 }
 }  // namespace
 
-bool has_moving_statistics(const Sequential& model) { return !batch_norm_layers(model).empty(); }
+bool has_moving_statistics(const Sequential& model) {
+  return !modules_of<BatchNormalization>(const_cast<Sequential&>(model)).empty();
+}
 
 std::vector<LayerStatistics> population_statistics(Sequential& model, const Dataset& data, int64_t samples,
                                                    int64_t batch_size) {
   if (batch_size < 1) fail("population_statistics: batch size must be >= 1, got ", batch_size);
   samples = samples <= 0 ? data.size() : std::min(samples, data.size());
   std::vector<LayerStatistics> out;
-  for (size_t layer : batch_norm_layers(model)) out.push_back(input_statistics(model, layer, data, samples, batch_size));
+  for (BatchNormalization* bn : modules_of<BatchNormalization>(model))
+    out.push_back(input_statistics(model, *bn, data, samples, batch_size));
   return out;
 }
 
 Recalibration recalibrate_batch_norm(Sequential& model, const Dataset& data, int64_t samples, uint64_t seed,
                                      int64_t batch_size) {
   if (batch_size < 1) fail("recalibrate_batch_norm: batch size must be >= 1, got ", batch_size);
-  const std::vector<size_t> layers = batch_norm_layers(model);
+  const std::vector<BatchNormalization*> layers = modules_of<BatchNormalization>(model);
   if (layers.empty())
     fail("recalibrate_batch_norm: the model has no BatchNormalization layer with moving statistics to re-estimate "
          "(manual mode normalises every batch with its own statistics and keeps none)");
@@ -126,9 +143,9 @@ Recalibration recalibrate_batch_norm(Sequential& model, const Dataset& data, int
   Recalibration r{static_cast<int>(layers.size()), samples, {}};
   std::vector<LayerStatistics> computed;
   std::vector<std::pair<std::vector<float>, std::vector<float>>> old;
-  for (size_t layer : layers) {
-    LayerStatistics s = input_statistics(model, layer, subset, samples, batch_size);
-    auto& bn = dynamic_cast<BatchNormalization&>(*model.children()[layer]);
+  for (BatchNormalization* layer : layers) {
+    LayerStatistics s = input_statistics(model, *layer, subset, samples, batch_size);
+    BatchNormalization& bn = *layer;
     old.emplace_back(bn.moving_mean().to_vector(), bn.moving_variance().to_vector());
     for (size_t k = 0; k < s.mean.size(); ++k) {
       bn.moving_mean().data()[k] = static_cast<float>(s.mean[k]);
@@ -151,9 +168,7 @@ Recalibration recalibrate_batch_norm(Sequential& model, const Dataset& data, int
 StatisticsGap moving_statistics_gap(Sequential& model, const std::vector<LayerStatistics>& population) {
   GapSum sum;
   size_t next = 0;
-  for (const auto& child : model.children()) {
-    auto* bn = dynamic_cast<BatchNormalization*>(child.get());
-    if (!bn) continue;
+  for (BatchNormalization* bn : modules_of<BatchNormalization>(model)) {
     if (next >= population.size() || population[next].layer != bn->name())
       fail("moving_statistics_gap: the statistics do not list the model's layer '", bn->name(), "'");
     const LayerStatistics& s = population[next++];
@@ -170,11 +185,9 @@ int adapt_normalization(Sequential& model, const Dataset& data, int64_t batch_si
   const NoGradGuard no_grad;
   const ModeGuard inference(model, false);
   int adapted = 0;
-  for (size_t i = 0; i < model.children().size(); ++i) {
-    auto* layer = dynamic_cast<FeatureNormalization*>(model.children()[i].get());
-    if (!layer) continue;
+  for (FeatureNormalization* layer : modules_of<FeatureNormalization>(model)) {
     FeatureNormalization::Accumulator statistics;
-    for_each_input(model, i, data, data.size(), batch_size, [&](const Tensor& h) { statistics.add(h); });
+    for_each_input(model, *layer, data, data.size(), batch_size, [&](const Tensor& h) { statistics.add(h); });
     layer->adapt(statistics);
     ++adapted;
   }

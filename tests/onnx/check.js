@@ -81,6 +81,11 @@ async function check(description, norm, inputShape) {
   // from Sigmoid and Mul.
   await check('dense:32,tanh,bn,dense:24,gelu,dense:16,silu,dense:16,leaky_relu:alpha=0.1,dense:10,softmax', 'running', 'flat');
   await check('conv:8x3,bn,gelu,maxpool:2,conv:8x3,leaky_relu,gap,dense:10,softmax', 'running', 'images');
+  // Residual blocks: each an ONNX Add of its layers' output and its shortcut's — the identity, or a projection
+  // (a strided 1x1 convolution and the block's normalisation; a dense between vectors).
+  await check('conv:8x3:padding=same,bn,relu,residual(conv:8x3:padding=same,bn,relu,conv:8x3:padding=same,bn),relu,' +
+    'residual(conv:16x3:strides=2:padding=same,bn,relu,conv:16x3:padding=same,bn),relu,gap,dense:10,softmax', 'running', 'images');
+  await check('dense:32,relu,2*residual(dense:32,relu,bn),residual(dense:16,relu),dense:10,softmax', 'none', 'flat');
   const checkpoint = path.join(workDir, 'manual.safetensors');
   run(['train', '--model', 'dense:16,relu,bn,dense:10,softmax', '--norm', 'manual', '--epochs', '1', '--steps', '5',
     '--save', checkpoint, '--overwrite', '--data', dataDir]);

@@ -23,22 +23,31 @@ inline constexpr const char* kDocumentModel = "dense:64,relu,bn,dense:10,softmax
 /// The document's model with another hidden width and class count (what `--hidden N` stands for).
 std::string document_model_description(int64_t hidden, int64_t classes);
 
-/// One layer as written: `kind(:value)*(:key=value)*`, e.g. "conv:32x3:strides=2".
+/// One layer as written: `kind(:value)*(:key=value)*`, e.g. "conv:32x3:strides=2"; or a residual block,
+/// `residual(LAYERS)`, whose layers are in `layers`. `N*` before either repeats it N times.
 struct LayerSpec {
-  std::string kind;
+  std::string kind;                                           ///< a registered kind's name, or "residual"
   std::vector<std::string> values;                            ///< positional, in order
   std::vector<std::pair<std::string, std::string>> options;   ///< key=value, in order
-  int position = 0;                                           ///< 1-based index in the description
+  int position = 0;                                           ///< 1-based index in its list as written
   std::string text;                                           ///< the token as written, trimmed
+  std::vector<LayerSpec> layers;                              ///< residual: the block's layers
 };
+
+/// Limits of the grammar: a block nests at most this deep, a repetition repeats at most kMaxRepeat times, and a
+/// description expands to at most kMaxLayers layers in all.
+inline constexpr int kMaxNesting = 32;
+inline constexpr int64_t kMaxRepeat = 10000;
+inline constexpr int64_t kMaxLayers = 100000;
 
 /// The document's model for regression: Dense(hidden, relu) → normalisation → Dense(outputs), no activation.
 std::string regression_model_description(int64_t hidden, int64_t outputs);
 /// default_loss for the model a description builds, read from its last layer without building it.
 Loss default_loss_of(const std::string& description);
 
-/// Parses a description into its layers. Blanks around tokens are ignored. Throws minidl::Error naming the
-/// token, its position and what was expected (an unknown kind names the valid ones).
+/// Parses a description into its layers, repetitions expanded (`3*residual(...)` gives three specs). Blanks
+/// around tokens are ignored. Throws minidl::Error naming the token, its position and what was expected (an
+/// unknown kind names the valid ones).
 std::vector<LayerSpec> parse_model_description(const std::string& description);
 /// The description in its one canonical spelling (registered kind names, no blanks), for comparing two.
 std::string canonical_description(const std::string& description);

@@ -2,6 +2,7 @@
 // trainable; named state and loading it back; Sequential.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -44,7 +45,14 @@ class Module {
   Module& operator=(const Module&) = delete;
 
   virtual Tensor forward(const Tensor& x) = 0;
-  Tensor operator()(const Tensor& x) { return forward(x); }
+  /// forward(x), after the input observer (if one is set) has seen x. Containers call their layers this way.
+  Tensor operator()(const Tensor& x) {
+    if (input_observer_) input_observer_(x);
+    return forward(x);
+  }
+  /// A function that sees the input of every call through operator() before the layer runs (PyTorch's forward
+  /// pre-hook), e.g. to measure what reaches a layer inside a block; empty: none. It may throw to end the pass.
+  void set_input_observer(std::function<void(const Tensor&)> observer) { input_observer_ = std::move(observer); }
   /// The output shape for an input shape (batch axis first); throws, naming the layer, when it does not fit.
   virtual Shape output_shape(const Shape& input) const { return input; }
   /// The class name as Keras prints it ("Dense", "BatchNormalization").
@@ -54,6 +62,12 @@ class Module {
   virtual std::string default_name() const;
   /// Extra words for the summary, e.g. BatchNormalization's momentum convention.
   virtual std::string summary_note() const { return {}; }
+  /// True for a container whose layers belong to its parent's namespace (Residual): when a parent registers it,
+  /// the layers in it that have no explicit name are named among the parent's own, in order and before the
+  /// container itself ("conv2d_3", ..., then "add"), and its state has no prefix of its own — the names of a
+  /// Keras functional model, where every layer has one name in the model. Build the container before
+  /// registering it.
+  virtual bool names_flat() const { return false; }
   /// The smallest batch a training step can take for inputs shaped like `input` (its batch axis ignored): 2
   /// where a layer normalises with statistics over the batch axis alone (one sample would normalise to 0), else 1.
   virtual int64_t min_training_batch(const Shape& input) const;
@@ -139,6 +153,13 @@ class Module {
 
  private:
   void adopt(std::shared_ptr<Module> child, const std::string& name);
+  /// The first free name of base, base_1, base_2, ... among this module's children.
+  std::string free_name(const std::string& base);
+  /// Names the layers under a names_flat() container among this module's children (the container's own name
+  /// is the caller's to give).
+  void name_flat_layers(Module& container);
+  /// The path prefix of a child's state: "name/", or nothing for a names_flat() container.
+  static std::string prefix_of(const Module& child);
   void check_new_name(const std::string& name) const;
   void collect(const std::string& prefix, bool params, bool only_trainable, NamedTensors& out) const;
   void collect_generators(const std::string& prefix, NamedGenerators& out) const;
@@ -155,6 +176,8 @@ class Module {
   bool training_ = true;
   bool trainable_ = true;
   bool batch_statistics_ = false;
+  bool auto_named_ = false;  // named by a parent's counter (so a names_flat() container's parent may rename it)
+  std::function<void(const Tensor&)> input_observer_;
 };
 
 /// Layers applied in order. Its named state has no prefix of its own: "dense/kernel", as Keras names weights.

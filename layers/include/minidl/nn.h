@@ -9,3 +9,4 @@
 #include "minidl/models.h"
 #include "minidl/normalization.h"
 #include "minidl/module.h"
+#include "minidl/residual.h"

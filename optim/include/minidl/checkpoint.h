@@ -34,7 +34,9 @@ Checkpoint load_safetensors(const std::string& path);
 /// flat keys, optimizer slots by position) into the current format in memory; current ones are left as they are.
 void upgrade_checkpoint(Checkpoint& checkpoint, const std::string& path);
 
-/// Writes a model's state with its configuration, so that load_model can rebuild it.
+/// Writes a model's state with its configuration, so that load_model can rebuild it — a hand-built model too,
+/// when `config` describes it: the model its description builds must have the same layers (names and types, in
+/// order, blocks included) and tensors (names and shapes), else it throws naming the first difference.
 void save_model(const std::string& path, const Module& model, const ModelConfig& config, const Metadata& extra = {});
 
 /// Builds the model `config` describes for loading `checkpoint`'s weights into it: a model that would need more
