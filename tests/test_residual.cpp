@@ -128,6 +128,8 @@ TEST_CASE("the grammar: residual(LAYERS), N*LAYER and their errors", "[residual]
   CHECK(canonical_description("2 * residual( dense:4 , relu ),3*relu") ==
         "residual(dense:4,relu),residual(dense:4,relu),relu,relu,relu");
   CHECK(canonical_description("residual(residual(dense:4),dense:4)") == "residual(residual(dense:4),dense:4)");
+  CHECK(canonical_description("dense:4,2*(residual(dense:4),relu),(gelu)") ==
+        "dense:4,residual(dense:4),relu,residual(dense:4),relu,gelu");
   const std::vector<LayerSpec> layers = parse_model_description("dense:4,2*residual(dense:4,relu)");
   REQUIRE(layers.size() == 3);
   CHECK(layers[1].kind == "residual");
@@ -141,7 +143,9 @@ TEST_CASE("the grammar: residual(LAYERS), N*LAYER and their errors", "[residual]
   refused("dense:4)", "')' without its '('");
   refused("residual", "residual takes its layers in parentheses");
   refused("residual()", "residual() needs its layers");
-  refused("block(dense:4)", "parentheses hold a block's layers: residual(LAYERS)");
+  refused("block(dense:4)", "parentheses hold a block's layers, residual(LAYERS), or a group to repeat");
+  refused("2*()", "() needs its layers");
+  refused("10000*(10000*relu)", "expands to more than 100000 layers");
   refused("0*dense:4", "N a whole number in [1, 10000], got '0*'");
   refused("x*dense:4", "got 'x*'");
   refused("3*", "nothing to repeat after '*'");
@@ -149,7 +153,7 @@ TEST_CASE("the grammar: residual(LAYERS), N*LAYER and their errors", "[residual]
   refused("residual(dens:4)", "unknown layer kind 'dens'");
   std::string deep = "relu";
   for (int i = 0; i < 40; ++i) deep = "residual(" + deep + ")";
-  refused(deep, "blocks nest at most 32 deep");
+  refused(deep, "blocks and groups nest at most 32 deep");
   // Building: a shortcut projects images to images or vectors to vectors, never across.
   CHECK_THROWS_WITH(built("residual(conv:4x3,flatten)"), Catch::Contains("flatten or pool outside the block"));
   CHECK_THROWS_WITH(built("residual(bn)", "none", {6}), Catch::Contains("the block has no layer left"));
@@ -163,6 +167,10 @@ TEST_CASE("summary lists each block, its layers indented and its shortcut", "[re
   CHECK_THAT(s, Catch::Contains("  + identity shortcut"));
   CHECK_THAT(s, Catch::Contains("   + conv2d_5 (Conv2D)"));
   CHECK_THAT(s, Catch::Contains("(None, 4, 4, 16)"));
+  // The document's model: 2·(784·64 + 64·10) forward; a step adds both gradients of the second product and the
+  // weight gradient of the first (the data needs none): 2·2·784·64 + 3·2·64·10.
+  ModelConfig c;
+  CHECK_THAT(build_model(c)->summary(), Catch::Contains("FLOPs per sample: 101,632 forward, 204,544 a training step"));
 }
 
 TEST_CASE("PreciseBN re-estimates every BatchNormalization, in blocks and shortcuts too, layer by layer", "[residual]") {
@@ -228,4 +236,25 @@ TEST_CASE("a hand-built ResNet that declares its description is saved and reload
   loaded.model->eval();
   const Tensor x = Tensor::uniform({2, 28, 28, 1}, 0.0f, 1.0f);
   CHECK(loaded.model->forward(x).to_vector() == model->forward(x).to_vector());
+}
+
+TEST_CASE("docs/models.md's ResNet-20 builds as documented: 274,442 parameters, 62.0 MFLOP a sample", "[residual][models]") {
+  const std::string doc = test::read_bytes(std::string(MINIDL_SOURCE_DIR) + "/docs/models.md");
+  const size_t begin = doc.find("    conv:16x3:padding=same,bn,relu,\n", doc.find("### ResNet-20"));
+  REQUIRE(begin != std::string::npos);
+  const size_t end = doc.find("gap,dense:10,softmax", begin);
+  REQUIRE(end != std::string::npos);
+  std::string description;
+  for (const char c : doc.substr(begin, end + std::string("gap,dense:10,softmax").size() - begin))
+    if (c != ' ' && c != '\n') description += c;
+  ModelConfig c;
+  c.description = description;
+  const auto model = build_model(c);
+  int convolutions = 0;
+  for_each_module<Conv2D>(*model, [&](Conv2D&) { ++convolutions; });
+  CHECK(convolutions == 21);  // 19 and the two projections
+  const std::string s = model->summary();
+  CHECK_THAT(s, Catch::Contains("Total params: 274,442") && Catch::Contains("Trainable params: 272,874"));
+  CHECK_THAT(s, Catch::Contains("FLOPs per sample: 62,043,904 forward, 185,905,920 a training step"));
+  CHECK(model->output_shape({2, 28, 28, 1}) == Shape{2, 10});
 }

@@ -69,15 +69,29 @@ struct Parser {
       }
       const size_t open = body.find('(');
       if (open != std::string::npos || body.find(')') != std::string::npos) {
-        if (trim(body.substr(0, open)) != "residual" || body.back() != ')')
-          throw bad(spec, body_at, "parentheses hold a block's layers: residual(LAYERS), e.g. residual(conv:16x3:padding=same,bn,relu)");
+        const std::string head = trim(body.substr(0, open));
+        if ((head != "residual" && !head.empty()) || body.back() != ')')
+          throw bad(spec, body_at, "parentheses hold a block's layers, residual(LAYERS), or a group to repeat, "
+                                   "N*(LAYERS): e.g. 3*(residual(conv:16x3:padding=same,bn,relu,conv:16x3:padding=same,bn),relu)");
         if (depth + 1 > kMaxNesting)
-          throw bad(spec, body_at, "blocks nest at most " + std::to_string(kMaxNesting) + " deep");
+          throw bad(spec, body_at, "blocks and groups nest at most " + std::to_string(kMaxNesting) + " deep");
         const std::string inner = body.substr(open + 1, body.size() - open - 2);
-        if (trim(inner).empty()) throw bad(spec, body_at, "residual() needs its layers: residual(LAYERS)");
-        spec.kind = "residual";
+        if (trim(inner).empty()) throw bad(spec, body_at, head + "() needs its layers: " + head + "(LAYERS)");
         const int64_t before = layers;
-        spec.layers = list(inner, body_at + open + 1, depth + 1);
+        std::vector<LayerSpec> inside = list(inner, body_at + open + 1, depth + 1);
+        if (head.empty()) {  // a group: its layers in place, N times
+          layers += (layers - before) * (repeat - 1);
+          if (layers > kMaxLayers)
+            throw bad(spec, at, "the description expands to more than " + std::to_string(kMaxLayers) + " layers");
+          for (int64_t k = 0; k < repeat; ++k)
+            for (const LayerSpec& layer : inside) {
+              out.push_back(layer);
+              out.back().position = spec.position;  // errors name the group's place in its list
+            }
+          continue;
+        }
+        spec.kind = "residual";
+        spec.layers = std::move(inside);
         layers += (layers - before) * (repeat - 1) + repeat;  // the copies' layers, and the blocks themselves
       } else {
         token(spec, body, body_at);

@@ -86,7 +86,13 @@ std::string Sequential::summary(const Shape& input_shape) const {
   out << double_rule << '\n';
   out << "Total params: " << with_commas(total) << '\n';
   out << "Trainable params: " << with_commas(trainable) << '\n';
-  out << "Non-trainable params: " << with_commas(total - trainable) << '\n' << rule << '\n';
+  out << "Non-trainable params: " << with_commas(total - trainable) << '\n';
+  // FLOPs of the products (dense and convolution layers; 2 per multiply-add) for one sample, batch axis 1.
+  Shape one = declared(input_shape);
+  one[0] = 1;
+  out << "FLOPs per sample: " << with_commas(static_cast<int64_t>(product_flops(one))) << " forward, "
+      << with_commas(static_cast<int64_t>(training_product_flops(one))) << " a training step (the matrix products)\n";
+  out << rule << '\n';
   return out.str();
 }
 

@@ -24,7 +24,8 @@ inline constexpr const char* kDocumentModel = "dense:64,relu,bn,dense:10,softmax
 std::string document_model_description(int64_t hidden, int64_t classes);
 
 /// One layer as written: `kind(:value)*(:key=value)*`, e.g. "conv:32x3:strides=2"; or a residual block,
-/// `residual(LAYERS)`, whose layers are in `layers`. `N*` before either repeats it N times.
+/// `residual(LAYERS)`, whose layers are in `layers`. `N*` before either repeats it N times; `N*(LAYERS)` repeats
+/// a group, whose layers take its place (each with the group's position).
 struct LayerSpec {
   std::string kind;                                           ///< a registered kind's name, or "residual"
   std::vector<std::string> values;                            ///< positional, in order
