@@ -83,11 +83,9 @@ struct Parser {
           layers += (layers - before) * (repeat - 1);
           if (layers > kMaxLayers)
             throw bad(spec, at, "the description expands to more than " + std::to_string(kMaxLayers) + " layers");
-          for (int64_t k = 0; k < repeat; ++k)
-            for (const LayerSpec& layer : inside) {
-              out.push_back(layer);
-              out.back().position = spec.position;  // errors name the group's place in its list
-            }
+          for (LayerSpec& layer : inside) layer.position = spec.position;  // errors name the group's place
+          for (int64_t k = 1; k < repeat; ++k) out.insert(out.end(), inside.begin(), inside.end());
+          out.insert(out.end(), std::make_move_iterator(inside.begin()), std::make_move_iterator(inside.end()));
           continue;
         }
         spec.kind = "residual";
@@ -99,7 +97,8 @@ struct Parser {
       }
       if (layers > kMaxLayers)
         throw bad(spec, at, "the description expands to more than " + std::to_string(kMaxLayers) + " layers");
-      for (int64_t k = 0; k < repeat; ++k) out.push_back(spec);
+      for (int64_t k = 1; k < repeat; ++k) out.push_back(spec);
+      out.push_back(std::move(spec));
     }
     return out;
   }

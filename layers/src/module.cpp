@@ -101,7 +101,9 @@ std::string Module::prefix_of(const Module& child) { return child.names_flat() ?
 
 void Module::adopt(std::shared_ptr<Module> child, const std::string& name) {
   MINIDL_ASSERT(child != nullptr);
-  if (child->names_flat()) name_flat_layers(*child);
+  // A flat container in a flat container is named with the outer one, when that is registered: each layer is
+  // renamed once, however deep the blocks nest.
+  if (child->names_flat() && !names_flat()) name_flat_layers(*child);
   if (!name.empty()) {
     check_new_name(name);
     child->name_ = name;

@@ -66,7 +66,8 @@ class Module {
   /// the layers in it that have no explicit name are named among the parent's own, in order and before the
   /// container itself ("conv2d_3", ..., then "add"), and its state has no prefix of its own — the names of a
   /// Keras functional model, where every layer has one name in the model. Build the container before
-  /// registering it.
+  /// registering it. (A container used as the whole model names only its own layers: blocks nested in it keep
+  /// theirs, which may repeat its own.)
   virtual bool names_flat() const { return false; }
   /// The smallest batch a training step can take for inputs shaped like `input` (its batch axis ignored): 2
   /// where a layer normalises with statistics over the batch axis alone (one sample would normalise to 0), else 1.
