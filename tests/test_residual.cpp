@@ -196,18 +196,25 @@ TEST_CASE("a hand-built ResNet that declares its description is saved and reload
   const auto conv = [&](int64_t in, int64_t filters, int64_t stride) {
     return std::make_shared<Conv2D>(in, filters, std::array<int64_t, 2>{3, 3}, Conv2DOptions{{stride, stride}, Padding::same}, gen);
   };
-  auto model = std::make_shared<Sequential>();
-  model->set_input_shape({28, 28, 1});
-  model->add(conv(1, 4, 1));
-  model->add(std::make_shared<BatchNormalization>(4));
-  model->add(std::make_shared<ReLU>());
-  model->add(std::make_shared<Residual>(
-      std::vector<std::shared_ptr<Module>>{conv(4, 8, 2), std::make_shared<BatchNormalization>(8)},
-      std::vector<std::shared_ptr<Module>>{
-          std::make_shared<Conv2D>(4, 8, std::array<int64_t, 2>{1, 1}, Conv2DOptions{{2, 2}, Padding::valid, false}, gen),
-          std::make_shared<BatchNormalization>(8)}));
-  model->add(std::make_shared<GlobalAveragePooling2D>());
-  model->add(std::make_shared<Dense>(8, 10, Activation::softmax, gen));
+  // The stem, a projection block, pooling and the head: a Dense with a softmax activation, or a Dense and a
+  // Softmax layer (what the grammar's dense:10,softmax builds).
+  const auto hand_built = [&](bool softmax_layer) {
+    auto model = std::make_shared<Sequential>();
+    model->set_input_shape({28, 28, 1});
+    model->add(conv(1, 4, 1));
+    model->add(std::make_shared<BatchNormalization>(4));
+    model->add(std::make_shared<ReLU>());
+    model->add(std::make_shared<Residual>(
+        std::vector<std::shared_ptr<Module>>{conv(4, 8, 2), std::make_shared<BatchNormalization>(8)},
+        std::vector<std::shared_ptr<Module>>{
+            std::make_shared<Conv2D>(4, 8, std::array<int64_t, 2>{1, 1}, Conv2DOptions{{2, 2}, Padding::valid, false}, gen),
+            std::make_shared<BatchNormalization>(8)}));
+    model->add(std::make_shared<GlobalAveragePooling2D>());
+    model->add(std::make_shared<Dense>(8, 10, softmax_layer ? Activation::none : Activation::softmax, gen));
+    if (softmax_layer) model->add(std::make_shared<Softmax>());
+    return model;
+  };
+  auto model = hand_built(false);
   ModelConfig c;
   c.description = "conv:4x3:padding=same,bn,relu,residual(conv:8x3:strides=2:padding=same,bn),gap,dense:10";
   CHECK_THROWS_WITH(save_model(dir.file("wrong"), *model, c), Catch::Contains("the configuration does not build"));
@@ -217,19 +224,7 @@ TEST_CASE("a hand-built ResNet that declares its description is saved and reload
                     Catch::Contains("does not describe the model: at layer 11 the model has no more layers and the "
                                     "description builds softmax (Softmax)"));
   CHECK_FALSE(std::filesystem::exists(dir.file("wrong")));
-  model = std::make_shared<Sequential>();
-  model->set_input_shape({28, 28, 1});
-  model->add(conv(1, 4, 1));
-  model->add(std::make_shared<BatchNormalization>(4));
-  model->add(std::make_shared<ReLU>());
-  model->add(std::make_shared<Residual>(
-      std::vector<std::shared_ptr<Module>>{conv(4, 8, 2), std::make_shared<BatchNormalization>(8)},
-      std::vector<std::shared_ptr<Module>>{
-          std::make_shared<Conv2D>(4, 8, std::array<int64_t, 2>{1, 1}, Conv2DOptions{{2, 2}, Padding::valid, false}, gen),
-          std::make_shared<BatchNormalization>(8)}));
-  model->add(std::make_shared<GlobalAveragePooling2D>());
-  model->add(std::make_shared<Dense>(8, 10, Activation::none, gen));
-  model->add(std::make_shared<Softmax>());
+  model = hand_built(true);
   save_model(dir.file("resnet"), *model, c);
   const LoadedModel loaded = load_model(dir.file("resnet"));
   model->eval();

@@ -110,12 +110,16 @@ Tensor compute_loss(Loss loss, const Tensor& y_true, const Tensor& y_pred) {
   fail("compute_loss: unknown loss ", static_cast<int>(loss));
 }
 
-Tensor smooth_labels(Loss loss, const Tensor& y, float smoothing) {
+void check_label_smoothing(Loss loss, float smoothing) {
   if (!(smoothing >= 0.0f && smoothing <= 1.0f)) fail("label smoothing must be in [0, 1], got ", smoothing);
-  if (smoothing == 0.0f) return y;
-  if (is_regression(loss))
+  if (smoothing > 0.0f && is_regression(loss))
     fail("label smoothing applies to categorical and binary cross-entropy, not ", to_string(loss),
          " (its targets are values, not classes)");
+}
+
+Tensor smooth_labels(Loss loss, const Tensor& y, float smoothing) {
+  check_label_smoothing(loss, smoothing);
+  if (smoothing == 0.0f) return y;
   if (y.dim() != 2) fail("smooth_labels: expects targets [N, K], got ", y.shape().str());
   // Keras: categorical over K columns y·(1 − s) + s/K; binary (one column of probabilities) y·(1 − s) + s/2.
   const float spread = smoothing / (loss == Loss::binary_crossentropy ? 2.0f : static_cast<float>(y.size(1)));

@@ -205,14 +205,14 @@ ClipGradientNorm::ClipGradientNorm(float clip_norm) : clip_norm_(clip_norm) {
 }
 
 void ClipGradientNorm::on_after_backward(Trainer& trainer) {
-  std::vector<Tensor> grads;
+  grads_.clear();
   double squares = 0.0;
   for (const Tensor& p : trainer.model().parameters()) {
     if (!p.grad().defined()) continue;
     const Tensor g = p.grad();
     const float* v = g.data();
     for (int64_t i = 0; i < g.numel(); ++i) squares += static_cast<double>(v[i]) * v[i];
-    grads.push_back(g);
+    grads_.push_back(g);
   }
   last_norm_ = std::sqrt(squares);
   if (!std::isfinite(last_norm_)) {
@@ -224,7 +224,7 @@ void ClipGradientNorm::on_after_backward(Trainer& trainer) {
   }
   if (last_norm_ <= clip_norm_) return;
   const float scale = static_cast<float>(static_cast<double>(clip_norm_) / last_norm_);
-  for (Tensor& g : grads) {
+  for (Tensor& g : grads_) {
     float* v = g.data();
     for (int64_t i = 0; i < g.numel(); ++i) v[i] *= scale;
   }

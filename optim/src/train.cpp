@@ -33,7 +33,7 @@ Tensor batch_targets(Loss loss, const Batch& batch) {
 }
 
 ForwardFn loss_forward(Loss loss, float label_smoothing) {
-  smooth_labels(loss, Tensor::empty({0, 1}), label_smoothing);  // checks it: [0, 1], and a loss that takes it
+  check_label_smoothing(loss, label_smoothing);
   if (loss == Loss::categorical_crossentropy && label_smoothing == 0.0f) return categorical_forward;
   return [loss, label_smoothing](Module& model, const Batch& batch) -> ForwardResult {
     const Tensor prediction = model.forward(batch.x);
@@ -136,7 +136,7 @@ Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool
   check_evaluation(model, data, batch_size, batch_statistics, "evaluate: batch size");
   const Loss l = loss.value_or(default_loss(model, data.is_regression()));
   check_loss(l, model, data, "evaluate");
-  smooth_labels(l, Tensor::empty({0, 1}), label_smoothing);  // checks it
+  check_label_smoothing(l, label_smoothing);
   const FlushDenormalGuard flush;
   // Inference mode throughout (Dropout off); with batch_statistics the normalisation layers alone normalise each
   // batch by itself, and nothing is updated.

@@ -35,6 +35,8 @@ Tensor compute_loss(Loss loss, const Tensor& y_true, const Tensor& y_pred);
 /// K columns, binary cross-entropy's y·(1 − s) + s/2. s must be in [0, 1]; the regression losses take none (s > 0
 /// throws). s = 0 returns y itself.
 Tensor smooth_labels(Loss loss, const Tensor& y, float smoothing);
+/// Throws unless `loss` can take label smoothing `smoothing` (in [0, 1]; 0 for the regression losses).
+void check_label_smoothing(Loss loss, float smoothing);
 
 /// Keras mean_squared_error: mean of (y − ŷ)².
 Tensor mean_squared_error(const Tensor& y_true, const Tensor& y_pred);

@@ -143,6 +143,7 @@ class ClipGradientNorm : public Callback {
  private:
   float clip_norm_;
   double last_norm_ = 0.0;
+  std::vector<Tensor> grads_;  // this step's gradients (the vector keeps its capacity: no allocation per step)
 };
 
 /// Stops training cleanly on SIGINT or SIGTERM: the step under way finishes, then the Trainer stops (no
