@@ -39,6 +39,18 @@ inline const TempDir& data_dir() {
 
 inline std::string data_flag() { return "--data " + data_dir().path(); }
 
+// `train` with `flags` (ending in its data) run straight to dir/straight, and stopped after `steps` steps then
+// resumed to dir/resumed: REQUIREs that the two files hold the same bytes.
+inline void require_exact_resume(const std::string& flags, int64_t steps, const TempDir& dir) {
+  REQUIRE(minidl_cli(flags + " --save " + dir.file("straight"), dir).status == 0);
+  REQUIRE(minidl_cli(flags + " --steps " + std::to_string(steps) + " --save " + dir.file("half"), dir).status == 0);
+  const Run resumed = minidl_cli("train --overwrite --resume " + dir.file("half") + " --save " + dir.file("resumed") + " " +
+                                     data_flag(), dir);
+  INFO(resumed.err);
+  REQUIRE(resumed.status == 0);
+  REQUIRE(read_bytes(dir.file("resumed")) == read_bytes(dir.file("straight")));
+}
+
 // scikit-learn's bundled data sets written as CSV files and PNG folders (tests/data/sklearn_csv.py), once per
 // test process; the test is skipped (never passed) when scikit-learn is missing.
 inline const TempDir& sklearn_dir() {

@@ -20,13 +20,7 @@ TEST_CASE("a residual network trains, resumes bit for bit and is evaluated from 
   TempDir dir;
   // Quoted: parentheses are the shell's too.
   const std::string common = std::string("train --overwrite --epochs 2 --model '") + kResNet + "' " + data_flag();
-  REQUIRE(minidl_cli(common + " --save " + dir.file("straight"), dir).status == 0);
-  REQUIRE(minidl_cli(common + " --steps 25 --save " + dir.file("half"), dir).status == 0);
-  const Run resumed = minidl_cli("train --overwrite --resume " + dir.file("half") + " --save " + dir.file("resumed") + " " +
-                                     data_flag(), dir);
-  INFO(resumed.err);
-  REQUIRE(resumed.status == 0);
-  CHECK(read_bytes(dir.file("resumed")) == read_bytes(dir.file("straight")));
+  minidl::test::require_exact_resume(common, 25, dir);
   const Checkpoint c = load_safetensors(dir.file("straight"));
   CHECK(c.tensors.count("conv2d_5/kernel") == 1);  // the projection, named in the model's namespace
   CHECK(c.tensors.count("batch_normalization_5/moving_mean") == 1);
