@@ -238,6 +238,32 @@ TEST_CASE("a loader of N shards splits any batch into slices of floor(b/N) or ce
                     Catch::Contains("the batch size 2 cannot give each of 3 processes a sample"));
 }
 
+TEST_CASE("2 processes train an augmented residual CNN as 1 does, its blocks' and shortcut's BN synchronised", "[mpi]") {
+  if (!can_run()) return;
+  TempDir dir;
+  // A projection block (its shortcut a strided 1×1 convolution and a copy of the block's first bn) after a plain
+  // layer: BatchNormalizations before, inside and beside the block, each normalising over the global batch. The
+  // convolutions have no bias, as in ResNets: a bias before a bn has a true gradient of exactly 0, and Adam's
+  // steps on its rounding noise would differ (the three-mode test above).
+  const std::string common =
+      "--steps 12 --batch-size 32 --epochs 1 --augment --augment-pad 2 --model 'conv:4x3:padding=same:bias=0,bn,relu,"
+      "residual(conv:8x3:strides=2:padding=same:bias=0,bn,relu,conv:8x3:padding=same:bias=0,bn),relu,gap,dense:10,softmax'";
+  const Run one = train(0, common + " --save " + dir.file("one"), dir);
+  const Run two = train(2, common + " --save " + dir.file("two"), dir);
+  INFO(one.err << two.err);
+  REQUIRE(one.status == 0);
+  REQUIRE(two.status == 0);
+  const Checkpoint c = load_safetensors(dir.file("two"));
+  for (const char* bn : {"batch_normalization", "batch_normalization_1", "batch_normalization_2", "batch_normalization_3"})
+    CHECK(c.tensors.count(std::string(bn) + "/moving_mean") == 1);
+  const auto [diff, name] = largest_difference(dir.file("one"), dir.file("two"));
+  INFO("largest difference " << diff << " in " << name);
+  CHECK(diff <= 1e-5);
+  // Each process normalising its own 16 samples trains another network.
+  REQUIRE(train(2, common + " --bn-sync local --save " + dir.file("local"), dir).status == 0);
+  CHECK(largest_difference(dir.file("one"), dir.file("local")).first > 1e-3);
+}
+
 TEST_CASE("3 processes take any global batch, in all three modes, and a checkpoint resumes on any count", "[mpi]") {
   if (!can_run()) return;
   TempDir dir;

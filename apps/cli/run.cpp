@@ -40,6 +40,10 @@ Metadata RunConfig::to_metadata() const {
   m["loader.batch_size"] = std::to_string(batch_size);
   m["loader.shuffle"] = shuffle ? "1" : "0";
   m["loader.drop_last"] = drop_last ? "1" : "0";
+  if (augment.any()) {  // as the Trainer writes them
+    m["loader.augment_pad"] = std::to_string(augment.pad);
+    m["loader.augment_flip"] = augment.flip ? "1" : "0";
+  }
   // The optimizer's own learning rate is the decayed one by the time it is saved.
   m["train.lr_schedule"] = cosine_decay ? "cosine" : "constant";
   m["train.initial_learning_rate"] = exact_text(learning_rate);
@@ -66,6 +70,8 @@ RunConfig RunConfig::from_metadata(const MetadataReader& m) {
   r.batch_size = m.integer("loader.batch_size", 1, int64_t{1} << 40);
   r.shuffle = m.boolean("loader.shuffle");
   r.drop_last = m.has("loader.drop_last") && m.boolean("loader.drop_last");
+  if (m.has("loader.augment_pad")) r.augment.pad = m.integer("loader.augment_pad", 0, 1 << 20);
+  r.augment.flip = m.has("loader.augment_flip") && m.boolean("loader.augment_flip");
   r.eval_batch_size = m.has("trainer.validation_batch_size")
                           ? m.integer("trainer.validation_batch_size", 1, int64_t{1} << 40)
                           : std::stoll(setting_named("eval-batch-size").fallback);
@@ -146,7 +152,7 @@ void add_model_flags(cxxopts::Options& options) {
 void add_training_flags(cxxopts::Options& options) {
   add_settings(options, {"epochs", "batch-size", "lr", "lr-schedule", "warmup-epochs", "steps", "no-shuffle", "drop-last",
                          "eval-batch-size", "optimizer", "weight-decay", "sgd-momentum", "nesterov", "clip-norm",
-                         "label-smoothing", "early-stopping"});
+                         "label-smoothing", "early-stopping", "augment", "augment-pad", "augment-flip"});
 }
 
 ModelConfig model_config_from_flags(const cxxopts::ParseResult& f, const Dataset& train, const std::string& default_norm) {
@@ -192,6 +198,17 @@ RunConfig run_config_from_flags(const cxxopts::ParseResult& f, const Dataset& tr
   r.early_stopping = static_cast<int>(optional("early-stopping").value_or(0.0));
   r.shuffle = !setting<bool>(f, "no-shuffle");
   r.drop_last = setting<bool>(f, "drop-last");
+  if (defines(f, "augment")) {
+    if (!setting<bool>(f, "augment") && (f.count("augment-pad") || f.count("augment-flip")))
+      fail("--augment-pad and --augment-flip say how --augment crops and flips the training images: add --augment");
+    if (setting<bool>(f, "augment")) {
+      r.augment.pad = setting<int64_t>(f, "augment-pad");
+      r.augment.flip = setting<std::string>(f, "augment-flip") == "horizontal";
+      if (!r.augment.any())
+        fail("--augment with --augment-pad 0 and --augment-flip none changes no image: give a padding, a flip, or "
+             "leave --augment out");
+    }
+  }
   r.eval_batch_size = setting_or_default<int64_t>(f, "eval-batch-size");  // compare has --eval-batch-sizes
   r.data = data_spec_from_flags(f);
   if (r.data.is_csv()) r.data.targets = train.is_regression() ? CsvTargets::values : CsvTargets::classes;
@@ -221,13 +238,23 @@ RunConfig resumed_run_config(const cxxopts::ParseResult& f, const Checkpoint& ch
          saved_value.empty() ? "its default" : saved_value,
          ": a resumed run keeps its checkpoint's settings (give the same value, or leave the flag out)");
   };
-  for (const Setting& s : settings()) {
+  // Flags with values first: where a toggle and a value flag decide the same key (--augment, --augment-pad), the
+  // value flag's message says what differs.
+  std::vector<const Setting*> order;
+  for (const bool toggles : {false, true})
+    for (const Setting& s : settings())
+      if ((s.type == Setting::Type::toggle) == toggles) order.push_back(&s);
+  for (const Setting* setting : order) {
+    const Setting& s = *setting;
     if (s.resumable || !f.count(s.name)) continue;
     for (const std::string& key : s.keys)
       if (shown(mine, key) != shown(theirs, key)) {
-        if (s.type == Setting::Type::toggle)
+        if (s.type == Setting::Type::toggle && (shown(theirs, key).empty() || shown(theirs, key) == "0"))
           fail("--", s.name, " differs from the checkpoint '", path, "', trained without it: a resumed run keeps its "
                "checkpoint's settings (leave the flag out)");
+        if (s.type == Setting::Type::toggle)  // on in both, with other values of the flags it goes with
+          fail("--", s.name, " with these flags differs from the checkpoint '", path, "', trained with ", key, " ",
+               shown(theirs, key), ": a resumed run keeps its checkpoint's settings (give its flags, or leave them out)");
         refuse(s.name, shown(mine, key), shown(theirs, key));
       }
   }
@@ -250,6 +277,7 @@ RunConfig resumed_run_config(const cxxopts::ParseResult& f, const Checkpoint& ch
 Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {
   check_data_fits(c.model, data.train, "'" + c.model.description + "'");
   check_data_fits(c.model, data.test, "'" + c.model.description + "'");
+  if (c.augment.any()) check_augmentation(c.augment, data.train, c.data.train);
   model = build_model(c.model);
   adapt_normalization(*model, data.train);
   optimizer = make_optimizer(c, model->named_parameters(true));
@@ -258,6 +286,7 @@ Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {
   LoaderOptions lo = training_loader_options(
       *model, data.train, {.batch_size = c.batch_size, .shuffle = c.shuffle, .drop_last = c.drop_last, .seed = c.model.seed});
   lo.shard = rank, lo.shards = ranks;
+  lo.augment = c.augment;
   loader = std::make_unique<DataLoader>(data.train, lo, c.loss == Loss::categorical_crossentropy);
   // The smallest slice: ⌊b/N⌋ of the smallest batch b (the last one's, when it is partial).
   const int64_t smallest = std::min(c.batch_size, loader->last_batch_size()) / ranks;
@@ -286,6 +315,17 @@ Run::Run(const RunConfig& c, const DatasetSplits& data) : config(c) {
   if (c.early_stopping > 0)
     trainer->add_callback(early_stopping = std::make_shared<EarlyStopping>(
                               EarlyStoppingOptions{.monitor = "val_loss", .patience = c.early_stopping}));
+}
+
+void check_augmentation(const Augmentation& augment, const Dataset& train, const std::string& source) {
+  const Shape& sample = train.sample;
+  if (!train.is_images() || sample.rank() != 3)
+    fail("--augment crops and flips images, but '", source, "' holds ",
+         train.is_images() ? "samples of shape " + shape_text(sample) : "table rows of numbers", ": leave --augment out");
+  const int64_t side = std::min(sample[0], sample[1]);
+  if (augment.pad >= side)
+    fail("--augment-pad ", augment.pad, " shifts '", source, "''s ", sample[0], "×", sample[1], " images by as much as "
+         "they measure, which can leave an image blank: give less than ", side, " (ResNet's recipe pads 32×32 images by 4)");
 }
 
 int64_t warmup_steps(const RunConfig& c, int64_t batches_per_epoch) {

@@ -41,6 +41,8 @@ struct RunConfig {
   int early_stopping = 0;
   bool shuffle = true;
   bool drop_last = false;
+  /// --augment, --augment-pad, --augment-flip: the training images' crops and flips (none by default).
+  Augmentation augment;
   int64_t eval_batch_size = 0;
   /// What the model minimises: --loss, or what its last layer implies (default_loss_of).
   Loss loss = Loss::categorical_crossentropy;
@@ -116,6 +118,9 @@ struct Run {
 /// --warmup-epochs in steps of `batches_per_epoch`, rounded to the nearest; refused when it rounds to no step or
 /// leaves none of the run's steps after it.
 int64_t warmup_steps(const RunConfig& config, int64_t batches_per_epoch);
+/// Refuses --augment on data that is not images (height × width × channels) and a padding as large as an image's
+/// side; `source` names the data.
+void check_augmentation(const Augmentation& augment, const Dataset& train, const std::string& source);
 
 /// Throws unless the data's samples have the model's input size and its labels fit the model's classes (or its
 /// targets its outputs).

@@ -66,6 +66,14 @@ std::vector<Setting> make_settings() {
       {"early-stopping", "stop when the test loss has not improved for this many epochs (Keras's EarlyStopping, "
                          "monitor val_loss, patience N)", Type::integer, "", 1, double(1 << 30), {},
        {"train.early_stopping_patience"}, true},
+      {"augment", "augment the training images: zero-pad them by --augment-pad pixels, crop back to their size at a "
+                  "random offset and mirror half of them left to right (--augment-flip), the ResNet recipe; drawn "
+                  "from --seed", Type::toggle, "", -INFINITY, INFINITY, {}, {"loader.augment_pad", "loader.augment_flip"}},
+      {"augment-pad", "with --augment: the zero padding, and so the largest shift, in pixels (0: no crop)",
+       Type::integer, "4", 0, double(1 << 20), {}, {"loader.augment_pad"}},
+      {"augment-flip", "with --augment: horizontal (mirror half the images), or none (for images a mirror changes, "
+                       "such as digits)", Type::text, "horizontal", -INFINITY, INFINITY, {"horizontal", "none"},
+       {"loader.augment_flip"}},
       {"no-shuffle", "keep file order instead of a fresh permutation each epoch", Type::toggle, "", -INFINITY, INFINITY,
        {}, {"loader.shuffle"}},
       {"drop-last", "drop the partial last batch of each epoch (by default it is kept, unless it is too small for "
@@ -85,7 +93,7 @@ std::vector<Setting> make_settings() {
        INFINITY, {}, {"data.ignore"}, false, "common"},
       {"validation-split", "hold out this last fraction of the training data as the test set", Type::number,
        exact_text(data.validation_split), 0, 0.99, {}, {"data.validation_split"}, false, "common"},
-      {"seed", "seed for initial weights, dropout and shuffling", Type::integer, std::to_string(model.seed), 0,
+      {"seed", "seed for initial weights, dropout, shuffling and augmentation", Type::integer, std::to_string(model.seed), 0,
        9.2e18, {}, {"model.seed"}, false, "common"},
       {"threads", "OpenMP threads (0: train times each count while it trains and keeps the fastest; the other commands use every core)", Type::integer, "0", 0, 4096, {}, {}, true, "common"},
   };

@@ -264,8 +264,12 @@ int train_command(int argc, char** argv) {
   if (world.size() == 1) trainer.add_callback(interrupt);
   if (f["keep-going-on-nan"].as<bool>()) trainer.options().on_non_finite = OnNonFinite::keep_going;
 
-  spdlog::info("training {} (norm {}) for {} epochs{}", config.model.description, config.model.norm,
-               config.epochs, config.max_steps >= 0 ? ", at most " + std::to_string(config.max_steps) + " steps" : "");
+  const Augmentation& augment = config.augment;
+  spdlog::info("training {} (norm {}) for {} epochs{}{}", config.model.description, config.model.norm, config.epochs,
+               config.max_steps >= 0 ? ", at most " + std::to_string(config.max_steps) + " steps" : "",
+               !augment.any() ? ""
+                   : ", augmenting: " + (augment.pad > 0 ? "random crops after padding by " + std::to_string(augment.pad) : "") +
+                         (augment.pad > 0 && augment.flip ? " and " : "") + (augment.flip ? "horizontal flips" : ""));
   if (world.size() > 1) agree_with_every_rank(world, config, data, trainer, f);
   std::vector<EpochLogs> logs;
   try {

@@ -1,4 +1,5 @@
-// The batch loader: a seeded permutation per epoch, one pass over the rows a batch needs, resumable state.
+// The batch loader: a seeded permutation per epoch, one pass over the rows a batch needs (cropped and flipped when
+// augmenting), resumable state.
 #include <algorithm>
 #include <numeric>
 
@@ -19,7 +20,48 @@ void reuse_or_allocate(Tensor& t, const Shape& shape) {
     return;
   t = Tensor::empty(shape);
 }
+// splitmix64's finaliser: a bijection of 64-bit words whose every output bit depends on every input bit.
+uint64_t mix(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// A number in [0, n) from 32 random bits (Lemire's multiply-shift; its bias, below n / 2³², is far below what
+// training could notice).
+int64_t below(uint64_t bits32, int64_t n) { return static_cast<int64_t>((bits32 * static_cast<uint64_t>(n)) >> 32); }
+
+// Set apart from the shuffle's stream, which the same seed also starts.
+constexpr uint64_t kAugmentStream = 0x61756760656e7473ull;
 }  // namespace
+
+AugmentDraw augment_draw(const Augmentation& a, uint64_t seed, int64_t epoch, int64_t position) {
+  const uint64_t h = mix(mix(mix(seed ^ kAugmentStream) + static_cast<uint64_t>(epoch)) + static_cast<uint64_t>(position));
+  const int64_t offsets = 2 * a.pad + 1;
+  return {.dy = below(h & 0xFFFFFFFFu, offsets), .dx = below(h >> 32, offsets), .flip = a.flip && (mix(h) & 1u) != 0};
+}
+
+void augment_image(const uint8_t* __restrict src, float* __restrict dst, const Shape& sample, int64_t pad,
+                   const AugmentDraw& draw) {
+  const int64_t h = sample[0], w = sample[1], c = sample[2];
+  for (int64_t y = 0; y < h; ++y) {
+    float* out = dst + y * w * c;
+    const int64_t sy = y + draw.dy - pad;
+    if (sy < 0 || sy >= h) {
+      std::fill_n(out, w * c, 0.0f);
+      continue;
+    }
+    const uint8_t* row = src + sy * w * c;
+    for (int64_t x = 0; x < w; ++x) {
+      const int64_t sx = (draw.flip ? w - 1 - x : x) + draw.dx - pad;
+      if (sx < 0 || sx >= w)
+        std::fill_n(out + x * c, c, 0.0f);
+      else
+        for (int64_t k = 0; k < c; ++k) out[x * c + k] = static_cast<float>(row[sx * c + k]) * (1.0f / 255.0f);
+    }
+  }
+}
 
 DataLoader::DataLoader(const Dataset& data, LoaderOptions options, bool one_hot)
     : data_(data), options_(options), one_hot_(one_hot), gen_(options.seed) {
@@ -31,6 +73,18 @@ DataLoader::DataLoader(const Dataset& data, LoaderOptions options, bool one_hot)
   if (options.batch_size < options.shards)
     fail("the batch size ", options.batch_size, " cannot give each of ", options.shards, " processes a sample: use a "
          "global batch of at least ", options.shards);
+  if (options.augment.pad < 0) fail("DataLoader: the augmentation's padding must be >= 0, got ", options.augment.pad);
+  if (options.augment.any()) {
+    const Shape& sample = data.sample;
+    if (!data.is_images() || sample.rank() != 3)
+      fail("DataLoader: augmentation crops and flips images (samples of height × width × channels pixels), but this "
+           "data set holds ", data.is_images() ? "samples of shape " + shape_text(sample) : "table rows of numbers",
+           " — leave augmentation off for it");
+    const int64_t side = std::min(sample[0], sample[1]);
+    if (options.augment.pad >= side)
+      fail("DataLoader: the augmentation's padding must be in [0, ", side - 1, "] for ", sample[0], "×", sample[1],
+           " images (a shift as large as the image leaves it blank), got ", options.augment.pad);
+  }
   state_.rng = gen_.state();
 }
 
@@ -73,7 +127,7 @@ bool DataLoader::next(Batch& batch) {
   }
   // One pass over the rows this batch needs: uint8 → float in [0, 1], or the values as they are. (__restrict:
   // a uint8_t pointer may alias anything, which would otherwise keep the conversion from vectorising.)
-  const bool images = data_.is_images();
+  const bool images = data_.is_images(), augment = options_.augment.any();
   const int64_t row_bytes = features * (images ? 1 : static_cast<int64_t>(sizeof(float)));
   const char* rows_base = images ? reinterpret_cast<const char*>(data_.images.data())
                                  : reinterpret_cast<const char*>(data_.values.data());
@@ -87,7 +141,11 @@ bool DataLoader::next(Batch& batch) {
       }
       const int32_t row = order_[begin + r];
       float* __restrict dst = batch.x.data() + r * features;
-      if (images) {
+      if (images && augment) {
+        const AugmentDraw draw = augment_draw(options_.augment, options_.seed, state_.epoch, begin + r);
+        augment_image(data_.images.data() + static_cast<int64_t>(row) * features, dst, data_.sample,
+                      options_.augment.pad, draw);
+      } else if (images) {
         const uint8_t* __restrict src = data_.images.data() + static_cast<int64_t>(row) * features;
         for (int64_t j = 0; j < features; ++j) dst[j] = static_cast<float>(src[j]) * (1.0f / 255.0f);
       } else {

@@ -301,6 +301,11 @@ void Trainer::save(const std::string& path, const Metadata& metadata) const {
   m["loader.drop_last"] = lo.drop_last ? "1" : "0";
   m["loader.min_batch_size"] = std::to_string(lo.min_batch_size);
   m["loader.size"] = std::to_string(loader_.dataset().size());
+  // The augmentation's draws follow from the seed and the position below; these say which draws they are.
+  if (lo.augment.any()) {
+    m["loader.augment_pad"] = std::to_string(lo.augment.pad);
+    m["loader.augment_flip"] = lo.augment.flip ? "1" : "0";
+  }
   m["loader.epoch"] = std::to_string(s.epoch);
   m["loader.next_batch"] = std::to_string(s.next_batch);
   m["loader.epoch_rng"] = words_text(s.epoch_rng);
@@ -332,6 +337,15 @@ void Trainer::resume(Checkpoint checkpoint, const std::string& path) {
   same("loader.drop_last", lo.drop_last, "drop_last");
   same("loader.min_batch_size", lo.min_batch_size, "min_batch_size");
   same("loader.size", loader_.dataset().size(), "a training set of size");
+  // Absent: written without augmentation (or before it existed).
+  const auto augment_key = [&](const std::string& key, int64_t mine, const char* what) {
+    const int64_t theirs = m.has(key) ? m.integer(key, 0, int64_t{1} << 40) : 0;
+    if (theirs != mine)
+      fail(source, " was written with ", what, " ", theirs, " but the loader has ", mine,
+           ": the resumed run would draw other images — use the checkpoint's augmentation");
+  };
+  augment_key("loader.augment_pad", lo.augment.pad, "augmentation padding");
+  augment_key("loader.augment_flip", lo.augment.flip, "augmentation flip");
   const std::string optimizer_name = optimizer_.config().at("optimizer.name");
   if (m.text("optimizer.name") != optimizer_name)
     fail(source, " holds the state of optimizer '", m.text("optimizer.name"), "', not '", optimizer_name, "'");

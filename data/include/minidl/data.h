@@ -185,6 +185,30 @@ std::pair<Dataset, Dataset> split_validation(const Dataset& data, double fractio
 /// Keras's batch size for fit, evaluate and predict.
 inline constexpr int64_t kDefaultBatchSize = 32;
 
+/// Training-time image augmentation, the ResNet recipe (He et al. 2016, §4.2): each sample is zero-padded by
+/// `pad` pixels on every side and cropped back to its size at a random offset (Keras's ZeroPadding2D then
+/// RandomCrop), then mirrored left to right with probability 1/2 when `flip` (Keras's RandomFlip("horizontal")).
+/// The draws are a function of the loader's seed, the epoch and the sample's place in the epoch's order, not a
+/// generator's stream: any thread count and any process count (each process's slice of a batch) give the same
+/// images, and a checkpoint's position (seed, epoch, batch) resumes them exactly.
+struct Augmentation {
+  int64_t pad = 0;    ///< 0: no crop
+  bool flip = false;
+  bool any() const { return pad > 0 || flip; }
+};
+
+/// One sample's augmentation: the crop's offset within the padded image (each in [0, 2·pad]) and the flip.
+struct AugmentDraw {
+  int64_t dy = 0, dx = 0;
+  bool flip = false;
+};
+/// The draw for the sample at `position` (0-based, within the epoch's order) of epoch `epoch` (1-based).
+AugmentDraw augment_draw(const Augmentation& augmentation, uint64_t seed, int64_t epoch, int64_t position);
+/// Writes the augmented image `src` ([H, W, C] pixels, `sample` = {H, W, C}) to `dst` as floats in [0, 1]:
+/// dst(y, x, c) = src(y + dy − pad, x' + dx − pad, c) / 255 with x' = W − 1 − x when flipped, else x; 0 where that
+/// falls outside the image.
+void augment_image(const uint8_t* src, float* dst, const Shape& sample, int64_t pad, const AugmentDraw& draw);
+
 struct LoaderOptions {
   int64_t batch_size = kDefaultBatchSize;
   bool shuffle = true;     ///< A fresh seeded permutation every epoch; false keeps file order.
@@ -198,6 +222,8 @@ struct LoaderOptions {
   /// every process draws alike from the same seed: ⌊b/shards⌋ or ⌈b/shards⌉ rows. batch_size must be at least
   /// shards; a partial last batch of fewer than `shards` samples is skipped.
   int shard = 0, shards = 1;
+  /// Crops and flips for image data (training only: a loader for evaluation leaves it off).
+  Augmentation augment{};
 };
 
 /// One batch: images as floats in [0, 1] [B, features], integer labels, and optionally one-hot targets; or,
