@@ -2,6 +2,7 @@
 #pragma once
 
 #include <catch2/catch.hpp>
+#include <omp.h>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -33,6 +34,16 @@ inline Tensor param_away_from(const Shape& shape, uint64_t seed, std::vector<flo
     for (float k : kinks)
       if (std::abs(v - k) < margin) v = k + (v < k ? -margin : margin);
   return t;
+}
+
+/// Runs f with `threads` OpenMP threads, then restores the previous setting; returns what f returns.
+template <class F>
+auto with_threads(int threads, F f) {
+  const int previous = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  auto result = f();
+  omp_set_num_threads(previous);
+  return result;
 }
 
 /// REQUIREs that every input's autodiff gradient matches central differences.

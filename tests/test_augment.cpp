@@ -1,8 +1,6 @@
 // Tests of training-time augmentation: the crop-after-padding and flip formula, the draws (every offset, half the
 // images flipped, a function of seed, epoch and position), the loader's batches for any thread count and process
 // slice and after a resume, and `minidl train --augment`: exact resume and the refusals of bad values.
-#include <omp.h>
-
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -16,6 +14,7 @@ using minidl::test::minidl_cli;
 using minidl::test::read_bytes;
 using minidl::test::Run;
 using minidl::test::TempDir;
+using minidl::test::with_threads;
 using minidl::test::write_bytes;
 
 namespace {
@@ -34,14 +33,6 @@ std::vector<float> epoch_pixels(DataLoader& loader) {
   return out;
 }
 
-template <class F>
-auto with_threads(int threads, F f) {
-  const int previous = omp_get_max_threads();
-  omp_set_num_threads(threads);
-  auto result = f();
-  omp_set_num_threads(previous);
-  return result;
-}
 }  // namespace
 
 TEST_CASE("augment_image pads with zeros, crops at the drawn offset and mirrors, as the formula says", "[augment]") {

@@ -1,8 +1,6 @@
 // Tests of convolution and pooling: values against direct loops in double, gradients by finite differences
 // (strided, same-padded, and at shapes that take the threaded paths), byte identity across thread counts,
 // BatchNormalization on images fused vs composed, the layers, and the CNN from its description.
-#include <omp.h>
-
 #include <cmath>
 #include <limits>
 
@@ -13,6 +11,7 @@
 using namespace minidl;
 using minidl::test::param;
 using minidl::test::require_grad_ok;
+using minidl::test::with_threads;
 using Inputs = std::vector<Tensor>;
 
 namespace {
@@ -46,15 +45,6 @@ void require_close(const Tensor& t, const std::vector<double>& expected, double 
   }
 }
 
-// Runs f with `threads` OpenMP threads.
-template <class F>
-auto with_threads(int threads, F f) {
-  const int previous = omp_get_max_threads();
-  omp_set_num_threads(threads);
-  auto result = f();
-  omp_set_num_threads(previous);
-  return result;
-}
 }  // namespace
 
 TEST_CASE("conv2d equals the direct convolution: valid, same, strided, rectangular, with and without bias", "[conv]") {

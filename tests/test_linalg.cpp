@@ -2,8 +2,6 @@
 // driver (B read in place or packed, a transposed A packed or read in place, partial tiles, several depth
 // blocks, depth cut into parts, accumulation, k = 0) against a double-precision reference; the threaded shapes for every transpose;
 // accumulation into a bias; bit-identical results for 1 and 2 threads; and the count of threaded products.
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -15,6 +13,7 @@
 #include "minidl/internal/kernels.h"
 
 using namespace minidl;
+using minidl::test::with_threads;
 
 namespace {
 // op(a)·op(b) + bias in double, and Σ|op(a)||op(b)| per element for the rounding bound.
@@ -54,15 +53,6 @@ void require_close(const Tensor& got, const Reference& want) {
   CHECK(bad == 0);
 }
 
-// Runs f with `threads` OpenMP threads, then restores the previous setting.
-template <class F>
-Tensor with_threads(int threads, F f) {
-  const int previous = omp_get_max_threads();
-  omp_set_num_threads(threads);
-  Tensor t = f();
-  omp_set_num_threads(previous);
-  return t;
-}
 
 // (m, n, k) above the 8 MFLOP threading threshold, chosen to reach each path: sizes that are no multiple of any
 // kernel's tile, several depth blocks (k > 256), thin results (n = 10), few rows (m = 20), wide results whose
