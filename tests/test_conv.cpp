@@ -122,6 +122,34 @@ TEST_CASE("max and average pooling: values, NaN propagation, ties, padding not c
   }
 }
 
+TEST_CASE("conv2d over a batch wider than one chunk of im2col columns equals it image by image", "[conv]") {
+  // conv2d builds its columns a few MB of whole images at a time: 40 images of 20x20x8 under a 3x3 kernel
+  // (115 KB of columns each) make chunks of 36 and 4. Values against the direct convolution; each image's
+  // input gradient, and the kernel and bias gradients summed over the images, against one image at a time.
+  const Shape one{1, 20, 20, 8};
+  const int64_t images = 40, image_size = one.numel();
+  const Tensor x = param({images, 20, 20, 8}, 21), k = param({3, 3, 8, 4}, 22), b = param({4}, 23);
+  const Tensor upstream = Tensor::uniform({images, 20, 20, 4}, -1, 1);
+  const Tensor y = conv2d(x, k, b, {1, 1}, Padding::same);
+  require_close(y, direct_conv(x, k, b, {1, 1}, Padding::same), 1e-4);
+  y.backward(upstream);
+  std::vector<double> dk(static_cast<size_t>(k.numel())), db(4);
+  for (int64_t i = 0; i < images; ++i) {
+    INFO("image " << i);
+    const Tensor xi = Tensor::from(one, {x.data() + i * image_size, static_cast<size_t>(image_size)});
+    const Tensor ki = Tensor::from(k.shape(), {k.data(), static_cast<size_t>(k.numel())});
+    const Tensor bi = Tensor::from(b.shape(), {b.data(), 4});
+    for (Tensor t : {xi, ki, bi}) t.set_requires_grad(true);
+    conv2d(xi, ki, bi, {1, 1}, Padding::same)
+        .backward(Tensor::from({1, 20, 20, 4}, {upstream.data() + i * 1600, size_t{1600}}));
+    for (int64_t e = 0; e < image_size; ++e) REQUIRE(x.grad().data()[i * image_size + e] == Approx(xi.grad().data()[e]).margin(1e-5));
+    for (int64_t e = 0; e < k.numel(); ++e) dk[static_cast<size_t>(e)] += ki.grad().data()[e];
+    for (int64_t e = 0; e < 4; ++e) db[static_cast<size_t>(e)] += bi.grad().data()[e];
+  }
+  require_close(k.grad(), dk, 1e-3);
+  require_close(b.grad(), db, 1e-3);
+}
+
 TEST_CASE("convolution and pooling give the same bytes on one thread and two", "[conv]") {
   const Tensor x = param({32, 26, 26, 8}, 11), k = param({3, 3, 8, 16}, 12), b = param({16}, 13);
   const Tensor upstream = Tensor::uniform({32, 12, 12, 16}, -1, 1);
