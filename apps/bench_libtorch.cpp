@@ -81,16 +81,49 @@ void push_norm(torch::nn::Sequential& net, const std::string& form, const std::v
   throw NoCounterpart(form.empty() ? "no torch counterpart" : "unknown torch form '" + form + "'");
 }
 
-// Builds the description's layers into `net`, each bn as the norm kind's torch form says; `shape` is one sample's
-// shape, [C, H, W] or [F], updated as it goes.
-void build(torch::nn::Sequential& net, const std::string& description, const std::string& norm, std::vector<int64_t> shape) {
-  minidl::ModelConfig config;
-  config.description = description;
-  config.norm = minidl::norm_kind(norm).name;
-  minidl::Generator gen(1);
-  for (const minidl::LayerSpec& spec : minidl::parse_model_description(description)) {
+// A residual block: body(x) + shortcut(x), the shortcut empty for the identity (minidl/residual.h).
+struct ResidualBlock : torch::nn::Module {
+  ResidualBlock() : body(register_module("body", torch::nn::Sequential())), shortcut(register_module("shortcut", torch::nn::Sequential())) {}
+  torch::Tensor forward(torch::Tensor x) { return body->forward(x) + (shortcut->size() == 0 ? x : shortcut->forward(x)); }
+  torch::nn::Sequential body, shortcut;
+};
+
+// One bn of the description as the norm kind's torch form says, on `shape`.
+void push_bn(torch::nn::Sequential& net, const minidl::LayerSpec& spec, const minidl::ModelConfig& config,
+             minidl::Generator& gen, const std::vector<int64_t>& shape) {
+  const minidl::NormKind& kind = minidl::norm_kind(config.norm);
+  if (!kind.torch) throw NoCounterpart("--norm " + kind.name);
+  const minidl::Shape sample = shape.size() == 1 ? minidl::Shape{shape[0]} : minidl::Shape{shape[1], shape[2], shape[0]};
+  const minidl::LayerArgs args(spec, sample, config, gen);
+  push_norm(net, kind.torch(minidl::NormArgs{args, shape[0], config.epsilon}), shape);
+}
+
+// Builds `layers` into `net`, each bn as the norm kind's torch form says, residual blocks as minidl builds them
+// (models.cpp: a projection — 1x1 convolution with the block's stride, or dense — then the block's first bn, when
+// the shape changes); `shape` is one sample's shape, [C, H, W] or [F], updated as it goes.
+void build(torch::nn::Sequential& net, const std::vector<minidl::LayerSpec>& layers, const minidl::ModelConfig& config,
+           minidl::Generator& gen, std::vector<int64_t>& shape) {
+  for (const minidl::LayerSpec& spec : layers) {
     const std::string& k = spec.kind;
-    if (k == "dense") {
+    if (k == "residual") {
+      const auto block = std::make_shared<ResidualBlock>();
+      const std::vector<int64_t> in = shape;
+      build(block->body, spec.layers, config, gen, shape);
+      if (shape != in) {
+        const auto norm = std::find_if(spec.layers.begin(), spec.layers.end(), [](const auto& l) { return l.kind == "bn"; });
+        const bool normalised = norm != spec.layers.end() && config.norm != "none";
+        if (in.size() == 3 && shape.size() == 3) {
+          const int64_t stride = (in[1] + shape[1] - 1) / shape[1];
+          block->shortcut->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(in[0], shape[0], 1).stride(stride).bias(!normalised)));
+        } else if (in.size() == 1 && shape.size() == 1) {
+          block->shortcut->push_back(torch::nn::Linear(in[0], shape[0]));
+        } else {
+          throw NoCounterpart("a block from " + std::to_string(in.size()) + " to " + std::to_string(shape.size()) + " axes");
+        }
+        if (normalised) push_bn(block->shortcut, *norm, config, gen, shape);
+      }
+      net->push_back(block);
+    } else if (k == "dense") {
       int64_t in = 1;
       for (int64_t d : shape) in *= d;
       const int64_t units = std::stoll(spec.values[0]);
@@ -103,11 +136,7 @@ void build(torch::nn::Sequential& net, const std::string& description, const std
     } else if (k == "softmax") {
       // the loss applies log_softmax to the logits, as Keras's fit does for a softmax output
     } else if (k == "bn") {
-      const minidl::NormKind& kind = minidl::norm_kind(config.norm);
-      if (!kind.torch) throw NoCounterpart("--norm " + kind.name);
-      const minidl::Shape sample = shape.size() == 1 ? minidl::Shape{shape[0]} : minidl::Shape{shape[1], shape[2], shape[0]};
-      const minidl::LayerArgs args(spec, sample, config, gen);
-      push_norm(net, kind.torch(minidl::NormArgs{args, shape[0], config.epsilon}), shape);
+      push_bn(net, spec, config, gen, shape);
     } else if (k == "layernorm") {
       push_norm(net, "layer_norm", shape);
     } else if (k == "groupnorm") {
@@ -117,6 +146,8 @@ void build(torch::nn::Sequential& net, const std::string& description, const std
       const int64_t filters = std::stoll(spec.values[0].substr(0, x));
       const auto kernel = pair_of(spec.values[0].substr(x + 1)), strides = pair_of(option(spec, "strides", "1"));
       const bool same = option(spec, "padding", "valid") == "same";
+      // "same" with a stride of 2 on an even size: Keras pads 0 before and 1 after, torch 1 on each side — the
+      // same output size and cost, the windows one pixel apart.
       const std::array<int64_t, 2> pad = {same ? kernel[0] / 2 : 0, same ? kernel[1] / 2 : 0};
       net->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(shape[0], filters, {kernel[0], kernel[1]})
                                            .stride({strides[0], strides[1]}).padding({pad[0], pad[1]})
@@ -140,6 +171,14 @@ void build(torch::nn::Sequential& net, const std::string& description, const std
       throw NoCounterpart("layer kind '" + k + "'");
     }
   }
+}
+
+void build(torch::nn::Sequential& net, const std::string& description, const std::string& norm, std::vector<int64_t> shape) {
+  minidl::ModelConfig config;
+  config.description = description;
+  config.norm = minidl::norm_kind(norm).name;
+  minidl::Generator gen(1);
+  build(net, minidl::parse_model_description(description), config, gen, shape);
 }
 }  // namespace
 

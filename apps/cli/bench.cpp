@@ -240,6 +240,20 @@ std::string libtorch_epoch(const std::string& program, const BenchConfig& c, int
   std::snprintf(buf, sizeof buf, "%.3f", epoch_steps / rate);
   return buf;
 }
+// ResNet-20 for 28x28 images as docs/models.md lays it out: a 16-filter stem, 3 stages of 3 basic blocks with
+// 16, 32 and 64 filters (the first block of the second and third halving the size, its shortcut a projection),
+// global average pooling and the classifier.
+std::string resnet20_description(int64_t classes) {
+  const auto conv = [](int filters, bool halve) {
+    return "conv:" + std::to_string(filters) + "x3" + (halve ? ":strides=2" : "") + ":padding=same,bn";
+  };
+  const auto block = [&](int filters, bool halve) {
+    return "residual(" + conv(filters, halve) + ",relu," + conv(filters, false) + "),relu";
+  };
+  std::string d = "conv:16x3:padding=same,bn,relu,3*(" + block(16, false) + ")";
+  for (int filters : {32, 64}) d += "," + block(filters, true) + ",2*(" + block(filters, false) + ")";
+  return d + ",gap,dense:" + std::to_string(classes) + ",softmax";
+}
 }  // namespace
 
 int bench_command(int argc, char** argv) {
@@ -304,6 +318,7 @@ int bench_command(int argc, char** argv) {
         configs.push_back(config(std::string("batch 32, mode ") + m, 32, m, document));
       configs.push_back(config("BN CNN, batch 32", 32, "running", cnn));
       configs.push_back(config("BN CNN, batch 128", 128, "running", cnn));
+      configs.push_back(config("ResNet-20, batch 128", 128, "running", resnet20_description(data.train.num_classes)));
     }
   }
   const std::string match = f["match"].as<std::string>();
