@@ -208,7 +208,7 @@ TEST_CASE("the same seed gives bit-identical weights with --threads 1 and 2", "[
   }
 }
 
-TEST_CASE("bench prints one row per configuration and thread count beside the GEMM peak and the speed-up", "[cli]") {
+TEST_CASE("bench prints one row per configuration and thread count beside the GEMM peaks, minidl's and OpenBLAS's, and the speed-up", "[cli]") {
   TempDir dir;
   const Run r = minidl_cli("bench --quick --steps 3 --thread-counts 1,2 " + data_flag(), dir);
   INFO(r.err);
@@ -222,8 +222,13 @@ TEST_CASE("bench prints one row per configuration and thread count beside the GE
     std::istringstream cells(row.substr(std::string("document model, batch 32").size()));
     int threads;
     double steps_per_second, seconds_per_epoch, gflops, peak;
-    cells >> threads >> steps_per_second >> seconds_per_epoch >> gflops >> peak;
+    std::string blas, ratio;
+    cells >> threads >> steps_per_second >> seconds_per_epoch >> gflops >> peak >> blas >> ratio;
     CHECK(steps_per_second > 0);
+    // OpenBLAS's product where it is installed, else nan; the ratio is of the better of the two products.
+    const double reference = blas == "nan" ? peak : std::max(peak, std::stod(blas));
+    REQUIRE(ratio.back() == '%');
+    CHECK(std::stod(ratio) == Approx(100 * gflops / reference).margin(1.0));
     // The data's 640 samples / 32, printed with 3 decimals.
     CHECK(seconds_per_epoch == Approx(20 / steps_per_second).epsilon(0.02).margin(0.0005));
     CHECK((gflops > 0 && peak > 0));  // measured numbers, printed (how fast is bench's business, not a test's)
@@ -233,7 +238,8 @@ TEST_CASE("bench prints one row per configuration and thread count beside the GE
     if (threads == 1) CHECK(speedup == "1.00x");
     else CHECK(std::stod(speedup) > 0.0);
   }
-  CHECK_THAT(r.out, Catch::Contains("GEMM peak") && Catch::Contains("peak RSS") && Catch::Contains("speed-up"));
+  CHECK_THAT(r.out, Catch::Contains("GEMM peak") && Catch::Contains("OpenBLAS") && Catch::Contains("peak RSS") &&
+                       Catch::Contains("speed-up") && Catch::Contains("reference product: "));
   const Run none = minidl_cli("bench --thread-counts '' " + data_flag(), dir);
   CHECK(none.status == 1);
   CHECK_THAT(none.err, Catch::Contains("--thread-counts") && Catch::Contains("no thread count"));

@@ -11,12 +11,15 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <omp.h>
 #include <sstream>
 
+#include "bench_gemm.h"
 #include "cli.h"
 #include "minidl/internal/text.h"
 #include "minidl/autograd.h"
@@ -35,7 +38,8 @@ struct BenchConfig {
 struct Measurement {
   double step_seconds = 0.0;  // median per step of the training loop: batch gathering and train_step
   double gflops = 0.0;        // the step's matrix products per second of train_step alone (median)
-  double peak_gflops = 0.0;  // median of the 1024^3 products timed between the step repeats
+  double peak_gflops = 0.0;  // median of minidl's 1024^3 products timed between the step repeats
+  double blas_gflops = NAN;  // the same of OpenBLAS's, when it is installed
   double peak_rss_mb = 0.0;  // of the training steps, read before any peak product ran
   double speedup = 1.0;      // the first thread count's step time over this one's, repeat by repeat (median)
   // With --phases: median seconds per step of each phase, in the order of kPhases.
@@ -87,28 +91,6 @@ std::vector<Measurement> in_child(size_t count, F f) {
   if (!got || !WIFEXITED(status) || WEXITSTATUS(status) != 0) fail("bench: a measurement failed");
   return m;
 }
-
-// The GEMM peak: 1024^3 products through the same matmul the layers use, with the threads of the moment.
-class GemmPeak {
- public:
-  GemmPeak() : a_(Tensor::uniform({1024, 1024}, -1, 1)), b_(Tensor::uniform({1024, 1024}, -1, 1)) {}
-  void warm_up() {
-    const NoGradGuard no_grad;
-    matmul(a_, b_);
-  }
-  // Times `count` products, adding each one's rate to `rates`.
-  void sample(int count, std::vector<double>& rates) {
-    const NoGradGuard no_grad;
-    for (int i = 0; i < count; ++i) {
-      const double t0 = now();
-      matmul(a_, b_);
-      rates.push_back(2.0 * 1024 * 1024 * 1024 / (now() - t0) / 1e9);
-    }
-  }
-
- private:
-  Tensor a_, b_;
-};
 
 // The steps of train_step, each phase timed apart (a clock read costs ~20 ns against a step of >= 100 us).
 class PhasedStep {
@@ -174,10 +156,11 @@ std::vector<Measurement> train_steps(const BenchConfig& c, const Dataset& data, 
   // repeat, when the step has allocated all it ever will with that many threads and before the peak's matrices
   // exist (so a later count's figure includes what the earlier ones allocated).
   const size_t counts = thread_counts.size();
-  std::vector<std::vector<double>> per_step(counts), per_train_step(counts), peak_rates(counts);
+  std::vector<std::vector<double>> per_step(counts), per_train_step(counts), peak_rates(counts), blas_rates(counts);
   std::vector<std::array<std::vector<double>, 5>> per_phase(counts);
   std::vector<Measurement> m(counts);
-  std::optional<GemmPeak> peak;
+  std::optional<MinidlGemm> peak;
+  std::unique_ptr<OpenBlasGemm> blas;
   for (int repeat = 0; repeat < 5; ++repeat) {
     for (size_t i = 0; i < counts; ++i) {
       omp_set_num_threads(thread_counts[i]);
@@ -197,10 +180,14 @@ std::vector<Measurement> train_steps(const BenchConfig& c, const Dataset& data, 
     if (repeat == 0) {
       peak.emplace();
       peak->warm_up();
+      std::string why;
+      blas = OpenBlasGemm::open(why);
+      if (blas) blas->warm_up(thread_counts[0]);
     }
     for (size_t i = 0; i < counts; ++i) {
       omp_set_num_threads(thread_counts[i]);
       peak->sample(3, peak_rates[i]);
+      if (blas) blas->sample(3, thread_counts[i], blas_rates[i]);
     }
   }
   const double flops = model.training_product_flops({c.batch, data.features()});
@@ -208,6 +195,7 @@ std::vector<Measurement> train_steps(const BenchConfig& c, const Dataset& data, 
     m[i].step_seconds = median(per_step[i]);
     m[i].gflops = flops / median(per_train_step[i]) / 1e9;
     m[i].peak_gflops = median(peak_rates[i]);
+    if (blas) m[i].blas_gflops = median(blas_rates[i]);
     std::vector<double> ratios;
     for (size_t r = 0; r < per_step[i].size(); ++r) ratios.push_back(per_step[0][r] / per_step[i][r]);
     m[i].speedup = median(ratios);
@@ -240,6 +228,7 @@ std::string libtorch_epoch(const std::string& program, const BenchConfig& c, int
   std::snprintf(buf, sizeof buf, "%.3f", epoch_steps / rate);
   return buf;
 }
+
 // ResNet-20 for 28x28 images as docs/models.md lays it out: a 16-filter stem, 3 stages of 3 basic blocks with
 // 16, 32 and 64 filters (the first block of the second and third halving the size, its shortcut a projection),
 // global average pooling and the classifier.
@@ -332,8 +321,13 @@ int bench_command(int argc, char** argv) {
   const size_t width = std::max_element(configs.begin(), configs.end(), [](const auto& a, const auto& b) {
                          return a.name.size() < b.name.size();
                        })->name.size();
-  std::printf("%-*s %7s %9s %9s %8s %10s %6s %9s %12s %9s\n", static_cast<int>(width), "configuration", "threads", "steps/s",
-              "s/epoch", "GFLOP/s", "GEMM peak", "ratio", "peak RSS", "libtorch s/ep", "speed-up");
+  {
+    std::string why;
+    const auto blas = OpenBlasGemm::open(why);
+    std::printf("reference product: %s\n\n", blas ? blas->description().c_str() : why.c_str());
+  }
+  std::printf("%-*s %7s %9s %9s %8s %10s %9s %6s %9s %12s %9s\n", static_cast<int>(width), "configuration", "threads",
+              "steps/s", "s/epoch", "GFLOP/s", "GEMM peak", "OpenBLAS", "ratio", "peak RSS", "libtorch s/ep", "speed-up");
   for (const BenchConfig& c : configs) {
     // Steps scaled so that a repeat does about as much work as 200 steps of the document's model at batch 32.
     const int64_t n = std::max<int64_t>(steps / 10 + 1, static_cast<int64_t>(static_cast<double>(steps) * 3e7 /
@@ -348,9 +342,11 @@ int bench_command(int argc, char** argv) {
       if (have_libtorch) {
         torch = libtorch_epoch(libtorch, c, threads, std::min(n, steps), epoch_steps);
       }
-      std::printf("%-*s %7d %9.0f %9.3f %8.1f %10.1f %5.0f%% %7.0f MB %12s %8.2fx\n", static_cast<int>(width),
+      // The share of the better of the two products: minidl's own peak flatters it where OpenBLAS is faster.
+      const double reference = std::isnan(m.blas_gflops) ? m.peak_gflops : std::max(m.peak_gflops, m.blas_gflops);
+      std::printf("%-*s %7d %9.0f %9.3f %8.1f %10.1f %9.1f %5.0f%% %7.0f MB %12s %8.2fx\n", static_cast<int>(width),
                   c.name.c_str(), threads, 1.0 / m.step_seconds, m.step_seconds * epoch_steps, m.gflops, m.peak_gflops,
-                  100.0 * m.gflops / m.peak_gflops, m.peak_rss_mb, torch.c_str(), m.speedup);
+                  m.blas_gflops, 100.0 * m.gflops / reference, m.peak_rss_mb, torch.c_str(), m.speedup);
       if (phased) {
         std::printf("    us per step:");
         for (size_t p = 0; p < kPhases.size(); ++p) std::printf(" %s %.1f", kPhases[p], m.phases[p] * 1e6);
@@ -361,7 +357,9 @@ int bench_command(int argc, char** argv) {
   }
   std::printf("\nsteps/s and s/epoch (%lld samples): the training loop, batch gathering included. GFLOP/s: the "
               "step's matrix products (forward and backward) per second of train_step (forward, backward, Adam); "
-              "ratio: of the GEMM peak (1024^3 products, the median of 15 timed between the step repeats in the same process and threads). "
+              "GEMM peak and OpenBLAS: 1024^3 products through minidl's matmul and OpenBLAS's sgemm (nan when it is "
+              "not installed), the median of 15 of each timed between the step repeats in the same process and threads; "
+              "ratio: GFLOP/s over the better of the two. "
               "speed-up: the first thread count's time per step over this one's, in repeats that take turns in one "
               "process (the median of 5 ratios). libtorch: the same model in PyTorch, n/a where it has no "
               "counterpart of a layer (ghost batches, renorm, frozen statistics, RMSNorm).\n",
