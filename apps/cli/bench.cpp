@@ -40,6 +40,7 @@ struct Measurement {
   double gflops = 0.0;        // the step's matrix products per second of train_step alone (median)
   double peak_gflops = 0.0;  // median of minidl's 1024^3 products timed between the step repeats
   double blas_gflops = NAN;  // the same of OpenBLAS's, when it is installed
+  char blas[160] = "";       // which OpenBLAS and kernel, or why there is none (a fixed size: sent through a pipe)
   double peak_rss_mb = 0.0;  // of the training steps, read before any peak product ran
   double speedup = 1.0;      // the first thread count's step time over this one's, repeat by repeat (median)
   // With --phases: median seconds per step of each phase, in the order of kPhases.
@@ -183,6 +184,7 @@ std::vector<Measurement> train_steps(const BenchConfig& c, const Dataset& data, 
       std::string why;
       blas = OpenBlasGemm::open(why);
       if (blas) blas->warm_up(thread_counts[0]);
+      for (Measurement& each : m) std::snprintf(each.blas, sizeof each.blas, "%s", blas ? blas->description().c_str() : why.c_str());
     }
     for (size_t i = 0; i < counts; ++i) {
       omp_set_num_threads(thread_counts[i]);
@@ -321,19 +323,16 @@ int bench_command(int argc, char** argv) {
   const size_t width = std::max_element(configs.begin(), configs.end(), [](const auto& a, const auto& b) {
                          return a.name.size() < b.name.size();
                        })->name.size();
-  {
-    std::string why;
-    const auto blas = OpenBlasGemm::open(why);
-    std::printf("reference product: %s\n\n", blas ? blas->description().c_str() : why.c_str());
-  }
   std::printf("%-*s %7s %9s %9s %8s %10s %9s %6s %9s %12s %9s\n", static_cast<int>(width), "configuration", "threads",
               "steps/s", "s/epoch", "GFLOP/s", "GEMM peak", "OpenBLAS", "ratio", "peak RSS", "libtorch s/ep", "speed-up");
+  std::string reference;  // the OpenBLAS the children found (only they open it)
   for (const BenchConfig& c : configs) {
     // Steps scaled so that a repeat does about as much work as 200 steps of the document's model at batch 32.
     const int64_t n = std::max<int64_t>(steps / 10 + 1, static_cast<int64_t>(static_cast<double>(steps) * 3e7 /
                       std::max(1.0, build_model(c.model)->training_product_flops({c.batch, data.train.features()}))));
     const std::vector<Measurement> ms = in_child(
         thread_counts.size(), [&] { return train_steps(c, data.train, std::min(n, steps), phased, thread_counts); });
+    reference = ms.front().blas;
     const double epoch_steps = std::ceil(static_cast<double>(data.train.size()) / static_cast<double>(c.batch));
     for (size_t i = 0; i < thread_counts.size(); ++i) {
       const int threads = thread_counts[i];
@@ -343,10 +342,10 @@ int bench_command(int argc, char** argv) {
         torch = libtorch_epoch(libtorch, c, threads, std::min(n, steps), epoch_steps);
       }
       // The share of the better of the two products: minidl's own peak flatters it where OpenBLAS is faster.
-      const double reference = std::isnan(m.blas_gflops) ? m.peak_gflops : std::max(m.peak_gflops, m.blas_gflops);
+      const double better_peak = std::isnan(m.blas_gflops) ? m.peak_gflops : std::max(m.peak_gflops, m.blas_gflops);
       std::printf("%-*s %7d %9.0f %9.3f %8.1f %10.1f %9.1f %5.0f%% %7.0f MB %12s %8.2fx\n", static_cast<int>(width),
                   c.name.c_str(), threads, 1.0 / m.step_seconds, m.step_seconds * epoch_steps, m.gflops, m.peak_gflops,
-                  m.blas_gflops, 100.0 * m.gflops / reference, m.peak_rss_mb, torch.c_str(), m.speedup);
+                  m.blas_gflops, 100.0 * m.gflops / better_peak, m.peak_rss_mb, torch.c_str(), m.speedup);
       if (phased) {
         std::printf("    us per step:");
         for (size_t p = 0; p < kPhases.size(); ++p) std::printf(" %s %.1f", kPhases[p], m.phases[p] * 1e6);
@@ -355,6 +354,7 @@ int bench_command(int argc, char** argv) {
       std::fflush(stdout);
     }
   }
+  std::printf("\nreference product: %s\n", reference.c_str());
   std::printf("\nsteps/s and s/epoch (%lld samples): the training loop, batch gathering included. GFLOP/s: the "
               "step's matrix products (forward and backward) per second of train_step (forward, backward, Adam); "
               "GEMM peak and OpenBLAS: 1024^3 products through minidl's matmul and OpenBLAS's sgemm (nan when it is "
