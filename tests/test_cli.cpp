@@ -239,11 +239,19 @@ TEST_CASE("bench prints one row per configuration and thread count beside the GE
     else CHECK(std::stod(speedup) > 0.0);
   }
   CHECK_THAT(r.out, Catch::Contains("GEMM peak") && Catch::Contains("OpenBLAS") && Catch::Contains("peak RSS") &&
-                       Catch::Contains("speed-up") && Catch::Contains("reference product: "));
+                       Catch::Contains("speed-up") && Catch::Contains("Reference product: ") &&
+                       Catch::Contains("minidl's product kernel: "));
   const Run none = minidl_cli("bench --thread-counts '' " + data_flag(), dir);
   CHECK(none.status == 1);
   CHECK_THAT(none.err, Catch::Contains("--thread-counts") && Catch::Contains("no thread count"));
   CHECK(minidl_cli("bench --match nothing-like-this " + data_flag(), dir).status == 1);
+  // --kernel forces minidl's micro-kernel (every CPU runs the portable one) and names it below the table.
+  const Run portable = minidl_cli("bench --quick --steps 2 --thread-counts 1 --kernel portable " + data_flag(), dir);
+  CHECK(portable.status == 0);
+  CHECK_THAT(portable.out, Catch::Contains("minidl's product kernel: portable 4x8"));
+  const Run unknown = minidl_cli("bench --quick --kernel sse9 " + data_flag(), dir);
+  CHECK(unknown.status == 1);
+  CHECK_THAT(unknown.err, Catch::Contains("--kernel: 'sse9' is not a kernel; use avx512, avx2 or portable"));
 }
 
 TEST_CASE("train --model: any stack of layers — its checkpoint evaluates and resumes with no other flag", "[cli]") {

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -21,6 +22,7 @@
 
 #include "bench_gemm.h"
 #include "cli.h"
+#include "minidl/internal/kernels.h"
 #include "minidl/internal/text.h"
 #include "minidl/autograd.h"
 #include "minidl/denormal.h"
@@ -245,6 +247,18 @@ std::string resnet20_description(int64_t classes) {
   for (int filters : {32, 64}) d += "," + block(filters, true) + ",2*(" + block(filters, false) + ")";
   return d + ",gap,dense:" + std::to_string(classes) + ",softmax";
 }
+
+// --kernel: minidl's micro-kernel for every product of the run (the forked children inherit it), and OpenBLAS
+// told to pick its kernel of the same width (the children and the libtorch program inherit the environment), so
+// that an AVX-512 machine measures what an AVX2 one gets.
+void force_kernel(const std::string& kernel) {
+  if (kernel != "avx512" && kernel != "avx2" && kernel != "portable")
+    fail("--kernel: '", kernel, "' is not a kernel; use avx512, avx2 or portable");
+  if (!internal::use_gemm_kernel(kernel))
+    fail("--kernel ", kernel, ": this CPU cannot run it (its best is ", internal::gemm_kernel_name(), ")");
+  if (kernel == "avx512") setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+  if (kernel == "avx2") setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+}
 }  // namespace
 
 int bench_command(int argc, char** argv) {
@@ -256,6 +270,8 @@ int bench_command(int argc, char** argv) {
       "model", "measure this model (at batch 32 and 256) instead of the document's configurations",
       cxxopts::value<std::string>())("norm", "what each bn becomes, with --model", cxxopts::value<std::string>()->default_value("running"))(
       "match", "only configurations whose name contains this text", cxxopts::value<std::string>()->default_value(""))(
+      "kernel", "force minidl's product kernel (avx512, avx2, portable) and OpenBLAS's to match (OPENBLAS_CORETYPE)",
+      cxxopts::value<std::string>())(
       "data", "a directory of MNIST-format files", cxxopts::value<std::string>()->default_value(default_data_dir()))(
       "ranks", "instead: time epochs of one process against N under mpirun, in turns", cxxopts::value<int>())(
       "batch-sizes", "with --ranks: global batch sizes", cxxopts::value<std::string>()->default_value("256,1024"))(
@@ -276,6 +292,7 @@ int bench_command(int argc, char** argv) {
   if (thread_counts.empty()) fail("--thread-counts: no thread count given (example: --thread-counts 1,2)");
   const int64_t steps = f["steps"].as<int64_t>();
   if (steps < 1) fail("--steps must be >= 1, got ", steps);
+  if (f.count("kernel")) force_kernel(f["kernel"].as<std::string>());
 
   DataSpec spec;
   spec.train = f["data"].as<std::string>();
@@ -354,7 +371,9 @@ int bench_command(int argc, char** argv) {
       std::fflush(stdout);
     }
   }
-  std::printf("\nreference product: %s\n", reference.c_str());
+  const char* coretype = std::getenv("OPENBLAS_CORETYPE");
+  std::printf("\nminidl's product kernel: %s. Reference product: %s%s%s.\n", internal::gemm_kernel_name(),
+              reference.c_str(), coretype ? ", OPENBLAS_CORETYPE=" : "", coretype ? coretype : "");
   std::printf("\nsteps/s and s/epoch (%lld samples): the training loop, batch gathering included. GFLOP/s: the "
               "step's matrix products (forward and backward) per second of train_step (forward, backward, Adam); "
               "GEMM peak and OpenBLAS: 1024^3 products through minidl's matmul and OpenBLAS's sgemm (nan when it is "
